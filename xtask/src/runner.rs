@@ -1,0 +1,240 @@
+//! The one way this crate runs external programs: logs the command line at
+//! `-v`, and turns a missing binary or a failure into an error that names the
+//! tool and carries its stderr.
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns command logging on or off for the whole process (`-v`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{tool} not found: install it with `cargo xtask tools install` or put it on PATH")]
+    NotFound { tool: String },
+    #[error("{tool} failed ({status}): {stderr}")]
+    Failed {
+        tool: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("could not run {tool}: {source}")]
+    Io { tool: String, source: io::Error },
+}
+
+/// A command line to run: `Cmd::new("kustomize").arg("build").arg(dir).read()`.
+#[derive(Clone, Debug)]
+pub struct Cmd {
+    // An OsString, not a PathBuf: duct resolves a bare PathBuf name against the
+    // working directory instead of PATH.
+    program: OsString,
+    args: Vec<OsString>,
+    dir: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Cmd {
+    pub fn new(program: impl AsRef<OsStr>) -> Self {
+        Self {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            dir: None,
+            env: Vec::new(),
+            stdin: None,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    pub fn dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.dir = Some(dir.as_ref().to_path_buf());
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    pub fn stdin_bytes(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// The short tool name used in messages: the file name of the program.
+    pub fn tool(&self) -> String {
+        let program = Path::new(&self.program);
+        program
+            .file_name()
+            .unwrap_or(program.as_os_str())
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The command line as a user could paste it.
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(|a| {
+                let s = a.to_string_lossy();
+                if s.is_empty() || s.contains([' ', '"', '\'', '$']) {
+                    format!("'{}'", s.replace('\'', r"'\''"))
+                } else {
+                    s.into_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let mut expr = duct::cmd(&self.program, &self.args);
+        if let Some(dir) = &self.dir {
+            expr = expr.dir(dir);
+        }
+        for (k, v) in &self.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(bytes) = &self.stdin {
+            expr = expr.stdin_bytes(bytes.clone());
+        }
+        expr
+    }
+
+    fn log(&self) {
+        if verbose() {
+            match &self.dir {
+                Some(dir) => eprintln!("$ {}  (in {})", self.display(), dir.display()),
+                None => eprintln!("$ {}", self.display()),
+            }
+        }
+    }
+
+    /// Runs to completion, capturing stdout and stderr, whatever the exit status.
+    pub fn output(&self) -> Result<Output, RunError> {
+        self.log();
+        self.expression()
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .run()
+            .map_err(|source| self.spawn_error(source))
+    }
+
+    /// Runs and returns stdout as bytes; a non-zero exit is an error with stderr.
+    pub fn read_bytes(&self) -> Result<Vec<u8>, RunError> {
+        let out = self.output()?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(self.failed(&out))
+        }
+    }
+
+    /// Runs and returns stdout as text (lossy UTF-8).
+    pub fn read(&self) -> Result<String, RunError> {
+        self.read_bytes()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Runs with stdout and stderr passed through to the terminal.
+    pub fn run(&self) -> Result<(), RunError> {
+        self.log();
+        let out = self
+            .expression()
+            .unchecked()
+            .run()
+            .map_err(|source| self.spawn_error(source))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(RunError::Failed {
+                tool: self.tool(),
+                status: out.status.to_string(),
+                stderr: "see its output above".into(),
+            })
+        }
+    }
+
+    fn spawn_error(&self, source: io::Error) -> RunError {
+        if source.kind() == io::ErrorKind::NotFound {
+            RunError::NotFound { tool: self.tool() }
+        } else {
+            RunError::Io {
+                tool: self.tool(),
+                source,
+            }
+        }
+    }
+
+    fn failed(&self, out: &Output) -> RunError {
+        RunError::Failed {
+            tool: self.tool(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_names_the_tool_and_the_fix() {
+        let err = Cmd::new("no-such-tool-xyz").read().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no-such-tool-xyz not found: install it with `cargo xtask tools install` or put it on PATH"
+        );
+    }
+
+    #[test]
+    fn failure_carries_stderr() {
+        let err = Cmd::new("sh")
+            .args(["-c", "echo boom >&2; exit 3"])
+            .read()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("sh failed (exit status: 3)"), "{msg}");
+        assert!(msg.ends_with("boom"), "{msg}");
+    }
+
+    #[test]
+    fn stdin_and_stdout_round_trip() {
+        let out = Cmd::new("cat").stdin_bytes("hello").read().unwrap();
+        assert_eq!(out, "hello");
+    }
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let cmd = Cmd::new("echo").args(["a b", "c"]);
+        assert_eq!(cmd.display(), "echo 'a b' c");
+    }
+}
