@@ -1,0 +1,554 @@
+//! Pushing to and reading from an OCI registry with oci-client, and reading
+//! artifacts back for `package --inspect`.
+//!
+//! Push order: HEAD every tag (all already at our digest: "up to date",
+//! nothing pushed); HEAD each blob and upload only the missing ones (layer and
+//! config concurrently, each as POST + one streamed PUT); only then PUT the
+//! manifest under each tag. A push killed at any point leaves no tag
+//! pointing at a missing blob, and a re-run completes it.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde_json::Value;
+
+use super::auth::Auth;
+use super::{
+    Artifact, ArtifactError, CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
+    sha256_digest, validate_tag,
+};
+
+/// `oci://host[:port]/repository[:tag]`, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryRef {
+    pub host: String,
+    pub repository: String,
+    pub tag: Option<String>,
+}
+
+impl RegistryRef {
+    /// Parses `oci://HOST/REPO[:TAG]`. Any other scheme, or none, is an error
+    /// that says what to write instead.
+    pub fn parse(given: &str) -> Result<Self, ArtifactError> {
+        let bad = |hint: &str| ArtifactError::Reference {
+            given: given.to_string(),
+            hint: hint.to_string(),
+        };
+        let rest = match given.split_once("://") {
+            Some(("oci", rest)) => rest,
+            Some(("http" | "https", _)) => {
+                return Err(bad(
+                    "; use the oci:// scheme: plain http is chosen automatically for localhost and 127.0.0.1, or with --insecure",
+                ));
+            }
+            Some((other, _)) => {
+                return Err(bad(&format!(
+                    "; the scheme {other}:// is not supported, use oci://"
+                )));
+            }
+            None => return Err(bad("; add the oci:// prefix")),
+        };
+        let (host, path) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("; a repository path after the host is required"))?;
+        if host.is_empty() || path.is_empty() {
+            return Err(bad(""));
+        }
+        if path.contains('@') {
+            return Err(bad("; a digest cannot be pushed to, give tags with --tag"));
+        }
+        let (repository, tag) = match path.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => (repo, Some(tag.to_string())),
+            _ => (path, None),
+        };
+        let valid_repo = repository.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+        });
+        if !valid_repo {
+            return Err(bad(
+                "; repository names are lowercase [a-z0-9._-] segments separated by /",
+            ));
+        }
+        if let Some(t) = &tag {
+            validate_tag(t)?;
+        }
+        Ok(Self {
+            host: host.to_string(),
+            repository: repository.to_string(),
+            tag,
+        })
+    }
+
+    /// True for localhost, 127.0.0.1 and [::1] (any port): plain http.
+    pub fn is_local(&self) -> bool {
+        let name = if self.host.starts_with('[') {
+            self.host
+                .split(']')
+                .next()
+                .map(|h| format!("{h}]"))
+                .unwrap_or_default()
+        } else {
+            self.host.split(':').next().unwrap_or("").to_string()
+        };
+        matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+    }
+
+    /// `oci://host/repo@sha256:...`, the form an OCIRepository can pin.
+    pub fn with_digest(&self, digest: &str) -> String {
+        format!("oci://{}/{}@{digest}", self.host, self.repository)
+    }
+
+    fn reference(&self, tag: &str) -> Reference {
+        Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string())
+    }
+}
+
+/// What a publish did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PublishOutcome {
+    /// `oci://host/repo@sha256:...`
+    pub reference: String,
+    /// The manifest digest.
+    pub digest: String,
+    pub tags: Vec<String>,
+    /// Digests of the blobs uploaded (empty when all were present).
+    pub pushed_blobs: Vec<String>,
+    /// Tags whose manifest was written.
+    pub pushed_tags: Vec<String>,
+    /// True when every tag already pointed at this digest: nothing was sent.
+    pub up_to_date: bool,
+}
+
+fn ensure_crypto_provider() {
+    // Err means a provider is already installed: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn client(r: &RegistryRef, insecure: bool) -> Client {
+    ensure_crypto_provider();
+    let protocol = if insecure || r.is_local() {
+        ClientProtocol::HttpsExcept(vec![r.host.clone()])
+    } else {
+        ClientProtocol::Https
+    };
+    Client::new(ClientConfig {
+        protocol,
+        // POST then one PUT per blob (no PATCH round trip); the body is
+        // still streamed, so progress and interruption behave the same.
+        use_monolithic_push: true,
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(120)),
+        ..Default::default()
+    })
+}
+
+fn registry_auth(auth: &Auth) -> RegistryAuth {
+    match auth {
+        Auth::Anonymous => RegistryAuth::Anonymous,
+        Auth::Basic { username, password } => {
+            RegistryAuth::Basic(username.clone(), password.clone())
+        }
+    }
+}
+
+fn is_not_found(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::NotFound
+                    | OciErrorCode::BlobUnknown
+            )
+        }),
+        OciDistributionError::ServerError { code: 404, .. } => true,
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        _ => false,
+    }
+}
+
+/// Turns an oci-client error into one that says what went wrong in words:
+/// unreachable, credentials refused, or anything else.
+fn classify(host: &str, e: OciDistributionError) -> ArtifactError {
+    let host = host.to_string();
+    let detail = chain(&e);
+    match &e {
+        OciDistributionError::RequestError(re) if re.is_connect() || re.is_timeout() => {
+            ArtifactError::RegistryDown { host, detail }
+        }
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_)
+        | OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        } => ArtifactError::AuthRefused { host, detail },
+        OciDistributionError::RegistryError { envelope, .. }
+            if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)) =>
+        {
+            ArtifactError::AuthRefused { host, detail }
+        }
+        _ => ArtifactError::Registry { host, detail },
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let msg = inner.to_string();
+        if !s.contains(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// The digest a tag points at, `None` when the tag does not exist.
+async fn tag_digest(
+    c: &Client,
+    r: &RegistryRef,
+    tag: &str,
+    auth: &RegistryAuth,
+) -> Result<Option<String>, ArtifactError> {
+    match c.fetch_manifest_digest(&r.reference(tag), auth).await {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(classify(&r.host, e)),
+    }
+}
+
+/// Pushes `a` to `reference` (`oci://host/repo`) under every tag in `tags`.
+/// `progress` draws indicatif bars for uploads (only when stderr is a
+/// terminal). See the module docs for the order of operations.
+pub async fn publish(
+    a: &Artifact,
+    reference: &str,
+    tags: &[String],
+    auth: &Auth,
+    insecure: bool,
+    progress: bool,
+) -> Result<PublishOutcome, ArtifactError> {
+    let r = RegistryRef::parse(reference)?;
+    let mut tags: Vec<String> = tags.to_vec();
+    if let Some(t) = &r.tag
+        && !tags.contains(t)
+    {
+        tags.insert(0, t.clone());
+    }
+    if tags.is_empty() {
+        return Err(ArtifactError::Tag(String::new()));
+    }
+    for t in &tags {
+        validate_tag(t)?;
+    }
+    let c = client(&r, insecure);
+    let ra = registry_auth(auth);
+    c.store_auth_if_needed(&r.host, &ra).await;
+
+    // 1. Which tags already point at this digest?
+    let current =
+        futures_util::future::try_join_all(tags.iter().map(|t| tag_digest(&c, &r, t, &ra))).await?;
+    let stale: Vec<String> = tags
+        .iter()
+        .zip(current)
+        .filter(|(_, d)| d.as_deref() != Some(a.manifest_digest.as_str()))
+        .map(|(t, _)| t.clone())
+        .collect();
+    let mut outcome = PublishOutcome {
+        reference: r.with_digest(&a.manifest_digest),
+        digest: a.manifest_digest.clone(),
+        tags: tags.clone(),
+        pushed_blobs: Vec::new(),
+        pushed_tags: Vec::new(),
+        up_to_date: stale.is_empty(),
+    };
+    if stale.is_empty() {
+        return Ok(outcome);
+    }
+
+    // 2. Blobs, skipping those present.
+    let bars = (progress && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
+    let base = r.reference(&stale[0]);
+    let blobs = [
+        (&a.layer_digest, &a.layer, "layer"),
+        (&a.config_digest, &a.config, "config"),
+    ];
+    let pushed = futures_util::future::try_join_all(blobs.iter().map(|(digest, bytes, label)| {
+        let (c, base, host, bars) = (&c, &base, &r.host, &bars);
+        async move {
+            let present = c
+                .blob_exists(base, digest)
+                .await
+                .map_err(|e| classify(host, e))?;
+            if present {
+                return Ok::<_, ArtifactError>(None);
+            }
+            push_blob(c, base, digest, bytes, label, bars.as_ref())
+                .await
+                .map_err(|e| classify(host, e))?;
+            Ok(Some((*digest).clone()))
+        }
+    }))
+    .await?;
+    outcome.pushed_blobs = pushed.into_iter().flatten().collect();
+
+    // 3. Tags last: a manifest PUT per tag, only now that every blob is in.
+    for t in &stale {
+        c.push_manifest_raw(
+            &r.reference(t),
+            a.manifest.clone(),
+            MANIFEST_MEDIA_TYPE.parse().expect("a valid header value"),
+        )
+        .await
+        .map_err(|e| classify(&r.host, e))?;
+        outcome.pushed_tags.push(t.clone());
+    }
+    Ok(outcome)
+}
+
+const UPLOAD_CHUNK: usize = 1024 * 1024;
+
+async fn push_blob(
+    c: &Client,
+    image: &Reference,
+    digest: &str,
+    bytes: &[u8],
+    label: &str,
+    bars: Option<&indicatif::MultiProgress>,
+) -> Result<(), OciDistributionError> {
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    let pb = if let Some(bars) = bars {
+        let pb = bars.add(indicatif::ProgressBar::new(data.len() as u64));
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>7} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        pb.set_prefix(label.to_string());
+        Some(pb)
+    } else {
+        None
+    };
+    let chunks: Vec<bytes::Bytes> = (0..data.len())
+        .step_by(UPLOAD_CHUNK)
+        .map(|i| data.slice(i..(i + UPLOAD_CHUNK).min(data.len())))
+        .collect();
+    let tick = pb.clone();
+    let stream = futures_util::stream::iter(chunks.into_iter().map(move |chunk| {
+        if let Some(pb) = &tick {
+            pb.inc(chunk.len() as u64);
+        }
+        Ok(chunk)
+    }));
+    let res = c
+        .push_blob_stream(image, stream, digest, Some(data.len() as u64))
+        .await;
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    res.map(|_| ())
+}
+
+/// What `package --inspect` shows about an artifact.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Inspection {
+    pub digest: String,
+    pub manifest: Value,
+    pub annotations: Vec<(String, String)>,
+    pub config_media_type: String,
+    pub layer_media_type: String,
+    pub layer_digest: String,
+    /// Tar entry names in archive order.
+    pub files: Vec<String>,
+}
+
+fn inspection(
+    what: &str,
+    manifest_bytes: &[u8],
+    digest: String,
+    fetch: &mut dyn FnMut(&str) -> Result<Vec<u8>, ArtifactError>,
+) -> Result<Inspection, ArtifactError> {
+    let not = |detail: String| ArtifactError::NotAnArtifact {
+        what: what.to_string(),
+        detail,
+    };
+    let manifest: Value =
+        serde_json::from_slice(manifest_bytes).map_err(|e| not(format!("manifest: {e}")))?;
+    let str_at = |p: &str| {
+        manifest
+            .pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let config_media_type = str_at("/config/mediaType");
+    let layers = manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    // As source-controller: the first Flux content layer, else the first.
+    let layer = layers
+        .iter()
+        .find(|l| l.get("mediaType").and_then(Value::as_str) == Some(CONTENT_MEDIA_TYPE))
+        .or(layers.first())
+        .ok_or_else(|| not("no layers".into()))?;
+    let layer_media_type = layer
+        .get("mediaType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let layer_digest = layer
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| not("layer without digest".into()))?
+        .to_string();
+    let blob = fetch(&layer_digest)?;
+    if sha256_digest(&blob) != layer_digest {
+        return Err(not(format!(
+            "layer {layer_digest} does not match its digest"
+        )));
+    }
+    let files = list_tar_gz(&blob).map_err(|e| not(format!("layer is not a tar.gz: {e}")))?;
+    let annotations = manifest
+        .get("annotations")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if config_media_type != CONFIG_MEDIA_TYPE && layer_media_type != CONTENT_MEDIA_TYPE {
+        return Err(not(format!(
+            "neither the config ({config_media_type}) nor a layer has a Flux media type"
+        )));
+    }
+    Ok(Inspection {
+        digest,
+        manifest,
+        annotations,
+        config_media_type,
+        layer_media_type,
+        layer_digest,
+        files,
+    })
+}
+
+/// Entry names of a tar.gz, in order.
+pub fn list_tar_gz(gz: &[u8]) -> std::io::Result<Vec<String>> {
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut names = Vec::new();
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        names.push(String::from_utf8_lossy(&entry.path_bytes()).into_owned());
+        std::io::copy(&mut entry.by_ref().take(u64::MAX), &mut std::io::sink())?;
+    }
+    Ok(names)
+}
+
+/// Inspects an artifact in an OCI layout folder (`tag` `None`: the only one).
+pub fn inspect_layout(dir: &Path, tag: Option<&str>) -> Result<Inspection, ArtifactError> {
+    let (manifest, digest) = super::layout::read_oci_layout(dir, tag)?;
+    let what = format!(
+        "oci:{}{}",
+        dir.display(),
+        tag.map(|t| format!(":{t}")).unwrap_or_default()
+    );
+    inspection(&what, &manifest, digest, &mut |d| {
+        super::layout::read_blob(dir, d)
+    })
+}
+
+/// Inspects an artifact in a registry: `oci://host/repo[:tag]` (default tag
+/// `latest`).
+pub async fn inspect_registry(
+    reference: &str,
+    auth: &Auth,
+    insecure: bool,
+) -> Result<Inspection, ArtifactError> {
+    let r = RegistryRef::parse(reference)?;
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    let c = client(&r, insecure);
+    let ra = registry_auth(auth);
+    let image = r.reference(&tag);
+    let (manifest, digest) = c
+        .pull_manifest_raw(&image, &ra, &[MANIFEST_MEDIA_TYPE])
+        .await
+        .map_err(|e| classify(&r.host, e))?;
+    let manifest_json: Value =
+        serde_json::from_slice(&manifest).map_err(|e| ArtifactError::NotAnArtifact {
+            what: reference.to_string(),
+            detail: format!("manifest: {e}"),
+        })?;
+    let layer_desc = manifest_json
+        .get("layers")
+        .and_then(Value::as_array)
+        .and_then(|ls| {
+            ls.iter()
+                .find(|l| l.get("mediaType").and_then(Value::as_str) == Some(CONTENT_MEDIA_TYPE))
+                .or(ls.first())
+        })
+        .cloned();
+    let mut layer_bytes = Vec::new();
+    if let Some(desc) = &layer_desc {
+        let d: oci_client::manifest::OciDescriptor =
+            serde_json::from_value(desc.clone()).map_err(|e| ArtifactError::NotAnArtifact {
+                what: reference.to_string(),
+                detail: format!("layer descriptor: {e}"),
+            })?;
+        c.pull_blob(&image, &d, &mut layer_bytes)
+            .await
+            .map_err(|e| classify(&r.host, e))?;
+    }
+    let what = format!("oci://{}/{}:{tag}", r.host, r.repository);
+    inspection(&what, &manifest, digest, &mut |_| Ok(layer_bytes.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_need_the_oci_scheme() {
+        let r = RegistryRef::parse("oci://127.0.0.1:5000/a/b").unwrap();
+        assert_eq!(r.host, "127.0.0.1:5000");
+        assert_eq!(r.repository, "a/b");
+        assert_eq!(r.tag, None);
+        assert!(r.is_local());
+        let r = RegistryRef::parse("oci://ghcr.io/o/r/manifests:v1").unwrap();
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        assert!(!r.is_local());
+        assert!(RegistryRef::parse("oci://[::1]:5000/x").unwrap().is_local());
+        assert!(RegistryRef::parse("oci://localhost/x").unwrap().is_local());
+        for bad in [
+            "https://ghcr.io/o/r",
+            "ghcr.io/o/r",
+            "oci://ghcr.io",
+            "oci://ghcr.io/O/R",
+            "docker://h/r",
+        ] {
+            let e = RegistryRef::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("oci://"), "{bad}: {e}");
+        }
+        let e = RegistryRef::parse("https://ghcr.io/o/r")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("use the oci:// scheme"), "{e}");
+    }
+}

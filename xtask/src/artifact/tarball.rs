@@ -1,0 +1,81 @@
+//! The deterministic tar.gz, following Flux's builder rules (fluxcd/pkg
+//! `oci/build.go`): relative names in walk order, directories included,
+//! symlinks skipped, uid/gid 0, empty user and group names, zero times.
+//! Unlike Flux, modes are normalised (0644, or 0755 for directories and
+//! executables) so that the umask of the checkout does not change the digest;
+//! the gzip header is fixed (mtime 0, no name, OS byte 255).
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::{Compression, GzBuilder};
+use sha2::{Digest, Sha256};
+
+use super::ArtifactError;
+use super::tree::{Kind, TreeEntry};
+
+/// The built layer.
+pub struct Built {
+    /// The compressed layer bytes.
+    pub gz: Vec<u8>,
+    /// `sha256:` of the uncompressed tar (the OCI diff id).
+    pub diff_id: String,
+    /// Entry names in archive order.
+    pub entries: Vec<String>,
+}
+
+/// Mode bits written for an entry.
+pub fn normalized_mode(kind: Kind) -> u32 {
+    match kind {
+        Kind::Dir | Kind::File { executable: true } => 0o755,
+        Kind::File { executable: false } => 0o644,
+    }
+}
+
+/// Builds the tar.gz of `entries` (from [`super::tree::collect`]).
+pub fn build(root: &Path, entries: &[TreeEntry]) -> Result<Built, ArtifactError> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut names = Vec::with_capacity(entries.len());
+    for e in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_mode(normalized_mode(e.kind));
+        h.set_username("").map_err(ArtifactError::io(root))?;
+        h.set_groupname("").map_err(ArtifactError::io(root))?;
+        let tar_err = ArtifactError::io(&e.path);
+        match e.kind {
+            Kind::Dir => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                builder
+                    .append_data(&mut h, &e.name, std::io::empty())
+                    .map_err(tar_err)?;
+            }
+            Kind::File { .. } => {
+                let data = std::fs::read(&e.path).map_err(ArtifactError::io(&e.path))?;
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(data.len() as u64);
+                builder
+                    .append_data(&mut h, &e.name, data.as_slice())
+                    .map_err(tar_err)?;
+            }
+        }
+        names.push(e.name.clone());
+    }
+    let tar = builder.into_inner().map_err(ArtifactError::io(root))?;
+    let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&tar)));
+
+    let mut gz = GzBuilder::new().mtime(0).operating_system(255).write(
+        Vec::with_capacity(tar.len() / 4 + 64),
+        Compression::default(),
+    );
+    gz.write_all(&tar).map_err(ArtifactError::io(root))?;
+    let gz = gz.finish().map_err(ArtifactError::io(root))?;
+    Ok(Built {
+        gz,
+        diff_id,
+        entries: names,
+    })
+}

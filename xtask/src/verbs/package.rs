@@ -1,0 +1,222 @@
+//! `cargo xtask package`: the manifest tree as a reproducible Flux OCI
+//! artifact in an OCI image layout folder, or `--inspect` of an artifact.
+//!
+//! What goes in: see `xtask::artifact` (built-in excludes, `.gitignore`,
+//! `.sourceignore`). `--list` prints the tarball's entries.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::artifact::{self, Artifact, PackageOptions};
+use anyhow::Context;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// What to package and how to stamp it; shared with `publish`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct PackageArgs {
+    /// The tree to package [default: the repository root].
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// `org.opencontainers.image.created` (RFC 3339) [default: the commit time].
+    #[arg(long, value_name = "RFC3339")]
+    pub created: Option<String>,
+    /// `org.opencontainers.image.source` [default: the `origin` remote URL].
+    #[arg(long, value_name = "URL")]
+    pub source: Option<String>,
+    /// `org.opencontainers.image.revision` [default: `<branch>@sha1:<commit>`].
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+}
+
+impl PackageArgs {
+    /// Packages the tree; also returns the default tags (short sha, latest).
+    pub fn package(&self) -> anyhow::Result<(Artifact, Vec<String>)> {
+        let root = match &self.path {
+            Some(p) => p.clone(),
+            None => crate::project_root(),
+        };
+        let git = artifact::git_defaults(&root);
+        for f in &git.fallbacks {
+            let given = (f.starts_with("source:") && self.source.is_some())
+                || (f.starts_with("revision:") && self.revision.is_some())
+                || (f.starts_with("created:") && self.created.is_some());
+            if !given {
+                eprintln!("warning: {f}");
+            }
+        }
+        let opts = PackageOptions {
+            root: root.clone(),
+            source: self.source.clone().unwrap_or(git.source),
+            revision: self.revision.clone().unwrap_or(git.revision),
+            created: self.created.clone().unwrap_or(git.created),
+        };
+        let a =
+            artifact::package(&opts).with_context(|| format!("packaging {}", root.display()))?;
+        let mut tags: Vec<String> = git.short_sha.into_iter().collect();
+        tags.push("latest".into());
+        Ok((a, tags))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pkg: PackageArgs,
+    /// The OCI image layout folder to write (relative to the repository root).
+    #[arg(long, default_value = "target/oci", value_name = "DIR")]
+    out: PathBuf,
+    /// Tag(s) to name the artifact in the layout; repeatable [default: short sha and latest].
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Print the tarball's entries instead of writing the layout.
+    #[arg(long)]
+    list: bool,
+    /// Read an artifact and print its manifest, annotations and files:
+    /// oci://HOST/REPO[:TAG] (a registry), oci:DIR[:TAG] or DIR (a layout).
+    #[arg(long, value_name = "REF")]
+    inspect: Option<String>,
+    /// Registry credentials for --inspect (else docker config / env).
+    #[arg(long, value_name = "USER:TOKEN")]
+    creds: Option<String>,
+    /// Allow plain http for --inspect of a non-local registry.
+    #[arg(long)]
+    insecure: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(reference) = &self.inspect {
+            return inspect(reference, self.creds.as_deref(), self.insecure, self.output);
+        }
+        let (a, default_tags) = self.pkg.package()?;
+        let tags = if self.tags.is_empty() {
+            default_tags
+        } else {
+            self.tags.clone()
+        };
+        for t in &tags {
+            artifact::validate_tag(t)?;
+        }
+        if self.list {
+            match self.output {
+                Output::Text => {
+                    for e in &a.entries {
+                        println!("{e}");
+                    }
+                }
+                Output::Json => println!("{}", serde_json::to_string_pretty(&a.entries)?),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let out = if self.out.is_absolute() {
+            self.out.clone()
+        } else {
+            crate::project_root().join(&self.out)
+        };
+        for t in &tags {
+            artifact::write_oci_layout(&a, &out, t)
+                .with_context(|| format!("writing the OCI layout {}", out.display()))?;
+        }
+        match self.output {
+            Output::Text => {
+                println!(
+                    "wrote {} ({} entries; tags {})",
+                    out.display(),
+                    a.entries.len(),
+                    tags.join(", ")
+                );
+                println!("manifest {}", a.manifest_digest);
+                println!("layer    {} ({} bytes)", a.layer_digest, a.layer.len());
+            }
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "out": out,
+                    "tags": tags,
+                    "manifest_digest": a.manifest_digest,
+                    "layer_digest": a.layer_digest,
+                    "layer_size": a.layer.len(),
+                    "entries": a.entries.len(),
+                }))?
+            ),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Splits `oci:DIR[:TAG]` / `DIR[:TAG]` into the folder and the tag.
+fn layout_ref(reference: &str) -> (PathBuf, Option<String>) {
+    let s = reference.strip_prefix("oci:").unwrap_or(reference);
+    if Path::new(s).is_dir() {
+        return (PathBuf::from(s), None);
+    }
+    match s.rsplit_once(':') {
+        Some((dir, tag)) if !tag.contains('/') && !tag.is_empty() => {
+            (PathBuf::from(dir), Some(tag.to_string()))
+        }
+        _ => (PathBuf::from(s), None),
+    }
+}
+
+fn inspect(
+    reference: &str,
+    creds: Option<&str>,
+    insecure: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let insp = if reference.contains("://") {
+        let r = artifact::RegistryRef::parse(reference)?;
+        let auth = artifact::resolve_auth(&r.host, creds)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        rt.block_on(artifact::inspect_registry(reference, &auth.auth, insecure))?
+    } else {
+        let (dir, tag) = layout_ref(reference);
+        artifact::inspect_layout(&dir, tag.as_deref())?
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&insp)?),
+        Output::Text => {
+            println!("digest: {}", insp.digest);
+            println!("config: {}", insp.config_media_type);
+            println!("layer:  {} {}", insp.layer_media_type, insp.layer_digest);
+            println!("annotations:");
+            for (k, v) in &insp.annotations {
+                println!("  {k}: {v}");
+            }
+            println!("manifest:");
+            println!("{}", serde_json::to_string_pretty(&insp.manifest)?);
+            println!("files:");
+            for f in &insp.files {
+                println!("  {f}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_refs_split_the_tag() {
+        assert_eq!(
+            layout_ref("oci:/nonexistent/oci:v1"),
+            (PathBuf::from("/nonexistent/oci"), Some("v1".into()))
+        );
+        assert_eq!(
+            layout_ref("/nonexistent/oci"),
+            (PathBuf::from("/nonexistent/oci"), None)
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! `cargo xtask publish`: package the manifest tree and push it to an OCI
+//! registry with oci-client. A no-op ("up to date") when every tag already
+//! points at the same manifest digest; blobs already present are skipped;
+//! tags are written last. Prints `oci://host/repo@sha256:...` on stdout.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::artifact;
+use anyhow::Context;
+
+use super::package::{Output, PackageArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pkg: PackageArgs,
+    /// Where to push: oci://HOST/REPOSITORY. Plain http only for localhost,
+    /// 127.0.0.1, [::1], or with --insecure.
+    #[arg(
+        long,
+        env = "XTASK_REGISTRY",
+        default_value = "oci://localhost:5050/manifests"
+    )]
+    registry: String,
+    /// Tag to write; repeatable [default: the short commit sha and latest].
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Allow plain http to a registry that is not local.
+    #[arg(long)]
+    insecure: bool,
+    /// Credentials, USER:TOKEN. Else REGISTRY_USERNAME/REGISTRY_PASSWORD,
+    /// GITHUB_TOKEN for ghcr.io, then the docker config and its helpers.
+    #[arg(long, value_name = "USER:TOKEN")]
+    creds: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let started = Instant::now();
+        let target = artifact::RegistryRef::parse(&self.registry)?;
+        let auth = artifact::resolve_auth(&target.host, self.creds.as_deref())?;
+        if crate::runner::verbose() {
+            eprintln!("credentials for {}: {}", target.host, auth.origin);
+        }
+        let (a, default_tags) = self.pkg.package()?;
+        let tags = if self.tags.is_empty() && target.tag.is_none() {
+            default_tags
+        } else {
+            self.tags.clone()
+        };
+        let packaged = started.elapsed();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let progress = self.output == Output::Text;
+        let outcome = rt.block_on(artifact::publish(
+            &a,
+            &self.registry,
+            &tags,
+            &auth.auth,
+            self.insecure,
+            progress,
+        ))?;
+        let took = started.elapsed();
+        match self.output {
+            Output::Text => {
+                if outcome.up_to_date {
+                    eprintln!(
+                        "up to date: {} already at {} ({} ms)",
+                        outcome.tags.join(", "),
+                        outcome.digest,
+                        took.as_millis()
+                    );
+                } else {
+                    eprintln!(
+                        "pushed {} blob(s), tagged {} ({} ms; packaging {} ms)",
+                        outcome.pushed_blobs.len(),
+                        outcome.pushed_tags.join(", "),
+                        took.as_millis(),
+                        packaged.as_millis()
+                    );
+                }
+                println!("{}", outcome.reference);
+            }
+            Output::Json => {
+                let mut v = serde_json::to_value(&outcome)?;
+                v["duration_ms"] = serde_json::json!(took.as_millis() as u64);
+                v["package_ms"] = serde_json::json!(packaged.as_millis() as u64);
+                v["layer_digest"] = serde_json::json!(a.layer_digest);
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
