@@ -1,0 +1,403 @@
+//! Validates a JSON value against a [`Compiled`] schema and reports every
+//! violation with a JSON path (`spec.template.spec.containers[0].image`).
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::compile::{Compiled, Node, NodeId, Ty};
+
+/// One schema violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaError {
+    /// Where, as a JSON path from the object root; empty for the root.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Validates `value`. `strict` rejects fields the schema does not list
+/// (as `kubeconform -strict` does); explicit `additionalProperties: false` is
+/// enforced either way.
+pub fn validate(schema: &Compiled, value: &Value, strict: bool) -> Vec<SchemaError> {
+    let mut v = Validator {
+        schema,
+        strict,
+        errors: Vec::new(),
+    };
+    let mut path = String::new();
+    v.check(schema.root, value, &mut path);
+    v.errors
+}
+
+struct Validator<'a> {
+    schema: &'a Compiled,
+    strict: bool,
+    errors: Vec<SchemaError>,
+}
+
+fn type_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn is_integer(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0)
+        }
+        _ => false,
+    }
+}
+
+fn type_matches(ty: Ty, value: &Value) -> bool {
+    match ty {
+        Ty::Object => value.is_object(),
+        Ty::Array => value.is_array(),
+        Ty::String => value.is_string(),
+        Ty::Integer => is_integer(value),
+        Ty::Number => value.is_number(),
+        Ty::Boolean => value.is_boolean(),
+        Ty::Null => value.is_null(),
+    }
+}
+
+/// A short rendering of a value for messages.
+fn show(value: &Value) -> String {
+    let s = value.to_string();
+    if s.len() > 60 {
+        let cut: String = s.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+fn push_key(path: &mut String, key: &str) {
+    let simple = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$');
+    if simple {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+    } else {
+        path.push_str(&format!("[{}]", Value::String(key.to_string())));
+    }
+}
+
+/// The known field closest to a misspelt one, when it is close enough.
+fn suggest<'a>(key: &str, known: impl Iterator<Item = &'a String>) -> Option<&'a String> {
+    let mut best: Option<(&String, usize)> = None;
+    for candidate in known {
+        let d = edit_distance(&key.to_lowercase(), &candidate.to_lowercase());
+        if d <= 2.max(key.len() / 4) && best.is_none_or(|(_, bd)| d < bd) {
+            best = Some((candidate, d));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+impl Validator<'_> {
+    fn err(&mut self, path: &str, message: String) {
+        self.errors.push(SchemaError {
+            path: path.to_string(),
+            message,
+        });
+    }
+
+    fn check(&mut self, id: NodeId, value: &Value, path: &mut String) {
+        let node: &Node = self.schema.node(id);
+        if value.is_null() && node.nullable {
+            return;
+        }
+        // Type.
+        if node.int_or_string {
+            if !(is_integer(value) || value.is_string()) {
+                self.err(
+                    path,
+                    format!(
+                        "expected integer or string, got {} {}",
+                        type_of(value),
+                        show(value)
+                    ),
+                );
+                return;
+            }
+        } else if !node.types.is_empty() && !node.types.iter().any(|t| type_matches(*t, value)) {
+            let expected: Vec<&str> = node.types.iter().map(|t| t.name()).collect();
+            self.err(
+                path,
+                format!(
+                    "expected {}, got {} {}",
+                    expected.join(" or "),
+                    type_of(value),
+                    show(value)
+                ),
+            );
+            return;
+        }
+        if !node.enum_values.is_empty() && !node.enum_values.iter().any(|e| enum_eq(e, value)) {
+            let allowed: Vec<String> = node.enum_values.iter().map(show).collect();
+            self.err(
+                path,
+                format!("{} is not one of [{}]", show(value), allowed.join(", ")),
+            );
+        }
+        match value {
+            Value::Object(map) => self.check_object(node, map, path),
+            Value::Array(items) => {
+                if let Some(min) = node.min_items
+                    && (items.len() as u64) < min
+                {
+                    self.err(path, format!("has {} items, fewer than {min}", items.len()));
+                }
+                if let Some(max) = node.max_items
+                    && (items.len() as u64) > max
+                {
+                    self.err(path, format!("has {} items, more than {max}", items.len()));
+                }
+                if let Some(item) = node.items {
+                    for (i, v) in items.iter().enumerate() {
+                        let len = path.len();
+                        path.push_str(&format!("[{i}]"));
+                        self.check(item, v, path);
+                        path.truncate(len);
+                    }
+                }
+            }
+            Value::String(s) => self.check_string(node, s, path),
+            Value::Number(_) => self.check_number(node, value, path),
+            _ => {}
+        }
+        // Combinators.
+        for sub in node.all_of.clone() {
+            self.check(sub, value, path);
+        }
+        if !node.any_of.is_empty() && !node.int_or_string {
+            self.check_alternatives(&node.any_of.clone(), value, path, false);
+        }
+        if !node.one_of.is_empty() && !node.int_or_string {
+            self.check_alternatives(&node.one_of.clone(), value, path, true);
+        }
+        if let Some(not) = node.not
+            && self.trial(not, value, path).is_empty()
+        {
+            self.err(path, "matches a schema it must not match".into());
+        }
+    }
+
+    fn trial(&self, id: NodeId, value: &Value, path: &mut String) -> Vec<SchemaError> {
+        let mut sub = Validator {
+            schema: self.schema,
+            strict: self.strict,
+            errors: Vec::new(),
+        };
+        sub.check(id, value, path);
+        sub.errors
+    }
+
+    fn check_alternatives(&mut self, alts: &[NodeId], value: &Value, path: &mut String, one: bool) {
+        let results: Vec<Vec<SchemaError>> =
+            alts.iter().map(|a| self.trial(*a, value, path)).collect();
+        let passing = results.iter().filter(|r| r.is_empty()).count();
+        if passing == 0 {
+            // Types only: say which types are allowed.
+            let simple: Option<Vec<&str>> = alts
+                .iter()
+                .map(|a| {
+                    let n = self.schema.node(*a);
+                    (n.types.len() == 1 && !n.has_properties && n.enum_values.is_empty())
+                        .then(|| n.types[0].name())
+                })
+                .collect();
+            match simple {
+                Some(types) => self.err(
+                    path,
+                    format!(
+                        "expected {}, got {} {}",
+                        types.join(" or "),
+                        type_of(value),
+                        show(value)
+                    ),
+                ),
+                None => {
+                    let best = results.into_iter().min_by_key(Vec::len).unwrap_or_default();
+                    if best.is_empty() {
+                        self.err(path, "matches none of the allowed schemas".into());
+                    } else {
+                        self.errors.extend(best);
+                    }
+                }
+            }
+        } else if one && passing > 1 {
+            // Kubernetes' oneOf for int-or-string/quantity never overlaps; a
+            // structural CRD oneOf of `required` lists may.
+            let all_required_only = alts.iter().all(|a| {
+                let n = self.schema.node(*a);
+                n.types.is_empty() && !n.has_properties
+            });
+            if !all_required_only {
+                self.err(
+                    path,
+                    format!("matches {passing} schemas where exactly one is allowed"),
+                );
+            }
+        }
+    }
+
+    fn check_object(
+        &mut self,
+        node: &Node,
+        map: &serde_json::Map<String, Value>,
+        path: &mut String,
+    ) {
+        for req in &node.required {
+            if !map.contains_key(req) {
+                let len = path.len();
+                push_key(path, req);
+                self.err(path, "required field is missing".into());
+                path.truncate(len);
+            }
+        }
+        if let Some(min) = node.min_properties
+            && (map.len() as u64) < min
+        {
+            self.err(path, format!("has {} fields, fewer than {min}", map.len()));
+        }
+        if let Some(max) = node.max_properties
+            && (map.len() as u64) > max
+        {
+            self.err(path, format!("has {} fields, more than {max}", map.len()));
+        }
+        if node.embedded {
+            for key in ["apiVersion", "kind"] {
+                if !map.get(key).is_some_and(Value::is_string) {
+                    let len = path.len();
+                    push_key(path, key);
+                    self.err(
+                        path,
+                        "an embedded resource needs a string apiVersion and kind".into(),
+                    );
+                    path.truncate(len);
+                }
+            }
+        }
+        let reject_unknown = node.additional_false || (self.strict && node.closed());
+        for (key, v) in map {
+            let len = path.len();
+            push_key(path, key);
+            if let Some(child) = node.properties.get(key) {
+                self.check(*child, v, path);
+            } else if let Some(add) = node.additional {
+                self.check(add, v, path);
+            } else if node.embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                // Embedded resources always admit their type meta and metadata.
+            } else if reject_unknown {
+                let hint = suggest(key, node.properties.keys())
+                    .map(|s| format!(" (did you mean {s:?}?)"))
+                    .unwrap_or_default();
+                self.err(path, format!("unknown field {key:?}{hint}"));
+            }
+            path.truncate(len);
+        }
+    }
+
+    fn check_string(&mut self, node: &Node, s: &str, path: &str) {
+        let len = s.chars().count() as u64;
+        if let Some(min) = node.min_length
+            && len < min
+        {
+            self.err(
+                path,
+                format!(
+                    "{} is shorter than {min} characters",
+                    show(&Value::String(s.into()))
+                ),
+            );
+        }
+        if let Some(max) = node.max_length
+            && len > max
+        {
+            self.err(path, format!("is longer than {max} characters"));
+        }
+        if let Some(re) = node.pattern_regex()
+            && !re.is_match(s)
+        {
+            self.err(
+                path,
+                format!(
+                    "{} does not match pattern {}",
+                    show(&Value::String(s.into())),
+                    node.pattern.as_deref().unwrap_or_default()
+                ),
+            );
+        }
+    }
+
+    fn check_number(&mut self, node: &Node, value: &Value, path: &str) {
+        let Some(n) = value.as_f64() else { return };
+        if let Some(min) = node.minimum
+            && (n < min || (node.exclusive_minimum && n == min))
+        {
+            self.err(
+                path,
+                format!("{} is less than the minimum {min}", show(value)),
+            );
+        }
+        if let Some(max) = node.maximum
+            && (n > max || (node.exclusive_maximum && n == max))
+        {
+            self.err(
+                path,
+                format!("{} is greater than the maximum {max}", show(value)),
+            );
+        }
+        match node.format.as_deref() {
+            Some("int32")
+                if is_integer(value) && !(i32::MIN as f64..=i32::MAX as f64).contains(&n) =>
+            {
+                self.err(path, format!("{} does not fit in int32", show(value)));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn enum_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}

@@ -1,0 +1,653 @@
+//! `cargo xtask validate`: fast, offline, strict validation of the whole tree,
+//! with every finding reported.
+//!
+//! 1. [`tree`]: every `*.yaml`/`*.yml` of the manifest folders parses (file:line:col).
+//! 2. [`kustomize`]: every folder with a kustomization file builds (each once, in parallel).
+//! 3. Schemas ([`crate::schema`]): every rendered object, after Flux substitution
+//!    (defaults only outside a postBuild Kustomization), against its OpenAPI schema.
+//! 4. [`flux`]: paths, sourceRefs, dependsOn, cycles, postBuild variables,
+//!    HelmRelease sources and chart pins, per cluster.
+//! 5. [`secrets`]: plaintext Secrets and SOPS recipients.
+
+pub mod bench;
+pub mod flux;
+pub mod kustomize;
+pub mod secrets;
+pub mod substitute;
+pub mod tree;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::schema::{self, Gvk, Lookup, Registry, RegistryOptions};
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// Which check produced a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Check {
+    Yaml,
+    Kustomize,
+    Schema,
+    Flux,
+    Secrets,
+}
+
+impl Check {
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::Yaml => "yaml",
+            Check::Kustomize => "kustomize",
+            Check::Schema => "schema",
+            Check::Flux => "flux",
+            Check::Secrets => "secrets",
+        }
+    }
+}
+
+/// One problem, where it is, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub check: Check,
+    /// Relative to the root, with `/`.
+    pub file: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// `Kind namespace/name` of the object concerned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// JSON path inside the object (schema findings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn error(check: Check, file: &str, line: Option<usize>, message: String) -> Self {
+        Self {
+            severity: Severity::Error,
+            check,
+            file: file.to_string(),
+            line,
+            column: None,
+            object: None,
+            path: None,
+            message,
+        }
+    }
+
+    pub fn with_object(mut self, object: String) -> Self {
+        self.object = Some(object);
+        self
+    }
+
+    /// `object: path: message` as printed.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        if let Some(o) = &self.object {
+            s.push_str(o);
+            s.push_str(": ");
+        }
+        if let Some(p) = &self.path {
+            s.push_str(p);
+            s.push_str(": ");
+        }
+        s.push_str(&self.message);
+        s
+    }
+}
+
+/// An object to validate and where it came from.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub object: Value,
+    pub file: String,
+    pub line: Option<usize>,
+}
+
+/// `.validate-allow.yaml` at the root: exemptions, each with a reason.
+///
+/// ```yaml
+/// secrets:                      # Secrets that may stay unencrypted
+///   - file: apps/demo/secret.yaml
+///     name: demo-public         # optional: only this Secret of the file
+///     reason: holds a public CA bundle
+/// sources:                      # Flux sources created outside the tree
+///   - kind: OCIRepository
+///     namespace: flux-system
+///     name: flux-system
+///     reason: created by bootstrap
+/// ```
+///
+/// The `flux-system` OCIRepository/GitRepository/Bucket in `flux-system`,
+/// which `flux bootstrap` (and our bootstrap) creates, is always allowed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowList {
+    #[serde(default)]
+    pub secrets: Vec<AllowedSecret>,
+    #[serde(default)]
+    pub sources: Vec<AllowedSource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedSecret {
+    pub file: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedSource {
+    pub kind: String,
+    #[serde(default = "flux_system")]
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+fn flux_system() -> String {
+    "flux-system".into()
+}
+
+/// The allow-list's file name at the root.
+pub const ALLOW_FILE: &str = ".validate-allow.yaml";
+
+impl AllowList {
+    pub fn load(root: &Path) -> Result<Self> {
+        let path = root.join(ALLOW_FILE);
+        if !path.is_file() {
+            return Ok(Self::default());
+        }
+        let text = std::fs::read_to_string(&path)?;
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+    }
+
+    pub fn allows_secret(&self, file: &str, name: &str) -> bool {
+        self.secrets
+            .iter()
+            .any(|s| s.file == file && s.name.as_deref().is_none_or(|n| n == name))
+    }
+
+    pub fn is_external_source(&self, r: &flux::Ref) -> bool {
+        let bootstrap = r.name == "flux-system"
+            && r.namespace == "flux-system"
+            && matches!(
+                r.kind.as_str(),
+                "OCIRepository" | "GitRepository" | "Bucket"
+            );
+        bootstrap
+            || self
+                .sources
+                .iter()
+                .any(|s| s.kind == r.kind && s.namespace == r.namespace && s.name == r.name)
+    }
+}
+
+/// What to validate and how.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    /// Clusters (`clusters/<name>`); empty means all.
+    pub clusters: Vec<String>,
+    pub kubernetes_version: String,
+    /// Schema folders (relative to `root`) and URL templates.
+    pub schema_locations: Vec<String>,
+    pub skip_missing_schemas: bool,
+    pub strict: bool,
+    /// Show an indicatif progress bar.
+    pub progress: bool,
+    /// Cache directory for schemas; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Options {
+    /// Defaults for a tree at `root`: all clusters, strict, `.schemas/`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            clusters: Vec::new(),
+            kubernetes_version: schema::DEFAULT_KUBERNETES_VERSION.into(),
+            schema_locations: vec![".schemas".into()],
+            skip_missing_schemas: false,
+            strict: true,
+            progress: false,
+            cache_dir: Some(crate::project_root().join("target/xtask/validate")),
+        }
+    }
+}
+
+/// Everything a run found, plus counts for the summary.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub files: usize,
+    pub kustomize_builds: usize,
+    pub clusters: Vec<String>,
+    pub flux_kustomizations: usize,
+    pub objects_checked: usize,
+    /// Objects with no schema (apiVersion kind → count).
+    pub missing_schemas: BTreeMap<String, usize>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count()
+    }
+
+    pub fn summary(&self) -> String {
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        format!(
+            "validate: {} checked ({}, {}, {}): {}, {} in {:.2}s",
+            plural(self.objects_checked, "object"),
+            plural(self.files, "file"),
+            plural(self.kustomize_builds, "kustomize build"),
+            plural(self.clusters.len(), "cluster"),
+            plural(self.errors(), "error"),
+            plural(self.warnings(), "warning"),
+            self.elapsed.as_secs_f64()
+        )
+    }
+
+    /// Findings grouped by file, then the summary line.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        let mut by_file: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+        for f in &self.findings {
+            by_file.entry(&f.file).or_default().push(f);
+        }
+        for (file, list) in by_file {
+            out.push_str(if file.is_empty() { "(tree)" } else { file });
+            out.push('\n');
+            for f in list {
+                let pos = match (f.line, f.column) {
+                    (Some(l), Some(c)) => format!("{l}:{c}"),
+                    (Some(l), None) => format!("{l}"),
+                    _ => "-".into(),
+                };
+                let sev = match f.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                };
+                out.push_str(&format!(
+                    "  {pos:>7}  {sev:<7}  {:<9}  {}\n",
+                    f.check.name(),
+                    f.text()
+                ));
+            }
+        }
+        if !self.missing_schemas.is_empty() {
+            out.push_str("objects without a schema:\n");
+            for (k, n) in &self.missing_schemas {
+                out.push_str(&format!("  {k}: {n}\n"));
+            }
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    pub fn render_json(&self) -> String {
+        let v = serde_json::json!({
+            "findings": self.findings,
+            "summary": {
+                "files": self.files,
+                "kustomize_builds": self.kustomize_builds,
+                "clusters": self.clusters,
+                "flux_kustomizations": self.flux_kustomizations,
+                "objects_checked": self.objects_checked,
+                "errors": self.errors(),
+                "warnings": self.warnings(),
+                "missing_schemas": self.missing_schemas,
+                "seconds": self.elapsed.as_secs_f64(),
+            }
+        });
+        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+    }
+
+    /// GitHub Actions workflow commands, one per finding.
+    pub fn github_annotations(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('%', "%25")
+                .replace('\r', "%0D")
+                .replace('\n', "%0A")
+        };
+        let esc_prop = |s: &str| esc(s).replace(':', "%3A").replace(',', "%2C");
+        let mut out = String::new();
+        for f in &self.findings {
+            let cmd = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            };
+            let mut props = vec![format!("file={}", esc_prop(&f.file))];
+            if let Some(l) = f.line {
+                props.push(format!("line={l}"));
+            }
+            if let Some(c) = f.column {
+                props.push(format!("col={c}"));
+            }
+            props.push(format!(
+                "title={}",
+                esc_prop(&format!("validate {}", f.check.name()))
+            ));
+            out.push_str(&format!(
+                "::{cmd} {}::{}\n",
+                props.join(","),
+                esc(&f.text())
+            ));
+        }
+        out
+    }
+}
+
+/// The clusters of a tree: the folders under `clusters/`.
+pub fn clusters_of(root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root.join("clusters"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    out.sort();
+    out
+}
+
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(on: bool) -> Self {
+        if on && std::io::stderr().is_terminal() {
+            let pb = indicatif::ProgressBar::new(0);
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            Self(Some(pb))
+        } else {
+            Self(None)
+        }
+    }
+    fn stage(&self, msg: &str, len: usize) {
+        if let Some(pb) = &self.0 {
+            pb.set_message(msg.to_string());
+            pb.set_length(len as u64);
+            pb.set_position(0);
+        }
+    }
+    fn inc(&self) {
+        if let Some(pb) = &self.0 {
+            pb.inc(1);
+        }
+    }
+    fn finish(&self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+/// The last key of a JSON path, to find its line in the source.
+fn last_key(path: &str) -> Option<String> {
+    let p = path.trim_end_matches(|c: char| c == ']' || c.is_ascii_digit());
+    let p = p.trim_end_matches('[');
+    if let Some(q) = p.strip_suffix('"') {
+        let start = q.rfind('"')?;
+        return Some(q[start + 1..].to_string());
+    }
+    let key = p.rsplit('.').next()?;
+    (!key.is_empty()).then(|| key.to_string())
+}
+
+/// Runs every check.
+pub fn run(opts: &Options) -> Result<Report> {
+    let started = Instant::now();
+    let progress = Progress::new(opts.progress);
+    let allow = AllowList::load(&opts.root)?;
+    let mut report = Report::default();
+
+    // 1. YAML.
+    let (tree, mut findings) = tree::Tree::load(&opts.root);
+    report.files = tree.files.len();
+
+    // 2. kustomize.
+    let tool = crate::tools::kustomize()?;
+    let builds = kustomize::Builds::new(opts.root.clone(), tool);
+    progress.stage("kustomize build", tree.kustomize_dirs.len());
+    builds.build_all(&tree.kustomize_dirs, &|| progress.inc());
+
+    // 4. Flux graph, per cluster; it also yields the objects as applied.
+    let all_clusters = clusters_of(&opts.root);
+    let clusters = if opts.clusters.is_empty() {
+        all_clusters
+    } else {
+        for c in &opts.clusters {
+            if !all_clusters.contains(c) {
+                bail!(
+                    "no cluster {c:?}: clusters/ has {}",
+                    all_clusters.join(", ")
+                );
+            }
+        }
+        opts.clusters.clone()
+    };
+    progress.stage("flux graph", clusters.len());
+    let checks: Vec<flux::ClusterCheck> = clusters
+        .par_iter()
+        .map(|c| {
+            let r = flux::check_cluster(&tree, &builds, &allow, c);
+            progress.inc();
+            r
+        })
+        .collect();
+    let mut items: Vec<Item> = Vec::new();
+    for c in checks {
+        report.flux_kustomizations += c.kustomizations.len();
+        findings.extend(c.findings);
+        items.extend(c.items);
+    }
+    for (dir, result) in builds.all() {
+        let kfile = tree.kustomization_file(&dir).unwrap_or_else(|| dir.clone());
+        match result.as_ref() {
+            Ok(objects) => {
+                for o in objects {
+                    let obj = if substitute::disabled(o) {
+                        o.clone()
+                    } else {
+                        substitute::substitute(o, None).0
+                    };
+                    let (file, line) = tree.locate(o, &dir, None, &kfile);
+                    items.push(Item {
+                        object: obj,
+                        file,
+                        line,
+                    });
+                }
+            }
+            Err(msg) => findings.push(Finding::error(
+                Check::Kustomize,
+                &kfile,
+                None,
+                format!("kustomize build {dir}: {msg}"),
+            )),
+        }
+    }
+    report.kustomize_builds = builds.all().len();
+
+    // 3. Schemas.
+    let mut registry = Registry::load(RegistryOptions {
+        locations: opts.schema_locations.clone(),
+        base: opts.root.clone(),
+        kubernetes_version: opts.kubernetes_version.clone(),
+        cache_dir: opts.cache_dir.clone(),
+    })?;
+    for it in &items {
+        if it.object.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
+            registry.add_crd(&it.object);
+        }
+    }
+    let mut seen = HashSet::new();
+    let unique: Vec<&Item> = items
+        .iter()
+        .filter(|it| it.object.get("apiVersion").is_some() && it.object.get("kind").is_some())
+        .filter(|it| seen.insert(serde_json::to_string(&it.object).unwrap_or_default()))
+        .collect();
+    let gvks: Vec<Gvk> = unique
+        .iter()
+        .filter_map(|it| Gvk::of(&it.object))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if !registry.has_kubernetes() && !unique.is_empty() {
+        let msg = format!(
+            "no Kubernetes {} OpenAPI documents in {}: run `cargo xtask validate --fetch-schemas --kubernetes-version {}`",
+            schema::normalize_kubernetes_version(&opts.kubernetes_version),
+            opts.schema_locations.join(", "),
+            opts.kubernetes_version
+        );
+        let mut f = Finding::error(Check::Schema, "", None, msg);
+        if opts.skip_missing_schemas {
+            f.severity = Severity::Warning;
+        }
+        findings.push(f);
+    }
+    progress.stage("compile schemas", gvks.len());
+    registry.prepare(&gvks);
+    progress.stage("validate objects", unique.len());
+    let results: Vec<(Vec<Finding>, Option<String>)> = unique
+        .par_iter()
+        .map(|it| {
+            let r = validate_item(&registry, it, &tree, opts);
+            progress.inc();
+            r
+        })
+        .collect();
+    report.objects_checked = unique.len();
+    for (f, missing) in results {
+        findings.extend(f);
+        if let Some(m) = missing {
+            *report.missing_schemas.entry(m).or_default() += 1;
+        }
+    }
+
+    // 5. Secrets.
+    findings.extend(secrets::check(&tree, &allow));
+
+    progress.finish();
+    // Dedupe (an object can be checked per cluster and per build) and sort.
+    let mut seen = HashSet::new();
+    findings.retain(|f| seen.insert(f.clone()));
+    findings.sort_by(|a, b| {
+        (&a.file, a.line, a.column, a.check, &a.message)
+            .cmp(&(&b.file, b.line, b.column, b.check, &b.message))
+    });
+    report.findings = findings;
+    report.clusters = clusters;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn validate_item(
+    registry: &Registry,
+    it: &Item,
+    tree: &tree::Tree,
+    opts: &Options,
+) -> (Vec<Finding>, Option<String>) {
+    let Some(gvk) = Gvk::of(&it.object) else {
+        return (Vec::new(), None);
+    };
+    let object_label = flux::describe(&it.object);
+    match registry.get(&gvk) {
+        Lookup::Found(compiled) => {
+            let mut obj = it.object.clone();
+            if let Some(m) = obj.as_object_mut() {
+                m.remove("sops");
+            }
+            let errors = schema::validate(&compiled, &obj, opts.strict);
+            let findings = errors
+                .into_iter()
+                .map(|e| {
+                    let needle = last_key(&e.path).map(|k| format!("{k}:"));
+                    let (file, line) = match &needle {
+                        Some(n) => tree.locate(&it.object, "", Some(n), &it.file),
+                        None => (it.file.clone(), it.line),
+                    };
+                    // Keep the object's own file when the needle found another.
+                    let (file, line) = if file == it.file {
+                        (file, line.or(it.line))
+                    } else {
+                        (it.file.clone(), it.line)
+                    };
+                    Finding {
+                        severity: Severity::Error,
+                        check: Check::Schema,
+                        file,
+                        line,
+                        column: None,
+                        object: Some(object_label.clone()),
+                        path: (!e.path.is_empty()).then_some(e.path),
+                        message: e.message,
+                    }
+                })
+                .collect();
+            (findings, None)
+        }
+        Lookup::Missing => {
+            let mut f = Finding::error(
+                Check::Schema,
+                &it.file,
+                it.line,
+                format!(
+                    "no schema for {gvk}: add its CRD to a schema folder (xtask/schemas.toml) or pass --skip-missing-schemas"
+                ),
+            )
+            .with_object(object_label);
+            if opts.skip_missing_schemas {
+                f.severity = Severity::Warning;
+            }
+            (vec![f], Some(gvk.to_string()))
+        }
+    }
+}
+
+/// Per-check counts of a report, for tests and the bench.
+pub fn counts(report: &Report) -> HashMap<Check, usize> {
+    let mut m = HashMap::new();
+    for f in &report.findings {
+        *m.entry(f.check).or_default() += 1;
+    }
+    m
+}

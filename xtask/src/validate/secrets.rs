@@ -1,0 +1,236 @@
+//! Secrets hygiene: every `kind: Secret` carries SOPS metadata (unless it
+//! holds only `${var}` placeholders or the allow-list exempts it), and every
+//! SOPS file is encrypted for exactly the age recipients `.sops.yaml` demands.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::tree::{SourceDoc, Tree};
+use super::{AllowList, Check, Finding};
+
+/// One `creation_rules` entry of `.sops.yaml` (the fields this check needs).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CreationRule {
+    #[serde(default)]
+    pub path_regex: Option<String>,
+    #[serde(default)]
+    pub age: Option<StringOrList>,
+    #[serde(default)]
+    pub key_groups: Vec<KeyGroup>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct KeyGroup {
+    #[serde(default)]
+    pub age: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SopsConfig {
+    #[serde(default)]
+    pub creation_rules: Vec<CreationRule>,
+}
+
+impl SopsConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        Ok(serde_yaml::from_str(&text)?)
+    }
+
+    /// The first rule whose `path_regex` matches `rel` (relative to the
+    /// config's folder), as sops picks it. A rule without a regex matches all.
+    pub fn rule_for(&self, rel: &str) -> Option<&CreationRule> {
+        self.creation_rules.iter().find(|r| match &r.path_regex {
+            None => true,
+            Some(re) => regex::Regex::new(re).is_ok_and(|re| re.is_match(rel)),
+        })
+    }
+}
+
+impl CreationRule {
+    /// Every age recipient the rule demands.
+    pub fn age_recipients(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        match &self.age {
+            Some(StringOrList::One(s)) => out.extend(
+                s.split(',')
+                    .map(|r| r.trim().to_string())
+                    .filter(|r| !r.is_empty()),
+            ),
+            Some(StringOrList::Many(v)) => out.extend(v.iter().map(|r| r.trim().to_string())),
+            None => {}
+        }
+        for g in &self.key_groups {
+            out.extend(g.age.iter().map(|r| r.trim().to_string()));
+        }
+        out
+    }
+}
+
+/// The age recipients a SOPS document is encrypted for.
+pub fn doc_recipients(doc: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let Some(sops) = doc.get("sops") else {
+        return out;
+    };
+    let mut collect = |list: Option<&Value>| {
+        for entry in list.and_then(Value::as_array).into_iter().flatten() {
+            if let Some(r) = entry.get("recipient").and_then(Value::as_str) {
+                out.insert(r.to_string());
+            }
+        }
+    };
+    collect(sops.get("age"));
+    for g in sops
+        .get("key_groups")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        collect(g.get("age"));
+    }
+    out
+}
+
+/// True when the document carries SOPS metadata.
+pub fn is_sops(doc: &Value) -> bool {
+    doc.get("sops")
+        .is_some_and(|s| s.get("mac").is_some() || s.get("age").is_some())
+}
+
+/// A Secret that Flux fills from variables: some value holds a `${var}`
+/// placeholder (its other values are then configuration such as a user
+/// name), or it has no value at all.
+fn only_placeholders(doc: &Value) -> bool {
+    let mut values = Vec::new();
+    for key in ["data", "stringData"] {
+        if let Some(m) = doc.get(key).and_then(Value::as_object) {
+            values.extend(m.values());
+        }
+    }
+    values.is_empty()
+        || values.iter().any(|v| match v {
+            Value::String(s) => !super::substitute::references(s).is_empty(),
+            _ => false,
+        })
+}
+
+fn secret_doc(doc: &SourceDoc) -> bool {
+    doc.value.get("kind").and_then(Value::as_str) == Some("Secret")
+        && doc
+            .value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a == "v1")
+}
+
+/// Runs the secrets checks over the parsed tree.
+pub fn check(tree: &Tree, allow: &AllowList) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let sops_path = tree.root.join(".sops.yaml");
+    let config = if sops_path.is_file() {
+        match SopsConfig::load(&sops_path) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                findings.push(Finding::error(
+                    Check::Secrets,
+                    ".sops.yaml",
+                    None,
+                    format!("cannot read .sops.yaml: {e}"),
+                ));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    for file in &tree.files {
+        let mut recipients = BTreeSet::new();
+        let mut sops_line = None;
+        for doc in &file.docs {
+            if is_sops(&doc.value) {
+                recipients.extend(doc_recipients(&doc.value));
+                sops_line.get_or_insert(doc.start);
+                continue;
+            }
+            if !secret_doc(doc) {
+                continue;
+            }
+            let name = doc
+                .value
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let namespace = doc
+                .value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str);
+            if only_placeholders(&doc.value) || allow.allows_secret(&file.rel, name) {
+                continue;
+            }
+            let mut f = Finding::error(
+                Check::Secrets,
+                &file.rel,
+                Some(doc.start),
+                "Secret is not SOPS-encrypted: encrypt it (`cargo xtask secrets encrypt`), use ${var} placeholders, or exempt it in .validate-allow.yaml".to_string(),
+            );
+            f.object = Some(match namespace {
+                Some(ns) => format!("Secret {ns}/{name}"),
+                None => format!("Secret {name}"),
+            });
+            findings.push(f);
+        }
+        let Some(line) = sops_line else { continue };
+        let Some(config) = &config else {
+            findings.push(Finding::error(
+                Check::Secrets,
+                &file.rel,
+                Some(line),
+                "SOPS-encrypted file but no .sops.yaml at the repository root".into(),
+            ));
+            continue;
+        };
+        let Some(rule) = config.rule_for(&file.rel) else {
+            findings.push(Finding::error(
+                Check::Secrets,
+                &file.rel,
+                Some(line),
+                "no .sops.yaml creation rule matches this file".into(),
+            ));
+            continue;
+        };
+        let wanted = rule.age_recipients();
+        if wanted != recipients {
+            let missing: Vec<&String> = wanted.difference(&recipients).collect();
+            let extra: Vec<&String> = recipients.difference(&wanted).collect();
+            let mut msg = String::from("encrypted for the wrong age recipients:");
+            if !missing.is_empty() {
+                msg.push_str(&format!(" missing {}", join(&missing)));
+            }
+            if !extra.is_empty() {
+                msg.push_str(&format!(
+                    "{} not in .sops.yaml {}",
+                    if missing.is_empty() { "" } else { ";" },
+                    join(&extra)
+                ));
+            }
+            msg.push_str(" (re-encrypt with `cargo xtask secrets rotate`)");
+            findings.push(Finding::error(Check::Secrets, &file.rel, Some(line), msg));
+        }
+    }
+    findings
+}
+
+fn join(v: &[&String]) -> String {
+    v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+}

@@ -1,0 +1,348 @@
+//! The manifest tree as `validate` sees it: every YAML file of the manifest
+//! folders parsed once (documents with their line ranges), the directories
+//! kustomize can build, and where an object came from (file and line).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde_json::{Map, Value};
+
+use super::{Check, Finding, Severity};
+
+/// The folders of the repository that hold manifests.
+pub const MANIFEST_DIRS: &[&str] = &["clusters", "platform", "infrastructure", "apps"];
+
+/// Names kustomize accepts for its configuration file.
+pub const KUSTOMIZATION_FILES: &[&str] =
+    &["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// One YAML document of a file.
+#[derive(Debug, Clone)]
+pub struct SourceDoc {
+    /// First line (1-based) of the document's text.
+    pub start: usize,
+    /// Last line (1-based, inclusive).
+    pub end: usize,
+    pub value: Value,
+}
+
+/// One parsed YAML file.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to the root, with `/`.
+    pub rel: String,
+    pub text: String,
+    pub docs: Vec<SourceDoc>,
+}
+
+/// The parsed tree.
+#[derive(Debug, Default)]
+pub struct Tree {
+    pub root: PathBuf,
+    pub files: Vec<SourceFile>,
+    /// Directories (relative) with a kustomization file that is not a Component.
+    pub kustomize_dirs: Vec<String>,
+    /// `(kind, name)` → `(file index, doc index)`.
+    by_name: HashMap<(String, String), Vec<(usize, usize)>>,
+}
+
+/// `a/b` relative path string of `path` under `root`.
+pub fn rel_string(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for p in entries {
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.starts_with('.') && p.is_dir() {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out);
+        } else if name.ends_with(".yaml") || name.ends_with(".yml") || name == "Kustomization" {
+            out.push(p);
+        }
+    }
+}
+
+/// Converts a YAML value to JSON; non-string keys become their YAML text.
+pub fn yaml_to_json(v: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(m) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Bool(b) => b.to_string(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Null => "null".into(),
+                    other => serde_yaml::to_string(&other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                };
+                out.insert(key, yaml_to_json(v));
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(t) => yaml_to_json(t.value),
+    }
+}
+
+/// A YAML parse error at a 1-based line and column of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct YamlError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Splits a YAML stream into documents and parses each, keeping line ranges.
+/// Every document is parsed even when an earlier one fails.
+pub fn parse_stream(text: &str) -> (Vec<SourceDoc>, Vec<YamlError>) {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut chunks: Vec<(usize, usize)> = Vec::new(); // [start, end) line indexes
+    let mut start = 0;
+    for (i, line) in lines.iter().enumerate() {
+        let l = line.trim_end_matches('\r');
+        let is_sep = l == "---" || l.starts_with("--- ") || l == "...";
+        if is_sep {
+            chunks.push((start, i));
+            start = i + 1;
+        }
+    }
+    chunks.push((start, lines.len()));
+    for (s, e) in chunks {
+        if s >= e {
+            continue;
+        }
+        let chunk = lines[s..e].join("\n");
+        match serde_yaml::from_str::<serde_yaml::Value>(&chunk) {
+            Ok(serde_yaml::Value::Null) => {}
+            Ok(v) => docs.push(SourceDoc {
+                start: s + 1,
+                end: e,
+                value: yaml_to_json(v),
+            }),
+            Err(err) => {
+                let (line, column) = err
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((1, 1));
+                let message = err.to_string();
+                // serde_yaml appends " at line L column C"; our position replaces it.
+                let message = match message.find(" at line ") {
+                    Some(i) => message[..i].to_string(),
+                    None => message,
+                };
+                errors.push(YamlError {
+                    line: s + line,
+                    column,
+                    message,
+                });
+            }
+        }
+    }
+    (docs, errors)
+}
+
+fn kind_name(v: &Value) -> Option<(String, String)> {
+    let kind = v.get("kind")?.as_str()?;
+    let name = v.pointer("/metadata/name")?.as_str()?;
+    Some((kind.to_string(), name.to_string()))
+}
+
+impl Tree {
+    /// Reads and parses every YAML file under the manifest folders of `root`.
+    pub fn load(root: &Path) -> (Self, Vec<Finding>) {
+        let mut paths = Vec::new();
+        for d in MANIFEST_DIRS {
+            walk(&root.join(d), &mut paths);
+        }
+        let parsed: Vec<(SourceFile, Vec<Finding>)> = paths
+            .par_iter()
+            .map(|p| {
+                let rel = rel_string(root, p);
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                let (docs, errors) = parse_stream(&text);
+                let findings = errors
+                    .into_iter()
+                    .map(|e| Finding {
+                        severity: Severity::Error,
+                        check: Check::Yaml,
+                        file: rel.clone(),
+                        line: Some(e.line),
+                        column: Some(e.column),
+                        object: None,
+                        path: None,
+                        message: e.message,
+                    })
+                    .collect();
+                (SourceFile { rel, text, docs }, findings)
+            })
+            .collect();
+        let mut tree = Tree {
+            root: root.to_path_buf(),
+            ..Tree::default()
+        };
+        let mut findings = Vec::new();
+        for (file, f) in parsed {
+            findings.extend(f);
+            tree.files.push(file);
+        }
+        for (fi, file) in tree.files.iter().enumerate() {
+            for (di, doc) in file.docs.iter().enumerate() {
+                if let Some(key) = kind_name(&doc.value) {
+                    tree.by_name.entry(key).or_default().push((fi, di));
+                }
+            }
+            let name = file.rel.rsplit('/').next().unwrap_or_default();
+            if KUSTOMIZATION_FILES.contains(&name) {
+                let is_component = file
+                    .docs
+                    .first()
+                    .and_then(|d| d.value.get("kind"))
+                    .and_then(Value::as_str)
+                    == Some("Component");
+                if !is_component {
+                    let dir = file.rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    tree.kustomize_dirs.push(dir.to_string());
+                }
+            }
+        }
+        tree.kustomize_dirs.sort();
+        tree.kustomize_dirs.dedup();
+        (tree, findings)
+    }
+
+    /// The kustomization file of a relative directory, if it has one.
+    pub fn kustomization_file(&self, dir: &str) -> Option<String> {
+        KUSTOMIZATION_FILES
+            .iter()
+            .map(|n| {
+                if dir.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{dir}/{n}")
+                }
+            })
+            .find(|p| self.root.join(p).is_file())
+    }
+
+    /// Parsed documents of the files under `dir` (relative), recursively.
+    pub fn docs_under(&self, dir: &str) -> impl Iterator<Item = (&SourceFile, &SourceDoc)> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.files
+            .iter()
+            .filter(move |f| f.rel.starts_with(&prefix))
+            .flat_map(|f| f.docs.iter().map(move |d| (f, d)))
+    }
+
+    /// Where an object was written: the source document with the same kind
+    /// and name, preferring one under `prefer_dir`, then one whose text holds
+    /// `needle` (whose line is then returned). Falls back to `fallback`.
+    pub fn locate(
+        &self,
+        object: &Value,
+        prefer_dir: &str,
+        needle: Option<&str>,
+        fallback: &str,
+    ) -> (String, Option<usize>) {
+        let candidates: Vec<(usize, usize)> = kind_name(object)
+            .and_then(|k| self.by_name.get(&k).cloned())
+            .unwrap_or_default();
+        let prefix = format!("{}/", prefer_dir.trim_end_matches('/'));
+        let mut ranked: Vec<(usize, usize, usize)> = candidates
+            .into_iter()
+            .map(|(fi, di)| {
+                let file = &self.files[fi];
+                let doc = &file.docs[di];
+                let mut score = 0;
+                if file.rel.starts_with(&prefix) || prefer_dir.is_empty() {
+                    score += 2;
+                }
+                if let Some(n) = needle
+                    && self.needle_line(file, doc, n).is_some()
+                {
+                    score += 4;
+                }
+                (score, fi, di)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        if let Some((_, fi, di)) = ranked.first() {
+            let file = &self.files[*fi];
+            let doc = &file.docs[*di];
+            let line = needle
+                .and_then(|n| self.needle_line(file, doc, n))
+                .unwrap_or(doc.start);
+            return (file.rel.clone(), Some(line));
+        }
+        // Not written by name (generated or renamed): search the text.
+        if let Some(n) = needle {
+            for file in self.files.iter().filter(|f| f.rel.starts_with(&prefix)) {
+                if let Some(i) = file
+                    .text
+                    .split('\n')
+                    .position(|l| !l.trim_start().starts_with('#') && l.contains(n))
+                {
+                    return (file.rel.clone(), Some(i + 1));
+                }
+            }
+        }
+        (fallback.to_string(), None)
+    }
+
+    fn needle_line(&self, file: &SourceFile, doc: &SourceDoc, needle: &str) -> Option<usize> {
+        file.text
+            .split('\n')
+            .enumerate()
+            .skip(doc.start - 1)
+            .take(doc.end + 1 - doc.start)
+            .find(|(_, l)| !l.trim_start().starts_with('#') && l.contains(needle))
+            .map(|(i, _)| i + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_is_parsed_with_lines() {
+        let text = "a: 1\n---\nb: [\n---\nc: 3\n";
+        let (docs, errors) = parse_stream(text);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].start, 5);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 4, "{errors:?}");
+    }
+}

@@ -1,0 +1,289 @@
+//! Every check of `cargo xtask validate` on a broken fixture tree: each case
+//! is the clean `fixtures/validate/base` tree plus the files of
+//! `fixtures/validate/<case>/`, and must give exactly one finding, of the
+//! expected check, in the expected file.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use xtask::validate::{self, Check, Finding, Options, Report, Severity};
+
+fn fixtures() -> PathBuf {
+    common::root().join("xtask/tests/fixtures/validate")
+}
+
+/// The fetched schema folder, or `None` (skip) when it was never filled.
+pub fn schemas() -> Option<PathBuf> {
+    let dir = common::root().join(".schemas");
+    let version =
+        xtask::schema::normalize_kubernetes_version(xtask::schema::DEFAULT_KUBERNETES_VERSION);
+    if dir.join("kubernetes").join(version).is_dir() {
+        return Some(dir);
+    }
+    if common::tools_required() {
+        panic!(".schemas/ is empty: run `cargo xtask validate --fetch-schemas`");
+    }
+    eprintln!("SKIP: .schemas/ is empty; `cargo xtask validate --fetch-schemas` fills it");
+    None
+}
+
+fn run_case(case: Option<&str>, tweak: impl FnOnce(&mut Options)) -> Option<Report> {
+    common::tool("kustomize")?;
+    let schemas = schemas()?;
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(&fixtures().join("base"), dir.path());
+    if let Some(case) = case {
+        common::copy_tree(&fixtures().join(case), dir.path());
+    }
+    let mut opts = Options::new(dir.path());
+    opts.schema_locations = vec![schemas.display().to_string()];
+    tweak(&mut opts);
+    Some(validate::run(&opts).unwrap())
+}
+
+fn only_finding(case: &str) -> Option<Finding> {
+    let report = run_case(Some(case), |_| {})?;
+    assert_eq!(
+        report.findings.len(),
+        1,
+        "{case}: expected exactly one finding, got:\n{}",
+        report.render_text()
+    );
+    Some(report.findings[0].clone())
+}
+
+fn expect(
+    case: &str,
+    check: Check,
+    file: &str,
+    line: Option<usize>,
+    contains: &str,
+) -> Option<Finding> {
+    let f = only_finding(case)?;
+    assert_eq!(f.check, check, "{case}: {f:?}");
+    assert_eq!(f.severity, Severity::Error, "{case}: {f:?}");
+    assert_eq!(f.file, file, "{case}: {f:?}");
+    if line.is_some() {
+        assert_eq!(f.line, line, "{case}: {f:?}");
+    }
+    assert!(
+        f.text().contains(contains),
+        "{case}: {:?} lacks {contains:?}",
+        f.text()
+    );
+    Some(f)
+}
+
+#[test]
+fn base_tree_is_clean() {
+    let Some(report) = run_case(None, |_| {}) else {
+        return;
+    };
+    assert!(report.findings.is_empty(), "{}", report.render_text());
+    assert!(report.objects_checked >= 7, "{}", report.summary());
+    assert_eq!(report.flux_kustomizations, 2);
+}
+
+#[test]
+fn bad_yaml() {
+    let Some(f) = expect("bad-yaml", Check::Yaml, "apps/demo/notes.yaml", None, "") else {
+        return;
+    };
+    assert!(
+        f.line.is_some_and(|l| l >= 3) && f.column.is_some(),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn kustomize_error() {
+    expect(
+        "kustomize-error",
+        Check::Kustomize,
+        "apps/broken/kustomization.yaml",
+        None,
+        "missing.yaml",
+    );
+}
+
+#[test]
+fn unknown_field() {
+    let Some(f) = expect(
+        "unknown-field",
+        Check::Schema,
+        "apps/demo/deployment.yaml",
+        Some(9),
+        "unknown field \"replicass\" (did you mean \"replicas\"?)",
+    ) else {
+        return;
+    };
+    assert_eq!(f.path.as_deref(), Some("spec.replicass"));
+    assert_eq!(f.object.as_deref(), Some("Deployment demo/web"));
+}
+
+#[test]
+fn wrong_type() {
+    let Some(f) = expect(
+        "wrong-type",
+        Check::Schema,
+        "apps/demo/deployment.yaml",
+        Some(33),
+        "expected string, got array",
+    ) else {
+        return;
+    };
+    assert_eq!(
+        f.path.as_deref(),
+        Some("spec.template.spec.containers[0].imagePullPolicy")
+    );
+}
+
+#[test]
+fn missing_crd_schema() {
+    expect(
+        "missing-crd-schema",
+        Check::Schema,
+        "apps/demo/widget.yaml",
+        Some(1),
+        "no schema for example.com/v1 Widget",
+    );
+    // --skip-missing-schemas demotes it to a warning; it is still listed.
+    let Some(report) = run_case(Some("missing-crd-schema"), |o| {
+        o.skip_missing_schemas = true
+    }) else {
+        return;
+    };
+    assert_eq!(report.errors(), 0, "{}", report.render_text());
+    assert_eq!(report.warnings(), 1);
+    assert_eq!(
+        report.missing_schemas.get("example.com/v1 Widget"),
+        Some(&1)
+    );
+}
+
+#[test]
+fn depends_on_nothing() {
+    expect(
+        "depends-on-nothing",
+        Check::Flux,
+        "clusters/test/apps.yaml",
+        Some(15),
+        "dependsOn flux-system/nothing: no such Kustomization in cluster test",
+    );
+}
+
+#[test]
+fn cycle() {
+    expect(
+        "cycle",
+        Check::Flux,
+        "clusters/test/apps.yaml",
+        None,
+        "dependsOn cycle: flux-system/apps -> flux-system/infra -> flux-system/apps",
+    );
+}
+
+#[test]
+fn undefined_variable() {
+    expect(
+        "undefined-variable",
+        Check::Flux,
+        "apps/demo/deployment.yaml",
+        Some(26),
+        "undefined variable ${domian}",
+    );
+}
+
+#[test]
+fn unpinned_chart() {
+    expect(
+        "unpinned-chart",
+        Check::Flux,
+        "apps/demo/helm-release.yaml",
+        Some(10),
+        "chart version \"*\" is not pinned",
+    );
+}
+
+#[test]
+fn plaintext_secret() {
+    expect(
+        "plaintext-secret",
+        Check::Secrets,
+        "apps/demo/secret.yaml",
+        Some(1),
+        "Secret demo/api-token: Secret is not SOPS-encrypted",
+    );
+}
+
+#[test]
+fn wrong_recipient() {
+    expect(
+        "wrong-recipient",
+        Check::Secrets,
+        "apps/demo/token.enc.yaml",
+        None,
+        "encrypted for the wrong age recipients: missing age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq; not in .sops.yaml age1rk6fs67kly3h4zux5za429z3grjtvs8vcunav4sa28pxk738najsk8wgs6",
+    );
+}
+
+#[test]
+fn outputs_and_annotations() {
+    let Some(report) = run_case(Some("depends-on-nothing"), |_| {}) else {
+        return;
+    };
+    let text = report.render_text();
+    assert!(text.starts_with("clusters/test/apps.yaml\n"), "{text}");
+    assert!(text.trim_end().ends_with('s'), "{text}");
+    assert!(text.contains("1 error, 0 warnings"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&report.render_json()).unwrap();
+    assert_eq!(json["summary"]["errors"], 1);
+    assert_eq!(json["findings"][0]["check"], "flux");
+    let gh = report.github_annotations();
+    assert!(
+        gh.starts_with("::error file=clusters/test/apps.yaml,line=15,title=validate flux::"),
+        "{gh}"
+    );
+}
+
+#[test]
+fn every_finding_is_reported_not_just_the_first() {
+    let Some(schemas) = schemas() else { return };
+    if common::tool("kustomize").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(&fixtures().join("base"), dir.path());
+    for case in [
+        "bad-yaml",
+        "unknown-field",
+        "depends-on-nothing",
+        "plaintext-secret",
+        "unpinned-chart",
+    ] {
+        common::copy_tree(&fixtures().join(case), dir.path());
+    }
+    let mut opts = Options::new(dir.path());
+    opts.schema_locations = vec![schemas.display().to_string()];
+    let report = validate::run(&opts).unwrap();
+    assert_eq!(report.errors(), 5, "{}", report.render_text());
+}
+
+#[test]
+fn real_tree_validates_clean() {
+    let root = common::root();
+    if !root.join("clusters").is_dir() || schemas().is_none() || common::tool("kustomize").is_none()
+    {
+        return;
+    }
+    let clusters = validate::clusters_of(&root);
+    for c in ["local", "dev", "prod"] {
+        assert!(clusters.iter().any(|x| x == c), "clusters/{c} is missing");
+    }
+    let mut opts = Options::new(Path::new(&root));
+    opts.clusters = vec!["local".into(), "dev".into(), "prod".into()];
+    let report = validate::run(&opts).unwrap();
+    assert_eq!(report.errors(), 0, "{}", report.render_text());
+    assert!(report.objects_checked > 50, "{}", report.summary());
+}
