@@ -1,0 +1,285 @@
+//! The local registry and the pull-through mirrors: docker containers on the
+//! `kind` network, the `hosts.toml` containerd reads on every node, and the
+//! `local-registry-hosting` ConfigMap (KEP-1755). The text and objects come
+//! from pure functions; the docker calls are thin.
+
+use serde_json::{Value, json};
+
+use super::Toolbox;
+use super::kind::CERTS_D;
+use crate::runner::{Cmd, RunError};
+
+/// The local registry's container name. `clusters/local/flux-system/oci-repository.yaml`
+/// pulls from `oci://platform-registry:5000/platform`.
+pub const REGISTRY_NAME: &str = "platform-registry";
+/// The repository the artifact is pushed to.
+pub const REPOSITORY: &str = "platform";
+pub const DEFAULT_PORT: u16 = 5050;
+pub const IMAGE: &str = "registry:2";
+/// The docker network kind creates.
+pub const KIND_NETWORK: &str = "kind";
+/// Every container this tool starts carries this label.
+pub const LABEL: &str = "dev.devantler.platform=registry";
+
+/// One registry container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    /// Container name, reachable as `http://<name>:5000` on the kind network.
+    pub name: String,
+    /// The host name containerd sees in image references (`localhost:5050`, `docker.io`).
+    pub host: String,
+    /// For a pull-through cache: the upstream URL.
+    pub upstream: Option<String>,
+    /// Published on 127.0.0.1 (the local registry only).
+    pub host_port: Option<u16>,
+}
+
+/// The pull-through caches: (host in image references, upstream).
+pub const MIRRORS: [(&str, &str); 4] = [
+    ("docker.io", "https://registry-1.docker.io"),
+    ("ghcr.io", "https://ghcr.io"),
+    ("quay.io", "https://quay.io"),
+    ("registry.k8s.io", "https://registry.k8s.io"),
+];
+
+pub fn local(port: u16) -> Registry {
+    Registry {
+        name: REGISTRY_NAME.into(),
+        host: format!("localhost:{port}"),
+        upstream: None,
+        host_port: Some(port),
+    }
+}
+
+/// `platform-mirror-docker-io`, ...
+pub fn mirror_name(host: &str) -> String {
+    format!("platform-mirror-{}", host.replace('.', "-"))
+}
+
+pub fn mirrors() -> Vec<Registry> {
+    MIRRORS
+        .iter()
+        .map(|(host, upstream)| Registry {
+            name: mirror_name(host),
+            host: (*host).into(),
+            upstream: Some((*upstream).into()),
+            host_port: None,
+        })
+        .collect()
+}
+
+impl Registry {
+    /// `docker run` arguments (after `docker`).
+    pub fn run_args(&self) -> Vec<String> {
+        let mut a: Vec<String> = ["run", "-d", "--restart=always", "--name", &self.name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(["--label".into(), LABEL.into()]);
+        if let Some(p) = self.host_port {
+            a.extend(["-p".into(), format!("127.0.0.1:{p}:5000")]);
+        }
+        if let Some(u) = &self.upstream {
+            a.extend(["-e".into(), format!("REGISTRY_PROXY_REMOTEURL={u}")]);
+        }
+        a.push(IMAGE.into());
+        a
+    }
+
+    /// Where containerd looks for this registry's hosts file on a node.
+    pub fn hosts_dir(&self) -> String {
+        format!("{CERTS_D}/{}", self.host)
+    }
+
+    pub fn hosts_toml(&self) -> String {
+        hosts_toml(
+            self.upstream.as_deref(),
+            &format!("http://{}:5000", self.name),
+        )
+    }
+}
+
+/// A containerd `hosts.toml`: pull and resolve through `endpoint`; for a
+/// mirror, `server` is the upstream to fall back to.
+pub fn hosts_toml(server: Option<&str>, endpoint: &str) -> String {
+    let mut s = String::new();
+    if let Some(server) = server {
+        s.push_str(&format!("server = \"{server}\"\n\n"));
+    }
+    s.push_str(&format!(
+        "[host.\"{endpoint}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+    ));
+    s
+}
+
+/// KEP-1755: tells tools where the cluster's local registry is.
+pub fn local_registry_hosting(port: u16) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": { "name": "local-registry-hosting", "namespace": "kube-public" },
+        "data": {
+            "localRegistryHosting.v1": format!(
+                "host: \"localhost:{port}\"\nhostFromContainerRuntime: \"{REGISTRY_NAME}:5000\"\nhostFromClusterNetwork: \"{REGISTRY_NAME}:5000\"\nhelp: \"https://kind.sigs.k8s.io/docs/user/local-registry/\"\n"
+            )
+        }
+    })
+}
+
+/// What `docker inspect` says about a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Absent,
+    Stopped,
+    Running,
+}
+
+pub fn state(t: &Toolbox, name: &str) -> anyhow::Result<State> {
+    let out = Cmd::new(&t.docker)
+        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.to_lowercase().contains("no such") || err.trim().is_empty() {
+            return Ok(State::Absent);
+        }
+        anyhow::bail!("docker inspect {name} failed: {}", err.trim());
+    }
+    Ok(match String::from_utf8_lossy(&out.stdout).trim() {
+        "true" => State::Running,
+        _ => State::Stopped,
+    })
+}
+
+/// Runs, starts or reuses the container. Returns what was done.
+pub fn ensure(t: &Toolbox, r: &Registry) -> anyhow::Result<&'static str> {
+    Ok(match state(t, &r.name)? {
+        State::Running => "reused",
+        State::Stopped => {
+            Cmd::new(&t.docker).args(["start", &r.name]).read()?;
+            "started"
+        }
+        State::Absent => {
+            Cmd::new(&t.docker).args(r.run_args()).read()?;
+            "created"
+        }
+    })
+}
+
+/// The host port the running local registry publishes (it may differ from
+/// the one asked for when the container predates the flag).
+pub fn published_port(t: &Toolbox, name: &str) -> anyhow::Result<Option<u16>> {
+    let out = Cmd::new(&t.docker)
+        .args(["port", name, "5000/tcp"])
+        .read()?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.rsplit(':').next())
+        .find_map(|p| p.trim().parse().ok()))
+}
+
+/// Joins the kind network unless already on it.
+pub fn connect(t: &Toolbox, name: &str) -> anyhow::Result<bool> {
+    let nets = Cmd::new(&t.docker)
+        .args([
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            name,
+        ])
+        .read()?;
+    if nets.split_whitespace().any(|n| n == KIND_NETWORK) {
+        return Ok(false);
+    }
+    Cmd::new(&t.docker)
+        .args(["network", "connect", KIND_NETWORK, name])
+        .read()?;
+    Ok(true)
+}
+
+/// Writes `hosts.toml` for `r` into node container `node`.
+pub fn write_hosts(t: &Toolbox, node: &str, r: &Registry) -> Result<(), RunError> {
+    let dir = r.hosts_dir();
+    Cmd::new(&t.docker)
+        .args(["exec", "-i", node, "sh", "-c"])
+        .arg(format!("mkdir -p '{dir}' && cat > '{dir}/hosts.toml'"))
+        .stdin_bytes(r.hosts_toml())
+        .read()
+        .map(|_| ())
+}
+
+/// `docker rm -f -v`, fine when absent.
+pub fn remove(t: &Toolbox, name: &str) -> anyhow::Result<bool> {
+    if state(t, name)? == State::Absent {
+        return Ok(false);
+    }
+    Cmd::new(&t.docker).args(["rm", "-f", "-v", name]).read()?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_registry_hosts_toml() {
+        let r = local(5050);
+        assert_eq!(r.hosts_dir(), "/etc/containerd/certs.d/localhost:5050");
+        assert_eq!(
+            r.hosts_toml(),
+            "[host.\"http://platform-registry:5000\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        let parsed: toml::Value = toml::from_str(&r.hosts_toml()).unwrap();
+        assert_eq!(
+            parsed["host"]["http://platform-registry:5000"]["capabilities"][0].as_str(),
+            Some("pull")
+        );
+    }
+
+    #[test]
+    fn mirror_hosts_toml_falls_back_to_upstream() {
+        let m = &mirrors()[0];
+        assert_eq!(m.name, "platform-mirror-docker-io");
+        assert_eq!(m.hosts_dir(), "/etc/containerd/certs.d/docker.io");
+        let parsed: toml::Value = toml::from_str(&m.hosts_toml()).unwrap();
+        assert_eq!(
+            parsed["server"].as_str(),
+            Some("https://registry-1.docker.io")
+        );
+        assert!(parsed["host"]["http://platform-mirror-docker-io:5000"].is_table());
+        let names: Vec<_> = mirrors().iter().map(|m| m.host.clone()).collect();
+        assert_eq!(
+            names,
+            ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+        );
+    }
+
+    #[test]
+    fn run_args_publish_only_the_local_registry() {
+        let a = local(5050).run_args().join(" ");
+        assert_eq!(
+            a,
+            "run -d --restart=always --name platform-registry --label dev.devantler.platform=registry -p 127.0.0.1:5050:5000 registry:2"
+        );
+        let m = mirrors()[1].run_args().join(" ");
+        assert!(
+            m.contains("-e REGISTRY_PROXY_REMOTEURL=https://ghcr.io"),
+            "{m}"
+        );
+        assert!(!m.contains("-p "), "{m}");
+    }
+
+    #[test]
+    fn config_map_follows_kep_1755() {
+        let cm = local_registry_hosting(5050);
+        assert_eq!(cm["metadata"]["namespace"], "kube-public");
+        assert_eq!(cm["metadata"]["name"], "local-registry-hosting");
+        let v1: serde_json::Value =
+            crate::render::parse_stream(cm["data"]["localRegistryHosting.v1"].as_str().unwrap())
+                .unwrap()
+                .remove(0);
+        assert_eq!(v1["host"], "localhost:5050");
+        assert_eq!(v1["hostFromClusterNetwork"], "platform-registry:5000");
+        assert!(v1["help"].as_str().unwrap().starts_with("https://"));
+    }
+}

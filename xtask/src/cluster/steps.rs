@@ -1,0 +1,159 @@
+//! Numbered step lines with a spinner and a duration (indicatif on a
+//! terminal; plain lines otherwise, e.g. in CI or under test).
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Runs steps one after another and reports each.
+pub struct Steps {
+    total: usize,
+    done: usize,
+    tty: bool,
+    started: Instant,
+    /// (title, duration, outcome) of every finished step.
+    pub finished: Vec<(String, Duration, String)>,
+}
+
+/// Handed to a running step for sub-progress.
+pub struct Progress {
+    pb: Option<ProgressBar>,
+    prefix: String,
+}
+
+impl Progress {
+    /// Shows what the step is doing now (spinner message, or an indented line).
+    pub fn note(&self, msg: &str) {
+        match &self.pb {
+            Some(pb) => pb.set_message(msg.to_string()),
+            None => eprintln!("      {} {msg}", self.prefix),
+        }
+    }
+
+    /// Updates the spinner only; nothing in plain mode (for frequent polls).
+    pub fn tick(&self, msg: &str) {
+        if let Some(pb) = &self.pb {
+            pb.set_message(msg.to_string());
+        }
+    }
+}
+
+/// A step's error: names the step, keeps the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("step {number}/{total} ({title}) failed: {source:#}")]
+pub struct StepFailed {
+    pub number: usize,
+    pub total: usize,
+    pub title: String,
+    pub source: anyhow::Error,
+}
+
+impl Steps {
+    pub fn new(total: usize) -> Self {
+        Self {
+            total,
+            done: 0,
+            tty: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            finished: Vec::new(),
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Runs one step. `f` returns its value and a short outcome ("created",
+    /// "reused", ...) for the step line.
+    pub fn run<T>(
+        &mut self,
+        title: &str,
+        f: impl FnOnce(&Progress) -> anyhow::Result<(T, String)>,
+    ) -> Result<T, StepFailed> {
+        self.done += 1;
+        let number = self.done;
+        let label = format!("[{number}/{}] {title}", self.total);
+        let pb = self.tty.then(|| {
+            let pb = ProgressBar::new_spinner();
+            pb.set_style(
+                ProgressStyle::with_template("{spinner} {prefix} {wide_msg} {elapsed:>4}")
+                    .expect("a valid template"),
+            );
+            pb.set_prefix(label.clone());
+            pb.enable_steady_tick(Duration::from_millis(100));
+            pb
+        });
+        if pb.is_none() {
+            eprintln!("  ... {label}");
+        }
+        let progress = Progress {
+            pb,
+            prefix: format!("[{number}/{}]", self.total),
+        };
+        let started = Instant::now();
+        let result = f(&progress);
+        let took = started.elapsed();
+        let line = |mark: &str, outcome: &str| {
+            format!("{mark} {label}: {outcome} ({})", fmt_duration(took))
+        };
+        let (text, ret) = match result {
+            Ok((value, outcome)) => {
+                self.finished
+                    .push((title.to_string(), took, outcome.clone()));
+                (line("ok ", &outcome), Ok(value))
+            }
+            Err(source) => (
+                line("ERR", "failed"),
+                Err(StepFailed {
+                    number,
+                    total: self.total,
+                    title: title.to_string(),
+                    source,
+                }),
+            ),
+        };
+        match progress.pb {
+            Some(pb) => {
+                pb.finish_and_clear();
+                eprintln!("{text}");
+            }
+            None => eprintln!("{text}"),
+        }
+        ret
+    }
+}
+
+/// `850ms`, `12.3s`, `2m05s`.
+pub fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(fmt_duration(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(fmt_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn a_failing_step_is_named() {
+        let mut s = Steps::new(3);
+        s.run("One", |_| Ok(((), "ok".into()))).unwrap();
+        let err = s
+            .run::<()>("Two", |_| Err(anyhow::anyhow!("boom")))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "step 2/3 (Two) failed: boom");
+    }
+}

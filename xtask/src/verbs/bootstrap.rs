@@ -1,0 +1,121 @@
+//! `cargo xtask bootstrap`: a local Kind cluster that Flux reconciles from
+//! our own artifact, in nine idempotent steps (see [`crate::cluster::bootstrap`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cluster::{bootstrap, registry, steps::fmt_duration};
+
+/// Parses `90s`, `10m`, `1h` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map(|i| s.split_at(i))
+        .unwrap_or((s, "s"));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 90s, 10m)"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("invalid duration unit in {s:?} (use s, m or h)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The cluster folder under clusters/ (and the kind cluster's name).
+    #[arg(long, default_value = "local")]
+    cluster: String,
+    /// Delete the cluster and the local registry first (mirrors are kept).
+    #[arg(long)]
+    recreate: bool,
+    /// How long to wait for nodes, controllers and Flux objects, in all.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Host port of the local registry (127.0.0.1 only).
+    #[arg(long, env = "XTASK_REGISTRY_PORT", default_value_t = registry::DEFAULT_PORT)]
+    registry_port: u16,
+    /// Pull-through caches for docker.io, ghcr.io, quay.io and registry.k8s.io.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    mirrors: bool,
+    /// The kind config [default: clusters/<cluster>/kind.yaml].
+    #[arg(long)]
+    kind_config: Option<PathBuf>,
+    /// The tree to render and publish (default: this repository).
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let root = self.root.unwrap_or_else(crate::project_root);
+        let mut o = bootstrap::Options::new(root, &self.cluster);
+        if let Some(k) = self.kind_config {
+            o.kind_config = k;
+        }
+        o.recreate = self.recreate;
+        o.timeout = self.timeout;
+        o.registry_port = self.registry_port;
+        o.mirrors = self.mirrors;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        match bootstrap::run(&o, &rt) {
+            Ok(s) => {
+                eprintln!();
+                eprintln!(
+                    "cluster {} is Ready in {} (artifact {})",
+                    o.cluster,
+                    fmt_duration(s.total),
+                    s.digest
+                );
+                eprintln!(
+                    "kubectl: kubectl --context kind-{} ... (or KUBECONFIG={})",
+                    o.cluster,
+                    s.kubeconfig.display()
+                );
+                if !s.urls.is_empty() {
+                    let hosts: Vec<&str> = s
+                        .urls
+                        .iter()
+                        .map(|u| u.trim_start_matches("https://"))
+                        .collect();
+                    eprintln!("add to /etc/hosts: 127.0.0.1 {}", hosts.join(" "));
+                }
+                for u in &s.urls {
+                    println!("{u}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "fix it and re-run `cargo xtask bootstrap`: every step converges, so finished work is reused"
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

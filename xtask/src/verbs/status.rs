@@ -1,0 +1,165 @@
+//! `cargo xtask status`: every Flux object (kind, name, Ready, revision,
+//! message) and the digest `latest` points at in the local registry.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::json;
+
+use crate::cluster::{self, Toolbox, bootstrap, kind, registry};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "local")]
+    cluster: String,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+/// Fixed-width columns, as `flux get all` prints them.
+pub fn table(rows: &[cluster::flux::FluxObjectStatus]) -> String {
+    let header = ["KIND", "NAME", "READY", "REVISION", "MESSAGE"];
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.kind.clone(),
+                format!("{}/{}", r.namespace, r.name),
+                if r.suspended {
+                    format!("{} (suspended)", r.ready)
+                } else {
+                    r.ready.clone()
+                },
+                r.revision.clone(),
+                r.message.lines().next().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for c in &cells {
+        for (i, v) in c.iter().enumerate().take(4) {
+            width[i] = width[i].max(v.len());
+        }
+    }
+    let line = |c: &[String]| {
+        let mut s = String::new();
+        for (i, v) in c.iter().enumerate() {
+            if i < 4 {
+                s.push_str(&format!("{v:<w$}  ", w = width[i]));
+            } else {
+                s.push_str(v);
+            }
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    for c in &cells {
+        out.push_str(&line(c));
+    }
+    out
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let t = Toolbox::resolve().map_err(|m| anyhow::anyhow!(m.join("; ")))?;
+        if !kind::exists(&t, &self.cluster)? {
+            anyhow::bail!(
+                "cluster {} does not exist: run `cargo xtask bootstrap` first",
+                self.cluster
+            );
+        }
+        bootstrap::write_kubeconfig(&t, &self.cluster)?;
+        let rows = cluster::kube(&t, &self.cluster).status()?;
+        let port = registry::published_port(&t, registry::REGISTRY_NAME)
+            .ok()
+            .flatten();
+        let (reference, digest) = match port {
+            Some(port) => {
+                let reference = format!("oci://localhost:{port}/{}:latest", registry::REPOSITORY);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("starting the async runtime")?;
+                let digest = rt
+                    .block_on(crate::artifact::inspect_registry(
+                        &reference,
+                        &crate::artifact::Auth::Anonymous,
+                        false,
+                    ))
+                    .map(|i| i.digest)
+                    .map_err(|e| e.to_string());
+                (Some(reference), digest)
+            }
+            None => (
+                None,
+                Err(format!("{} is not running", registry::REGISTRY_NAME)),
+            ),
+        };
+        let all_ready = rows.iter().all(|r| r.ready == "True" || r.suspended);
+        match self.output {
+            Output::Json => {
+                let v = json!({
+                    "cluster": self.cluster,
+                    "objects": rows,
+                    "registry": {
+                        "reference": reference,
+                        "digest": digest.as_ref().ok(),
+                        "error": digest.as_ref().err(),
+                    },
+                    "ready": all_ready,
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            Output::Text => {
+                print!("{}", table(&rows));
+                match (&reference, &digest) {
+                    (Some(r), Ok(d)) => println!("\nregistry: {r} -> {d}"),
+                    (_, Err(e)) => println!("\nregistry: {e}"),
+                    _ => {}
+                }
+            }
+        }
+        Ok(if all_ready {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::flux::FluxObjectStatus;
+
+    #[test]
+    fn table_aligns_columns() {
+        let row = |k: &str, n: &str, r: &str| FluxObjectStatus {
+            kind: k.into(),
+            name: n.into(),
+            namespace: "flux-system".into(),
+            ready: r.into(),
+            revision: "latest@sha256:ab".into(),
+            message: "Applied revision\nmore".into(),
+            suspended: false,
+        };
+        let t = table(&[
+            row("OCIRepository", "flux-system", "True"),
+            row("Kustomization", "apps", "False"),
+        ]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("KIND           NAME"), "{t}");
+        assert!(
+            lines[2].starts_with("Kustomization  flux-system/apps         False"),
+            "{t}"
+        );
+        assert!(lines[2].ends_with("Applied revision"), "{t}");
+    }
+}
