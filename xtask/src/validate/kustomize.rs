@@ -42,6 +42,8 @@ pub struct Builds {
     root: PathBuf,
     tool: Kustomize,
     map: Mutex<HashMap<String, Arc<BuildResult>>>,
+    /// Directories not built alone because a successful build included them.
+    covered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Builds {
@@ -50,6 +52,7 @@ impl Builds {
             root,
             tool,
             map: Mutex::new(HashMap::new()),
+            covered: Mutex::new(Default::default()),
         }
     }
 
@@ -77,6 +80,27 @@ impl Builds {
             .entry(dir.to_string())
             .or_insert(r)
             .clone()
+    }
+
+    pub fn is_built(&self, dir: &str) -> bool {
+        self.map.lock().expect("lock").contains_key(dir)
+    }
+
+    pub fn is_covered(&self, dir: &str) -> bool {
+        self.covered.lock().expect("lock").contains(dir)
+    }
+
+    pub fn mark_covered(&self, dir: &str) {
+        self.covered.lock().expect("lock").insert(dir.to_string());
+    }
+
+    /// `Some(true)` when `dir` built (alone or inside a successful build),
+    /// `Some(false)` when its build failed, `None` when not known yet.
+    pub fn succeeded(&self, dir: &str) -> Option<bool> {
+        if self.is_covered(dir) {
+            return Some(true);
+        }
+        self.map.lock().expect("lock").get(dir).map(|r| r.is_ok())
     }
 
     /// Builds all of `dirs` in parallel.

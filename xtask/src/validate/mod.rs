@@ -446,8 +446,37 @@ pub fn run(opts: &Options) -> Result<Report> {
     // 2. kustomize.
     let tool = crate::tools::kustomize()?;
     let builds = kustomize::Builds::new(opts.root.clone(), tool);
+    // Top-level directories first: a directory that a successful build includes
+    // built successfully as part of it, so it is only built alone (to place the
+    // error) when every directory including it failed.
     progress.stage("kustomize build", tree.kustomize_dirs.len());
-    builds.build_all(&tree.kustomize_dirs, &|| progress.inc());
+    builds.build_all(&tree.top_level_dirs(), &|| progress.inc());
+    let mut covered = 0;
+    loop {
+        let mut pending: Vec<String> = Vec::new();
+        let mut progressed = false;
+        for (dir, parents) in &tree.included_by {
+            if builds.is_built(dir) || builds.is_covered(dir) {
+                continue;
+            }
+            let states: Vec<Option<bool>> = parents.iter().map(|p| builds.succeeded(p)).collect();
+            if states.contains(&Some(true)) {
+                builds.mark_covered(dir);
+                covered += 1;
+                progress.inc();
+                progressed = true;
+            } else if states.iter().all(|s| s == &Some(false)) {
+                pending.push(dir.clone());
+            }
+        }
+        if !pending.is_empty() {
+            builds.build_all(&pending, &|| progress.inc());
+            progressed = true;
+        }
+        if !progressed {
+            break;
+        }
+    }
 
     // 4. Flux graph, per cluster; it also yields the objects as applied.
     let all_clusters = clusters_of(&opts.root);
@@ -505,7 +534,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             )),
         }
     }
-    report.kustomize_builds = builds.all().len();
+    report.kustomize_builds = builds.all().len() + covered;
 
     // 3. Schemas.
     let mut registry = Registry::load(RegistryOptions {

@@ -43,6 +43,8 @@ pub struct Tree {
     pub files: Vec<SourceFile>,
     /// Directories (relative) with a kustomization file that is not a Component.
     pub kustomize_dirs: Vec<String>,
+    /// Kustomize directory → the kustomize directories that list it in `resources`.
+    pub included_by: HashMap<String, Vec<String>>,
     /// `(kind, name)` → `(file index, doc index)`.
     by_name: HashMap<(String, String), Vec<(usize, usize)>>,
 }
@@ -235,12 +237,28 @@ impl Tree {
                 if !is_component {
                     let dir = file.rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                     tree.kustomize_dirs.push(dir.to_string());
+                    for child in resource_dirs(&tree.root, dir, file) {
+                        tree.included_by
+                            .entry(child)
+                            .or_default()
+                            .push(dir.to_string());
+                    }
                 }
             }
         }
         tree.kustomize_dirs.sort();
         tree.kustomize_dirs.dedup();
         (tree, findings)
+    }
+
+    /// The kustomize directories that no other one includes: building them
+    /// builds everything they include.
+    pub fn top_level_dirs(&self) -> Vec<String> {
+        self.kustomize_dirs
+            .iter()
+            .filter(|d| !self.included_by.contains_key(*d))
+            .cloned()
+            .collect()
     }
 
     /// The kustomization file of a relative directory, if it has one.
@@ -345,4 +363,27 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 4, "{errors:?}");
     }
+}
+
+/// The local directories a kustomization lists in `resources`, relative to the root.
+fn resource_dirs(root: &Path, dir: &str, file: &SourceFile) -> Vec<String> {
+    let Some(resources) = file
+        .docs
+        .first()
+        .and_then(|d| d.value.get("resources"))
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    resources
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|r| !r.contains("://"))
+        .filter_map(|r| {
+            let path = root.join(dir).join(r);
+            let canonical = path.canonicalize().ok()?;
+            let root = root.canonicalize().ok()?;
+            canonical.is_dir().then(|| rel_string(&root, &canonical))
+        })
+        .collect()
 }

@@ -30,6 +30,9 @@ pub struct Args {
     /// secrets never land in the repo.
     #[arg(long)]
     reveal_secrets: bool,
+    /// Render HelmReleases too, into `<cluster>/helm/<namespace>-<release>.yaml`.
+    #[arg(long)]
+    helm: bool,
 }
 
 impl Args {
@@ -76,6 +79,11 @@ impl Args {
                     write_cluster(&out.join(&cluster), &rendered)
                         .with_context(|| format!("writing {}", out.join(&cluster).display()))?;
                     print_summary(&rendered, &out);
+                    if self.helm {
+                        let helm =
+                            crate::helm::HelmOptions::from_env().decrypting(opts.decryptor.clone());
+                        crate::helm::render_releases(&rendered, &out.join(&cluster), &helm)?;
+                    }
                 }
                 Err(err) => {
                     failed += 1;
@@ -165,6 +173,16 @@ fn print_summary(rendered: &RenderedCluster, out: &Path) {
 }
 
 /// Decrypts SOPS Secrets with the user's age identities, when there are any.
+/// A broken keys source is a warning: rendering goes on with placeholders.
 fn flux_decryptor() -> Option<render::Decryptor> {
-    None
+    match crate::sops::Identities::from_env() {
+        Ok(ids) if !ids.is_empty() => Some(std::sync::Arc::new(move |object| {
+            crate::sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
+        })),
+        Ok(_) => None,
+        Err(err) => {
+            eprintln!("warning: cannot load age identities: {err}");
+            None
+        }
+    }
 }

