@@ -1,0 +1,98 @@
+//! `cargo xtask diff`: what a change does to every cluster, object by object,
+//! against a git ref. Exit status as `flux diff`: 0 no differences, 1
+//! differences, 2 an error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::diff::{self, DiffOptions, output};
+use crate::helm::HelmOptions;
+use crate::render::Decryptor;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The git ref to compare against (default: the merge-base with origin/main).
+    #[arg(long)]
+    base: Option<String>,
+    /// The cluster to compare (a folder under clusters/); repeatable.
+    #[arg(long, short, default_value = "local", conflicts_with = "all")]
+    cluster: Vec<String>,
+    /// Compare every cluster (of either side).
+    #[arg(long)]
+    all: bool,
+    /// Render HelmReleases too (fetches charts into the user's cache).
+    #[arg(long)]
+    helm: bool,
+    /// How to print the differences.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    /// The git working tree to compare (default: this repository).
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+/// Decrypts SOPS Secrets with the user's age identities, when there are any.
+pub fn decryptor() -> Option<Decryptor> {
+    let ids = crate::sops::Identities::from_env().ok()?;
+    if ids.is_empty() {
+        return None;
+    }
+    let ids = std::sync::Arc::new(ids);
+    Some(std::sync::Arc::new(move |object: &serde_json::Value| {
+        crate::sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
+    }))
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let decryptor = decryptor();
+        let helm = self.helm.then(|| HelmOptions {
+            decryptor: decryptor.clone(),
+            ..HelmOptions::from_env()
+        });
+        let opts = DiffOptions {
+            root: self.root.clone().unwrap_or_else(crate::project_root),
+            base: self.base.clone(),
+            clusters: if self.all {
+                Vec::new()
+            } else {
+                self.cluster.clone()
+            },
+            helm,
+            decryptor,
+        };
+        let report = match diff::run(&opts) {
+            Ok(report) => report,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let text = match self.output {
+            Output::Text => output::text(&report),
+            Output::Markdown => output::markdown(&report),
+            Output::Json => output::json(&report),
+        };
+        print!("{text}");
+        if !text.ends_with('\n') {
+            println!();
+        }
+        eprintln!(
+            "compared {} cluster(s) in {:.2}s",
+            report.clusters.len(),
+            report.elapsed.as_secs_f64()
+        );
+        Ok(if report.has_differences() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        })
+    }
+}
