@@ -1,0 +1,676 @@
+//! `cargo xtask secrets`: native SOPS (age + AES-256-GCM) for the repository's
+//! encrypted files, compatible with the sops CLI and Flux.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args as ClapArgs, Subcommand};
+
+use crate::fsutil::write_atomic;
+use crate::sops::{self, Config, DecryptOptions, Format, Identities, ReencryptOptions, files};
+
+/// Encrypt, decrypt, edit, rotate and check SOPS secrets (native age + AES-GCM).
+///
+/// Rules come from the nearest `.sops.yaml` above the current directory; the
+/// age identities from SOPS_AGE_KEY, SOPS_AGE_KEY_FILE and
+/// ~/.config/sops/age/keys.txt (XDG_CONFIG_HOME aware), all combined.
+/// Without PATHs, encrypt/decrypt/rotate/updatekeys work on every file the
+/// `.sops.yaml` manages (by default `*.enc.yaml`/`*.enc.yml`, skipping target/,
+/// .git/, .tools/, node_modules/, tests/fixtures/ and subdirectories with their
+/// own `.sops.yaml`).
+///
+/// A newcomer without anyone's private key gets a working local cluster with
+/// `cargo xtask secrets keygen --env local`: it creates a personal key, makes it
+/// the local recipient and regenerates the local-only development secrets.
+#[derive(ClapArgs)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Subcommand)]
+enum Sub {
+    /// Create an age key in your keys file and add its recipient to `.sops.yaml`.
+    ///
+    /// The key is appended to ~/.config/sops/age/keys.txt (or --keys-file,
+    /// or SOPS_AGE_KEY_FILE), created with mode 0600; a path inside the
+    /// repository is refused. For `--env local` the new recipient replaces the
+    /// local one (everywhere in `.sops.yaml`, comments kept) and every
+    /// local-env file is regenerated with fresh development values. For other
+    /// environments the recipient is added to the rule's list; run
+    /// `secrets updatekeys` afterwards from a machine that can decrypt.
+    Keygen {
+        /// The environment (cluster) whose `.sops.yaml` rule gets the recipient: local, dev, prod.
+        #[arg(long)]
+        env: String,
+        /// The keys file to append to.
+        #[arg(long)]
+        keys_file: Option<PathBuf>,
+        /// For --env local: do not regenerate the local files.
+        #[arg(long)]
+        no_regenerate: bool,
+    },
+    /// Re-create the env's encrypted files that nobody here can decrypt.
+    ///
+    /// Keeps every file's structure, keys and unencrypted fields, gives every
+    /// encrypted value a fresh random development value (24 alphanumerics) and
+    /// encrypts it for the recipients `.sops.yaml` demands. Files you can
+    /// already decrypt are left alone unless --force. Only for development
+    /// secrets: regenerating a non-local env needs --force.
+    Regenerate {
+        /// The environment whose files are regenerated.
+        #[arg(long, default_value = "local")]
+        env: String,
+        /// Also regenerate files that can be decrypted (and allow non-local envs).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Encrypt plaintext files in place for the recipients `.sops.yaml` demands.
+    ///
+    /// Already encrypted files are skipped. Without PATHs: every managed file.
+    Encrypt {
+        /// Files to encrypt.
+        paths: Vec<PathBuf>,
+    },
+    /// Decrypt files, to stdout (--stdout) or, with a loud warning, in place.
+    ///
+    /// Plaintext secrets inside the repository break the security rule, so
+    /// decrypting in place is refused unless --in-place is given; prefer
+    /// --stdout or `secrets edit`.
+    Decrypt {
+        /// Files to decrypt. Without PATHs: every managed file.
+        paths: Vec<PathBuf>,
+        /// Print the plaintext to stdout; files stay untouched.
+        #[arg(long, conflicts_with = "in_place")]
+        stdout: bool,
+        /// Overwrite the files with their plaintext (dangerous in a repository).
+        #[arg(long)]
+        in_place: bool,
+        /// Skip the MAC check (explicit escape for damaged files).
+        #[arg(long)]
+        ignore_mac: bool,
+    },
+    /// Open a decrypted copy in $EDITOR, re-encrypt on save.
+    ///
+    /// The copy lives in a private temp dir (0700) outside the repository and is
+    /// removed afterwards. Unchanged values keep their ciphertext byte for byte;
+    /// an unchanged file is not written at all.
+    Edit {
+        /// The file to edit.
+        path: PathBuf,
+    },
+    /// Re-encrypt files with a new data key (and fresh IVs).
+    Rotate {
+        /// Files to rotate. Without PATHs: every managed file.
+        paths: Vec<PathBuf>,
+    },
+    /// Re-wrap the data key to the recipients `.sops.yaml` now demands.
+    Updatekeys {
+        /// Files to update. Without PATHs: every managed file.
+        paths: Vec<PathBuf>,
+    },
+    /// Check that every managed file is encrypted for exactly its rule's recipients.
+    ///
+    /// Exit status 1 when any file fails, each listed with the reason.
+    Check,
+}
+
+struct Ctx {
+    config_path: PathBuf,
+    config_dir: PathBuf,
+    config: Config,
+}
+
+impl Ctx {
+    fn load() -> anyhow::Result<Ctx> {
+        let cwd = std::env::current_dir()?;
+        let (config_path, config) =
+            Config::find(&cwd)?.context("no .sops.yaml found in the current directory or above")?;
+        let config_dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(Ctx {
+            config_path,
+            config_dir,
+            config,
+        })
+    }
+
+    fn targets(&self, paths: Vec<PathBuf>) -> Vec<PathBuf> {
+        if paths.is_empty() {
+            files::managed_files(&self.config_dir, &self.config)
+        } else {
+            paths
+        }
+    }
+
+    fn rel(&self, p: &Path) -> String {
+        let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        abs.strip_prefix(&self.config_dir)
+            .map(|r| r.display().to_string())
+            .unwrap_or_else(|_| p.display().to_string())
+    }
+}
+
+fn identities() -> anyhow::Result<Identities> {
+    Ok(Identities::from_env()?)
+}
+
+/// Runs `f` on every file, printing `ok`/errors; the exit code reflects failures.
+fn each(
+    ctx: &Ctx,
+    paths: &[PathBuf],
+    verb: &str,
+    mut f: impl FnMut(&Path) -> anyhow::Result<String>,
+) -> ExitCode {
+    let mut failed = 0;
+    for p in paths {
+        match f(p) {
+            Ok(msg) => {
+                if !msg.is_empty() {
+                    eprintln!("{verb}: {}: {msg}", ctx.rel(p));
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("{verb}: {}: error: {e:#}", ctx.rel(p));
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "{verb}: {failed} of {} file(s) failed; they were left unchanged",
+            paths.len()
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Sub::Keygen {
+                env,
+                keys_file,
+                no_regenerate,
+            } => keygen(&env, keys_file, no_regenerate),
+            Sub::Regenerate { env, force } => regenerate(&Ctx::load()?, &env, force),
+            Sub::Encrypt { paths } => {
+                let ctx = Ctx::load()?;
+                let paths = ctx.targets(paths);
+                Ok(each(&ctx, &paths, "encrypt", |p| {
+                    let bytes = read(p)?;
+                    let format = Format::from_path(p);
+                    if sops::is_encrypted(&bytes, format) {
+                        return Ok("already encrypted, skipped".into());
+                    }
+                    let rule = ctx.config.rule_for(&ctx.config_dir, p)?;
+                    let out = sops::encrypt(&bytes, format, rule)?;
+                    write_atomic(p, &out)?;
+                    Ok(format!("encrypted for {}", rule.age.join(", ")))
+                }))
+            }
+            Sub::Decrypt {
+                paths,
+                stdout,
+                in_place,
+                ignore_mac,
+            } => {
+                if !stdout && !in_place {
+                    bail!(
+                        "refusing to write plaintext secrets into the repository: use --stdout to print them, \
+                         `cargo xtask secrets edit` to change them, or --in-place if you really mean it"
+                    );
+                }
+                let ctx = Ctx::load()?;
+                let paths = ctx.targets(paths);
+                let ids = identities()?;
+                let opts = DecryptOptions { ignore_mac };
+                if in_place {
+                    eprintln!(
+                        "WARNING: writing PLAINTEXT secrets in place. Never commit them; re-encrypt with \
+                         `cargo xtask secrets encrypt` before `git add`."
+                    );
+                }
+                Ok(each(&ctx, &paths, "decrypt", |p| {
+                    let bytes = read(p)?;
+                    let out = sops::decrypt(&bytes, Format::from_path(p), &ids, opts)?;
+                    if stdout {
+                        let mut so = std::io::stdout().lock();
+                        so.write_all(&out)?;
+                        so.flush()?;
+                        Ok(String::new())
+                    } else {
+                        write_atomic(p, &out)?;
+                        Ok("decrypted IN PLACE (plaintext!)".into())
+                    }
+                }))
+            }
+            Sub::Edit { path } => edit(&path),
+            Sub::Rotate { paths } => {
+                let ctx = Ctx::load()?;
+                let paths = ctx.targets(paths);
+                let ids = identities()?;
+                Ok(each(&ctx, &paths, "rotate", |p| {
+                    let bytes = read(p)?;
+                    let format = Format::from_path(p);
+                    let plain = sops::decrypt(&bytes, format, &ids, DecryptOptions::default())?;
+                    let opts = ReencryptOptions {
+                        recipients: None,
+                        rotate: true,
+                    };
+                    let out = sops::reencrypt(&bytes, &plain, format, &ids, &opts)?;
+                    write_atomic(p, &out)?;
+                    Ok("new data key".into())
+                }))
+            }
+            Sub::Updatekeys { paths } => {
+                let ctx = Ctx::load()?;
+                let paths = ctx.targets(paths);
+                let ids = identities()?;
+                Ok(each(&ctx, &paths, "updatekeys", |p| {
+                    let bytes = read(p)?;
+                    let format = Format::from_path(p);
+                    let rule = ctx.config.rule_for(&ctx.config_dir, p)?;
+                    let mut have = sops::recipients(&bytes, format)?;
+                    let mut want = rule.age.clone();
+                    have.sort();
+                    want.sort();
+                    if have == want {
+                        return Ok("recipients up to date".into());
+                    }
+                    let plain = sops::decrypt(&bytes, format, &ids, DecryptOptions::default())?;
+                    let opts = ReencryptOptions {
+                        recipients: Some(rule.age.clone()),
+                        rotate: false,
+                    };
+                    let out = sops::reencrypt(&bytes, &plain, format, &ids, &opts)?;
+                    write_atomic(p, &out)?;
+                    Ok(format!("now encrypted for {}", rule.age.join(", ")))
+                }))
+            }
+            Sub::Check => {
+                let ctx = Ctx::load()?;
+                let (n, problems) = files::check(&ctx.config_dir, &ctx.config);
+                for p in &problems {
+                    eprintln!("check: {}: {}", ctx.rel(&p.file), p.reason);
+                }
+                if problems.is_empty() {
+                    eprintln!(
+                        "check: {n} file(s) managed by {} are encrypted for their recipients",
+                        ctx.rel(&ctx.config_path)
+                    );
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("check: {} of {n} file(s) failed", problems.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn edit(path: &Path) -> anyhow::Result<ExitCode> {
+    let ids = identities()?;
+    let bytes = read(path)?;
+    let format = Format::from_path(path);
+    let plain = sops::decrypt(&bytes, format, &ids, DecryptOptions::default())
+        .with_context(|| format!("{}: cannot decrypt", path.display()))?;
+    // A private dir (0700) in the system temp dir, never inside the repository.
+    let dir = tempfile::Builder::new()
+        .prefix("xtask-secrets-")
+        .tempdir_in(std::env::temp_dir())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    }
+    let name = path.file_name().context("no file name")?;
+    let tmp = dir.path().join(name);
+    {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        o.open(&tmp)?.write_all(&plain)?;
+    }
+    let editor = std::env::var("VISUAL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| {
+            std::env::var("EDITOR")
+                .ok()
+                .filter(|s| !s.trim().is_empty())
+        })
+        .unwrap_or_else(|| "vi".into());
+    let mut parts = editor.split_whitespace();
+    let program = parts.next().context("empty $EDITOR")?;
+    crate::runner::Cmd::new(program)
+        .args(parts)
+        .arg(&tmp)
+        .run()?;
+    let edited = std::fs::read(&tmp)?;
+    if edited == plain {
+        eprintln!("edit: {}: no changes, file left untouched", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = sops::reencrypt(&bytes, &edited, format, &ids, &ReencryptOptions::default())
+        .with_context(|| format!("{}: the edited file was not saved", path.display()))?;
+    write_atomic(path, &out)?;
+    eprintln!(
+        "edit: {}: saved (unchanged values keep their ciphertext)",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `.sops.yaml` rule of an environment: its `path_regex` names `clusters/<env>/`.
+fn env_rule_index(config: &Config, env: &str) -> anyhow::Result<usize> {
+    let needle = format!("clusters/{env}/");
+    config
+        .rules
+        .iter()
+        .position(|r| {
+            r.path_regex
+                .as_deref()
+                .is_some_and(|p| p.replace('\\', "").contains(&needle))
+        })
+        .with_context(|| format!("no creation rule in .sops.yaml has a path_regex for {needle}"))
+}
+
+fn random_dev_value() -> String {
+    use rand::Rng;
+    use rand::distributions::Alphanumeric;
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
+}
+
+fn regenerate(ctx: &Ctx, env: &str, force: bool) -> anyhow::Result<ExitCode> {
+    if env != "local" && !force {
+        bail!(
+            "regenerate replaces secrets with random development values; for env {env} pass --force if that is really intended"
+        );
+    }
+    let idx = env_rule_index(&ctx.config, env)?;
+    let rule = ctx.config.rules[idx].clone();
+    let ids = identities()?;
+    let paths: Vec<PathBuf> = files::managed_files(&ctx.config_dir, &ctx.config)
+        .into_iter()
+        .filter(|p| {
+            ctx.config
+                .rule_for(&ctx.config_dir, p)
+                .is_ok_and(|r| r.path_regex == rule.path_regex)
+        })
+        .collect();
+    if paths.is_empty() {
+        eprintln!("regenerate: no files for env {env}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(each(ctx, &paths, "regenerate", |p| {
+        let bytes = read(p)?;
+        let format = Format::from_path(p);
+        if !sops::is_encrypted(&bytes, format) {
+            bail!("not encrypted; run `cargo xtask secrets encrypt` instead");
+        }
+        if !force && let Ok(plain) = sops::decrypt(&bytes, format, &ids, DecryptOptions::default())
+        {
+            // Readable here: keep the values, only make sure the rule's recipients can read it.
+            let mut have = sops::recipients(&bytes, format)?;
+            let mut want = rule.age.clone();
+            have.sort();
+            want.sort();
+            if have == want {
+                return Ok("readable with your key, left as is (use --force to regenerate)".into());
+            }
+            let opts = ReencryptOptions {
+                recipients: Some(rule.age.clone()),
+                rotate: false,
+            };
+            let out = sops::reencrypt(&bytes, &plain, format, &ids, &opts)?;
+            write_atomic(p, &out)?;
+            return Ok(format!(
+                "readable with your key: values kept, re-wrapped for {}",
+                rule.age.join(", ")
+            ));
+        }
+        let out = sops::regenerate(&bytes, format, &rule, &mut |_| random_dev_value())?;
+        write_atomic(p, &out)?;
+        Ok(format!(
+            "regenerated with fresh development values for {}",
+            rule.age.join(", ")
+        ))
+    }))
+}
+
+fn keygen(env: &str, keys_file: Option<PathBuf>, no_regenerate: bool) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::load()?;
+    let idx = env_rule_index(&ctx.config, env)?;
+    let keys_file = keys_file
+        .or_else(|| std::env::var_os("SOPS_AGE_KEY_FILE").map(PathBuf::from))
+        .or_else(sops::default_keys_file)
+        .context("cannot determine the user config directory; pass --keys-file")?;
+    let keys_file = std::path::absolute(&keys_file)?;
+    // Never a private key inside the repository.
+    let parent = keys_file.parent().context("keys file has no parent")?;
+    if !parent.exists() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(parent)?;
+    }
+    let parent_real = parent.canonicalize()?;
+    for repo in [
+        ctx.config_dir.canonicalize()?,
+        crate::project_root().canonicalize()?,
+    ] {
+        if parent_real.starts_with(&repo) {
+            bail!(
+                "refusing to write a private key inside the repository ({}); use ~/.config/sops/age/keys.txt",
+                keys_file.display()
+            );
+        }
+    }
+    let (secret, recipient) = sops::generate_identity();
+    let mut text = std::fs::read_to_string(&keys_file).unwrap_or_default();
+    if !keys_file.exists() {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        o.open(&keys_file)?;
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    text.push_str(&format!("# created: {now}\n# env: {env} (cargo xtask secrets keygen)\n# public key: {recipient}\n{secret}\n"));
+    write_atomic(&keys_file, text.as_bytes())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&keys_file, std::fs::Permissions::from_mode(0o600))?;
+    }
+    eprintln!(
+        "keygen: new age key for {env} appended to {} (mode 0600)",
+        keys_file.display()
+    );
+    eprintln!("keygen: public key (recipient): {recipient}");
+
+    let old = ctx.config.rules[idx].age.clone();
+    let sops_text = std::fs::read_to_string(&ctx.config_path)?;
+    let replace = env == "local";
+    let new_text = update_sops_yaml(&sops_text, idx, env, &old, &recipient, replace)?;
+    // The result must still parse with the same rules.
+    Config::parse(&new_text)
+        .map_err(|e| anyhow::anyhow!("internal error: edited .sops.yaml does not parse: {e}"))?;
+    write_atomic(&ctx.config_path, new_text.as_bytes())?;
+    eprintln!(
+        "keygen: {} the {env} recipient in {}",
+        if replace { "replaced" } else { "added" },
+        ctx.rel(&ctx.config_path)
+    );
+    if replace && !no_regenerate {
+        let ctx = Ctx::load()?;
+        // The new key is in the keys file now; files it cannot read get regenerated.
+        return regenerate(&ctx, env, false);
+    }
+    if !replace {
+        eprintln!(
+            "keygen: run `cargo xtask secrets updatekeys` on a machine that can decrypt the {env} files"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Edits `.sops.yaml` as text (comments and layout kept): for `replace`, every
+/// old recipient of the rule becomes `new` wherever it appears and the rule's
+/// `age` becomes the single `new`; otherwise `new` is appended to the rule's list.
+fn update_sops_yaml(
+    text: &str,
+    idx: usize,
+    env: &str,
+    old: &[String],
+    new: &str,
+    replace: bool,
+) -> anyhow::Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    // Locate the rule: the idx-th `- ` item under creation_rules whose path_regex names the env.
+    let needle = format!("clusters/{env}/");
+    let start = lines
+        .iter()
+        .position(|l| l.contains("path_regex") && l.replace('\\', "").contains(&needle))
+        .context("cannot find the rule's path_regex line")?;
+    let item_indent = {
+        // The `- ` of the rule is on this line or above.
+        let mut i = start;
+        loop {
+            let t = lines[i].trim_start();
+            if t.starts_with("- ") {
+                break lines[i].len() - t.len();
+            }
+            if i == 0 {
+                bail!("cannot find the rule's list item");
+            }
+            i -= 1;
+        }
+    };
+    let mut end = start + 1;
+    while end < lines.len() {
+        let l = lines[end];
+        let ind = l.len() - l.trim_start().len();
+        if !l.trim().is_empty() && !l.trim_start().starts_with('#') && ind <= item_indent {
+            break;
+        }
+        end += 1;
+    }
+    let _ = idx;
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let l = lines[i];
+        if i > start.saturating_sub(1) && i < end && l.trim_start().starts_with("age:") {
+            let ind = l.len() - l.trim_start().len();
+            let value = l.trim_start()["age:".len()..].trim();
+            // Collect a block list that follows.
+            let mut j = i + 1;
+            let mut items: Vec<String> = Vec::new();
+            if value.is_empty() {
+                while j < end {
+                    let t = lines[j].trim_start();
+                    if let Some(v) = t.strip_prefix("- ") {
+                        items.push(v.trim().to_string());
+                        j += 1;
+                    } else if t.is_empty() || t.starts_with('#') {
+                        j += 1;
+                    } else {
+                        break;
+                    }
+                }
+            } else {
+                items = value
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
+            let pad = " ".repeat(ind);
+            if replace {
+                out.push(format!("{pad}age: {new}"));
+            } else {
+                if !items.iter().any(|x| x == new) {
+                    items.push(new.to_string());
+                }
+                out.push(format!("{pad}age:"));
+                for it in items {
+                    out.push(format!("{pad}  - {it}"));
+                }
+            }
+            i = j;
+            continue;
+        }
+        let mut line = l.to_string();
+        if replace {
+            for o in old {
+                if !o.is_empty() {
+                    line = line.replace(o.as_str(), new);
+                }
+            }
+        }
+        out.push(line);
+        i += 1;
+    }
+    let mut s = out.join("\n");
+    if text.ends_with('\n') {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "---\n# comment kept\ncreation_rules:\n  # local\n  - path_regex: ^clusters/local/.+\\.enc\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    age: age1old\n  - path_regex: ^clusters/dev/.+\\.enc\\.ya?ml$\n    age: age1dev\n  - path_regex: \\.enc\\.ya?ml$\n    age:\n      - age1old\n      - age1dev\n";
+
+    #[test]
+    fn replace_local_everywhere_keeps_comments() {
+        let out = update_sops_yaml(CFG, 0, "local", &["age1old".into()], "age1new", true).unwrap();
+        assert!(out.contains("# comment kept\n"));
+        assert!(!out.contains("age1old"));
+        assert_eq!(out.matches("age1new").count(), 2);
+        assert!(out.contains("    age: age1dev\n"));
+    }
+
+    #[test]
+    fn add_to_dev_appends() {
+        let out = update_sops_yaml(CFG, 1, "dev", &["age1dev".into()], "age1two", false).unwrap();
+        assert!(
+            out.contains("    age:\n      - age1dev\n      - age1two\n  - path_regex"),
+            "{out}"
+        );
+    }
+}
