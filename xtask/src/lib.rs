@@ -2,11 +2,16 @@
 //! library module that the verbs compose and that tests use directly.
 
 pub mod artifact;
+pub mod cluster;
+pub mod diff;
 pub mod fsutil;
+pub mod helm;
 pub mod render;
 pub mod runner;
+pub mod schema;
 pub mod sops;
 pub mod tools;
+pub mod validate;
 pub mod verbs;
 
 use std::path::{Path, PathBuf};

@@ -25,12 +25,28 @@ struct Cli {
 enum Command {
     /// Render every Flux Kustomization of a cluster, as `flux build kustomization` does.
     Build(verbs::build::Args),
+    /// Validate the whole tree offline: YAML, kustomize, schemas, Flux graph, secrets.
+    Validate(verbs::validate::Args),
+    /// Show what a change does to every cluster, object by object, against a git ref.
+    Diff(verbs::diff::Args),
     /// Encrypt, decrypt, edit, rotate and check SOPS secrets (native age + AES-GCM).
     Secrets(verbs::secrets::Args),
     /// Package the manifest tree as a reproducible Flux OCI artifact.
     Package(verbs::package::Args),
     /// Push the Flux OCI artifact to a registry.
     Publish(verbs::publish::Args),
+    /// Bring up the local Kind cluster, registry, Cilium and Flux, publish, and wait until Ready.
+    Bootstrap(verbs::bootstrap::Args),
+    /// Publish the tree and make Flux reconcile it now, then wait until Ready.
+    Reconcile(verbs::reconcile::Args),
+    /// Show every Flux object's readiness and the registry's latest digest.
+    Status(verbs::status::Args),
+    /// Delete the local cluster and registry (--all: the mirror caches too).
+    Down(verbs::down::Args),
+    /// Time our verbs against their peer tools side by side and print the ratios.
+    Bench(verbs::bench::Args),
+    /// Reconcile our artifact with the real Flux controllers against a local kube-apiserver, no Docker.
+    E2e(verbs::e2e::Args),
     /// Install the pinned external CLIs (kustomize, ...) into .tools/bin.
     Tools(verbs::tools::Args),
     /// Install the test prerequisites, then run fmt, clippy and every test.
@@ -42,10 +58,18 @@ fn main() -> ExitCode {
     xtask::runner::set_verbose(cli.verbose);
     let result = match cli.command {
         Command::Build(args) => args.run(),
+        Command::Validate(args) => args.run(),
+        Command::Diff(args) => args.run(),
         Command::Secrets(args) => args.run(),
         Command::Package(args) => args.run(),
         Command::Publish(args) => args.run(),
+        Command::E2e(args) => args.run(),
+        Command::Bootstrap(args) => args.run(),
+        Command::Reconcile(args) => args.run(),
+        Command::Status(args) => args.run(),
+        Command::Down(args) => args.run(),
         Command::Tools(args) => args.run(),
+        Command::Bench(args) => args.run(),
         Command::Test(args) => args.run(),
     };
     match result {

@@ -53,7 +53,10 @@ fn diff_all_helm_against_flux_local_diff() {
     git(root, &["commit", "-q", "-am", "head"]);
     git(root, &["branch", "base", "HEAD~1"]);
 
-    let runs = 5;
+    let runs = std::env::var("XTASK_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let opts = DiffOptions {
         root: root.to_path_buf(),
         base: Some("base".into()),

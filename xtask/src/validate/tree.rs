@@ -350,21 +350,6 @@ impl Tree {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_document_is_parsed_with_lines() {
-        let text = "a: 1\n---\nb: [\n---\nc: 3\n";
-        let (docs, errors) = parse_stream(text);
-        assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1].start, 5);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].line, 4, "{errors:?}");
-    }
-}
-
 /// The local directories a kustomization lists in `resources`, relative to the root.
 fn resource_dirs(root: &Path, dir: &str, file: &SourceFile) -> Vec<String> {
     let Some(resources) = file
@@ -386,4 +371,19 @@ fn resource_dirs(root: &Path, dir: &str, file: &SourceFile) -> Vec<String> {
             canonical.is_dir().then(|| rel_string(&root, &canonical))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_document_is_parsed_with_lines() {
+        let text = "a: 1\n---\nb: [\n---\nc: 3\n";
+        let (docs, errors) = parse_stream(text);
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].start, 5);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 4, "{errors:?}");
+    }
 }

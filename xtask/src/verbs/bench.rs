@@ -30,6 +30,9 @@ enum Bench {
     },
     /// Our validate of the whole tree vs `kustomize build | kubeconform -strict` per kustomization.
     Validate,
+    /// Our `diff --all --helm` vs `flux-local diff ks` + `diff hr`, on a fixture git repository
+    /// whose charts are served from a loopback OCI registry and chart repository.
+    Diff,
 }
 
 impl Args {
@@ -38,6 +41,7 @@ impl Args {
         let report = match self.what {
             Bench::Secrets { files } => secrets(files, runs)?,
             Bench::Validate => validate(runs)?,
+            Bench::Diff => return harness("diff_bench", runs),
         };
         report.print();
         Ok(ExitCode::SUCCESS)
@@ -59,6 +63,19 @@ fn validate(runs: usize) -> anyhow::Result<Report> {
             Timing(vec![result.peer]),
         )],
     })
+}
+
+/// Benches that need the test fixtures (loopback chart servers, fixture git
+/// repositories) live in an ignored test; this runs it with its output shown.
+fn harness(test: &str, runs: usize) -> anyhow::Result<ExitCode> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    eprintln!("machine: {}", machine());
+    Cmd::new(cargo)
+        .dir(crate::project_root())
+        .args(["test", "--quiet", "-p", "xtask", "--test", test, "--", "--ignored", "--nocapture"])
+        .env("XTASK_BENCH_RUNS", runs.to_string())
+        .run()?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One side-by-side comparison: (label, ours, peer) rows.
