@@ -3,10 +3,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
@@ -17,113 +16,7 @@ const CREATED: &str = "2025-01-02T03:04:05Z";
 const SOURCE: &str = "https://github.com/devantler-tech/platform";
 const REVISION: &str = "main@sha1:0123456789abcdef0123456789abcdef01234567";
 
-/// A registry process with its own storage; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-    storage: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    /// Starts `docker-registry`, optionally with htpasswd auth for one user.
-    /// `None` (a SKIP) when the binary or htpasswd is missing.
-    fn start(user: Option<(&str, &str)>) -> Option<Self> {
-        let bin = common::tool("docker-registry")?;
-        let dir = tempfile::tempdir().unwrap();
-        let storage = dir.path().join("data");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        if let Some((u, p)) = user {
-            let htpasswd = common::tool("htpasswd")?;
-            let line = Cmd::new(htpasswd).args(["-Bbn", u, p]).read().unwrap();
-            let file = dir.path().join("htpasswd");
-            std::fs::write(&file, line.trim()).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
-                file.display()
-            ));
-        }
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).unwrap();
-        let child = std::process::Command::new(bin)
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let reg = Registry {
-            child,
-            port,
-            storage,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = http_status(port, "/v2/")
-                && (status == 200 || status == 401)
-            {
-                return Some(reg);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("docker-registry did not answer on 127.0.0.1:{port}");
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn url(&self, repo: &str) -> String {
-        format!("oci://{}/{repo}", self.host())
-    }
-
-    /// Every file the registry stored (to show that nothing was written).
-    fn stored_files(&self) -> Vec<PathBuf> {
-        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-            if let Ok(rd) = std::fs::read_dir(p) {
-                for e in rd.flatten() {
-                    let path = e.path();
-                    if path.is_dir() {
-                        walk(&path, out);
-                    } else {
-                        out.push(path);
-                    }
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.storage, &mut out);
-        out.sort();
-        out
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The HTTP status of a GET, `None` when nothing listens.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut buf = [0u8; 64];
-    let n = s.read(&mut buf).ok()?;
-    let head = String::from_utf8_lossy(&buf[..n]);
-    head.split_whitespace().nth(1)?.parse().ok()
-}
+use common::registry::Registry;
 
 fn make_tree(dir: &Path) {
     for (name, body) in [

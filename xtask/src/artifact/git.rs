@@ -53,8 +53,22 @@ pub fn strip_userinfo(url: &str) -> String {
 /// field (recorded in [`GitDefaults::fallbacks`]).
 pub fn git_defaults(root: &Path) -> GitDefaults {
     let mut fallbacks = Vec::new();
-    let commit = git(root, &["rev-parse", "--verify", "-q", "HEAD"]);
-    let source = match git(root, &["config", "--get", "remote.origin.url"]) {
+    // Three independent queries, run at once: publish runs this on every call.
+    let (head, remote, branch) = std::thread::scope(|s| {
+        let head = s.spawn(|| git(root, &["log", "-1", "--format=%H %ct", "HEAD"]));
+        let remote = s.spawn(|| git(root, &["config", "--get", "remote.origin.url"]));
+        let branch = git(root, &["symbolic-ref", "--short", "-q", "HEAD"]);
+        (
+            head.join().ok().flatten(),
+            remote.join().ok().flatten(),
+            branch,
+        )
+    });
+    let (commit, commit_time) = match head.as_deref().and_then(|h| h.split_once(' ')) {
+        Some((commit, time)) => (Some(commit.to_string()), Some(time.to_string())),
+        None => (None, None),
+    };
+    let source = match remote {
         Some(url) => strip_userinfo(&url),
         None => match (
             std::env::var("GITHUB_SERVER_URL"),
@@ -80,7 +94,7 @@ pub fn git_defaults(root: &Path) -> GitDefaults {
             fallbacks,
         };
     };
-    let branch = git(root, &["symbolic-ref", "--short", "-q", "HEAD"]).or_else(|| {
+    let branch = branch.or_else(|| {
         std::env::var("GITHUB_REF_NAME")
             .ok()
             .filter(|s| !s.is_empty())
@@ -89,7 +103,7 @@ pub fn git_defaults(root: &Path) -> GitDefaults {
         Some(b) => format!("{b}@sha1:{commit}"),
         None => format!("sha1:{commit}"),
     };
-    let created = git(root, &["log", "-1", "--format=%ct", "HEAD"])
+    let created = commit_time
         .and_then(|s| s.parse::<i64>().ok())
         .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
         .and_then(|t| {

@@ -33,6 +33,15 @@ enum Bench {
     /// Our `diff --all --helm` vs `flux-local diff ks` + `diff hr`, on a fixture git repository
     /// whose charts are served from a loopback OCI registry and chart repository.
     Diff,
+    /// Our publish vs a Flux-style tarball pushed by `oras push` with Flux's media
+    /// types, to the same loopback registry; first push and unchanged re-push.
+    Publish,
+    /// Edit a ConfigMap, publish, reconcile: edit→Ready with the real Flux
+    /// controllers on the Docker-less control plane (no peer: none has this).
+    Reconcile {
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
+    },
 }
 
 impl Args {
@@ -42,6 +51,8 @@ impl Args {
             Bench::Secrets { files } => secrets(files, runs)?,
             Bench::Validate => validate(runs)?,
             Bench::Diff => return harness("diff_bench", runs),
+            Bench::Publish => publish(runs)?,
+            Bench::Reconcile { cycles } => return reconcile(cycles),
         };
         report.print();
         Ok(ExitCode::SUCCESS)
@@ -65,6 +76,119 @@ fn validate(runs: usize) -> anyhow::Result<Report> {
     })
 }
 
+fn publish(runs: usize) -> anyhow::Result<Report> {
+    use crate::cluster::local::registry::LocalRegistry;
+    let oras = tools::find("oras")?;
+    let root = crate::project_root();
+    let scratch = tempfile::tempdir()?;
+    let registry = LocalRegistry::start(&scratch.path().join("registry"), None)?;
+    let xtask = ours()?;
+    let mut repo = 0;
+    // Each first-push sample goes to a new repository, so nothing is there yet.
+    let mut next_repo = || {
+        repo += 1;
+        format!("bench-{repo}")
+    };
+    let ours_publish = |repo: &str| {
+        Cmd::new(&xtask)
+            .args([
+                "publish",
+                "--registry",
+                &registry.url(repo),
+                "--tag",
+                "latest",
+            ])
+            .dir(&root)
+            .read()
+    };
+    // The peer: the tarball as `flux push artifact` builds it (tar + gzip of
+    // the tree, owners and times zeroed), then oras with Flux's media types.
+    let tarball = scratch.path().join("manifests.tgz");
+    let config = scratch.path().join("config.json");
+    std::fs::write(&config, "{}")?;
+    let peer_publish = |repo: &str| -> anyhow::Result<()> {
+        Cmd::new("tar")
+            .args([
+                "--sort=name",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "--mtime=@0",
+                "-czf",
+            ])
+            .arg(&tarball)
+            .args(crate::MANIFEST_DIRS)
+            .dir(&root)
+            .read()?;
+        Cmd::new(&oras)
+            .args(["push", "--plain-http", "--disable-path-validation"])
+            .arg(format!("{}/{repo}:latest", registry.host()))
+            .arg("--config")
+            .arg(format!(
+                "{}:application/vnd.cncf.flux.config.v1+json",
+                config.display()
+            ))
+            .arg(format!(
+                "{}:application/vnd.cncf.flux.content.v1.tar+gzip",
+                tarball.display()
+            ))
+            .dir(scratch.path())
+            .read()?;
+        Ok(())
+    };
+    let ours_first = time(
+        runs,
+        || Ok(()),
+        || {
+            ours_publish(&next_repo())?;
+            Ok(())
+        },
+    )?;
+    let peer_first = time(runs, || Ok(()), || peer_publish(&next_repo()))?;
+    ours_publish("again")?;
+    let ours_again = time(
+        runs,
+        || Ok(()),
+        || {
+            ours_publish("again")?;
+            Ok(())
+        },
+    )?;
+    peer_publish("again-peer")?;
+    let peer_again = time(runs, || Ok(()), || peer_publish("again-peer"))?;
+    Ok(Report {
+        title: format!(
+            "bench publish: the real tree to docker-registry on 127.0.0.1, {runs} runs per side; peer = flux-style tar.gz + oras push"
+        ),
+        rows: vec![
+            ("first push".into(), ours_first, peer_first),
+            ("re-push, unchanged".into(), ours_again, peer_again),
+        ],
+    })
+}
+
+fn reconcile(cycles: usize) -> anyhow::Result<ExitCode> {
+    let report = crate::cluster::local::e2e::bench_reconcile(cycles.max(1), true, |line| {
+        eprintln!("{line}")
+    })?;
+    let line = |label: &str, samples: &[Duration]| {
+        if let Some((min, median, max)) = crate::cluster::local::e2e::summary(samples) {
+            println!(
+                "{label:<16} min {:>7}  median {:>7}  max {:>7}",
+                ms(min),
+                ms(median),
+                ms(max)
+            );
+        }
+    };
+    println!("bench reconcile: {cycles} edit cycles on the Docker-less control plane");
+    println!("machine: {}", machine());
+    println!("setup            {}", ms(report.setup));
+    line("edit→applied", &report.edit_to_applied);
+    line("edit→Ready", &report.edit_to_ready);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Benches that need the test fixtures (loopback chart servers, fixture git
 /// repositories) live in an ignored test; this runs it with its output shown.
 fn harness(test: &str, runs: usize) -> anyhow::Result<ExitCode> {
@@ -72,7 +196,17 @@ fn harness(test: &str, runs: usize) -> anyhow::Result<ExitCode> {
     eprintln!("machine: {}", machine());
     Cmd::new(cargo)
         .dir(crate::project_root())
-        .args(["test", "--quiet", "-p", "xtask", "--test", test, "--", "--ignored", "--nocapture"])
+        .args([
+            "test",
+            "--quiet",
+            "-p",
+            "xtask",
+            "--test",
+            test,
+            "--",
+            "--ignored",
+            "--nocapture",
+        ])
         .env("XTASK_BENCH_RUNS", runs.to_string())
         .run()?;
     Ok(ExitCode::SUCCESS)

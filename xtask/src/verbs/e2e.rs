@@ -45,7 +45,7 @@ impl Args {
     }
 }
 
-fn describe(e: &local::BuildEvent) -> String {
+pub(crate) fn describe(e: &local::BuildEvent) -> String {
     match e {
         local::BuildEvent::Cached { name, path } => format!("{name}: cached ({})", path.display()),
         local::BuildEvent::Started { name, log } => {

@@ -44,6 +44,15 @@ impl Args {
                 }
                 Ok(())
             })?;
+            step(
+                "e2e control plane (etcd, kube-apiserver, Flux controllers)",
+                || {
+                    crate::cluster::local::build_binaries(|e| {
+                        eprintln!("{}", super::e2e::describe(e))
+                    })?;
+                    Ok(())
+                },
+            )?;
         }
         if self.install_only {
             return Ok(ExitCode::SUCCESS);

@@ -6,11 +6,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use xtask::cluster::local::registry::LocalRegistry;
 use xtask::runner::Cmd;
 
 /// A free loopback port.
@@ -36,11 +37,12 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// A `docker-registry` process with its own storage; killed on drop.
+/// A `docker-registry` process with its own storage (the library's
+/// [`LocalRegistry`]); killed on drop.
 pub struct Registry {
-    child: Child,
     pub port: u16,
     pub storage: PathBuf,
+    _registry: LocalRegistry,
     _dir: tempfile::TempDir,
 }
 
@@ -48,49 +50,26 @@ impl Registry {
     /// Starts `docker-registry`, optionally with htpasswd auth for one user.
     /// `None` (a SKIP notice) when the binary or htpasswd is missing.
     pub fn start(user: Option<(&str, &str)>) -> Option<Self> {
-        let bin = super::tool("docker-registry")?;
+        super::tool("docker-registry")?;
         let dir = tempfile::tempdir().unwrap();
-        let storage = dir.path().join("data");
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        if let Some((u, p)) = user {
-            let htpasswd = super::tool("htpasswd")?;
-            let line = Cmd::new(htpasswd).args(["-Bbn", u, p]).read().unwrap();
-            let file = dir.path().join("htpasswd");
-            std::fs::write(&file, line.trim()).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
-                file.display()
-            ));
-        }
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).unwrap();
-        let child = std::process::Command::new(bin)
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let reg = Registry {
-            child,
-            port,
-            storage,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = http_status(port, "/v2/")
-                && (status == 200 || status == 401)
-            {
-                return Some(reg);
+        let htpasswd = match user {
+            Some((u, p)) => {
+                let bin = super::tool("htpasswd")?;
+                let line = Cmd::new(bin).args(["-Bbn", u, p]).read().unwrap();
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, line.trim()).unwrap();
+                Some(file)
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("docker-registry did not answer on 127.0.0.1:{port}");
+            None => None,
+        };
+        let registry = LocalRegistry::start(dir.path(), htpasswd.as_deref())
+            .unwrap_or_else(|e| panic!("docker-registry did not start: {e}"));
+        Some(Self {
+            port: registry.port,
+            storage: registry.storage.clone(),
+            _registry: registry,
+            _dir: dir,
+        })
     }
 
     /// `127.0.0.1:<port>`.
@@ -102,12 +81,25 @@ impl Registry {
     pub fn url(&self, repo: &str) -> String {
         format!("oci://{}/{repo}", self.host())
     }
-}
 
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Every file the registry stored (to show that nothing was written).
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path, out);
+                    } else {
+                        out.push(path);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.storage, &mut out);
+        out.sort();
+        out
     }
 }
 

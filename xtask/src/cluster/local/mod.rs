@@ -14,6 +14,7 @@ pub mod crds;
 pub mod e2e;
 pub mod pki;
 pub mod process;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -241,29 +242,9 @@ impl ControlPlane {
 
         // The registry.
         let started = Instant::now();
-        let registry_bin = crate::tools::find("docker-registry")?;
-        let reg_port = free_port().map_err(io_err("a free port"))?;
-        let reg_config = dir.join("registry.yml");
-        std::fs::write(
-            &reg_config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{reg_port}\n",
-                dir.join("registry").display()
-            ),
-        )
-        .map_err(io_err(reg_config.display()))?;
-        let mut registry = Supervised::spawn(
-            "registry",
-            &registry_bin,
-            [OsStr::new("serve"), reg_config.as_os_str()],
-            &[],
-            &log("registry"),
-        )?;
-        registry.wait_until(Duration::from_secs(20), || {
-            http_get(reg_port, "/v2/")
-                .and_then(|(code, _)| (code == 200).then_some(()).ok_or(format!("/v2/: {code}")))
-        })?;
-        processes.push(registry);
+        let registry = registry::LocalRegistry::start(&dir, None)?;
+        let reg_port = registry.port;
+        processes.push(registry.into_process());
         timings.push(("registry".to_string(), started.elapsed()));
         say(&format!(
             "registry ready on 127.0.0.1:{reg_port} ({:.1} s)",
