@@ -489,6 +489,12 @@ fn keygen(env: &str, keys_file: Option<PathBuf>, no_regenerate: bool) -> anyhow:
             );
         }
     }
+    if env == "local" && holds_env_key(&ctx, idx)? {
+        eprintln!(
+            "keygen: your age identities already decrypt every local file; nothing to do (delete your local key first to start over)"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let (secret, recipient) = sops::generate_identity();
     let mut text = std::fs::read_to_string(&keys_file).unwrap_or_default();
     if !keys_file.exists() {
@@ -544,6 +550,36 @@ fn keygen(env: &str, keys_file: Option<PathBuf>, no_regenerate: bool) -> anyhow:
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the user's identities open every existing file of rule `idx`, so
+/// that a second `keygen --env local` is a no-op rather than a new key.
+fn holds_env_key(ctx: &Ctx, idx: usize) -> anyhow::Result<bool> {
+    // A keys file that does not exist yet is what a newcomer has.
+    let Ok(ids) = sops::Identities::from_env() else {
+        return Ok(false);
+    };
+    if ids.is_empty() {
+        return Ok(false);
+    }
+    let rule = &ctx.config.rules[idx];
+    let files: Vec<PathBuf> = sops::files::managed_files(&ctx.config_dir, &ctx.config)
+        .into_iter()
+        .filter(|f| {
+            ctx.config
+                .matching_rule(&ctx.config_dir, f)
+                .is_some_and(|r| std::ptr::eq(r, rule))
+        })
+        .collect();
+    if files.is_empty() {
+        return Ok(false);
+    }
+    Ok(files.iter().all(|f| {
+        std::fs::read(f).is_ok_and(|bytes| {
+            let options = sops::DecryptOptions { ignore_mac: true };
+            sops::decrypt(&bytes, sops::Format::from_path(f), &ids, options).is_ok()
+        })
+    }))
 }
 
 /// Edits `.sops.yaml` as text (comments and layout kept): for `replace`, every
