@@ -547,7 +547,8 @@ fn apply_post_build(
         .collect()
 }
 
-fn substitution_disabled(object: &Value) -> bool {
+/// True when an object opts out of substitution (label or annotation).
+pub fn substitution_disabled(object: &Value) -> bool {
     ["labels", "annotations"].iter().any(|field| {
         object
             .pointer(&format!("/metadata/{field}"))

@@ -46,6 +46,33 @@ pub fn substitute(input: &str, vars: &BTreeMap<String, String>) -> Result<String
     Ok(out)
 }
 
+/// Expands what it can: a variable with neither a value nor a default is kept
+/// as written (`${name}`) and its name returned, so that validation can
+/// report every missing variable instead of stopping at the first. A
+/// malformed expression leaves the text as it was.
+pub fn substitute_lenient<'v>(
+    input: &str,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+) -> (String, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut out = String::with_capacity(input.len());
+    let result = expand(
+        input,
+        &mut |name, default| match lookup(name) {
+            Some(v) if !(v.is_empty() && default.is_some()) => Ok(v.to_string()),
+            _ => Ok(default.unwrap_or_else(|| {
+                missing.push(name.to_string());
+                format!("${{{name}}}")
+            })),
+        },
+        &mut out,
+    );
+    match result {
+        Ok(()) => (out, missing),
+        Err(_) => (input.to_string(), Vec::new()),
+    }
+}
+
 /// Lists every variable a text uses (for the validate check and error hints).
 pub fn variables_used(input: &str) -> Vec<VarUse> {
     let mut uses = Vec::new();
@@ -265,6 +292,18 @@ mod tests {
             names,
             [("a", false), ("b", true), ("e", false), ("d", true)]
         );
+    }
+
+    #[test]
+    fn lenient_keeps_and_reports_what_it_cannot_expand() {
+        let v = vars(&[("domain", "a.lan")]);
+        let (text, missing) = substitute_lenient("${domain} ${domian} ${n:=2} ${x}", |k| {
+            v.get(k).map(String::as_str)
+        });
+        assert_eq!(text, "a.lan ${domian} 2 ${x}");
+        assert_eq!(missing, ["domian", "x"]);
+        let (text, missing) = substitute_lenient("oops ${", |_| None);
+        assert_eq!((text.as_str(), missing.len()), ("oops ${", 0));
     }
 
     #[test]

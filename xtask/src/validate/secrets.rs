@@ -3,79 +3,11 @@
 //! SOPS file is encrypted for exactly the age recipients `.sops.yaml` demands.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::tree::{SourceDoc, Tree};
 use super::{AllowList, Check, Finding};
-
-/// One `creation_rules` entry of `.sops.yaml` (the fields this check needs).
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct CreationRule {
-    #[serde(default)]
-    pub path_regex: Option<String>,
-    #[serde(default)]
-    pub age: Option<StringOrList>,
-    #[serde(default)]
-    pub key_groups: Vec<KeyGroup>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct KeyGroup {
-    #[serde(default)]
-    pub age: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum StringOrList {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SopsConfig {
-    #[serde(default)]
-    pub creation_rules: Vec<CreationRule>,
-}
-
-impl SopsConfig {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)?;
-        Ok(serde_yaml::from_str(&text)?)
-    }
-
-    /// The first rule whose `path_regex` matches `rel` (relative to the
-    /// config's folder), as sops picks it. A rule without a regex matches all.
-    pub fn rule_for(&self, rel: &str) -> Option<&CreationRule> {
-        self.creation_rules.iter().find(|r| match &r.path_regex {
-            None => true,
-            Some(re) => regex::Regex::new(re).is_ok_and(|re| re.is_match(rel)),
-        })
-    }
-}
-
-impl CreationRule {
-    /// Every age recipient the rule demands.
-    pub fn age_recipients(&self) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        match &self.age {
-            Some(StringOrList::One(s)) => out.extend(
-                s.split(',')
-                    .map(|r| r.trim().to_string())
-                    .filter(|r| !r.is_empty()),
-            ),
-            Some(StringOrList::Many(v)) => out.extend(v.iter().map(|r| r.trim().to_string())),
-            None => {}
-        }
-        for g in &self.key_groups {
-            out.extend(g.age.iter().map(|r| r.trim().to_string()));
-        }
-        out
-    }
-}
 
 /// The age recipients a SOPS document is encrypted for.
 pub fn doc_recipients(doc: &Value) -> BTreeSet<String> {
@@ -139,7 +71,7 @@ pub fn check(tree: &Tree, allow: &AllowList) -> Vec<Finding> {
     let mut findings = Vec::new();
     let sops_path = tree.root.join(".sops.yaml");
     let config = if sops_path.is_file() {
-        match SopsConfig::load(&sops_path) {
+        match crate::sops::Config::load(&sops_path) {
             Ok(c) => Some(c),
             Err(e) => {
                 findings.push(Finding::error(
@@ -200,7 +132,7 @@ pub fn check(tree: &Tree, allow: &AllowList) -> Vec<Finding> {
             ));
             continue;
         };
-        let Some(rule) = config.rule_for(&file.rel) else {
+        let Some(rule) = config.matching_rule(&tree.root, &tree.root.join(&file.rel)) else {
             findings.push(Finding::error(
                 Check::Secrets,
                 &file.rel,
@@ -209,7 +141,7 @@ pub fn check(tree: &Tree, allow: &AllowList) -> Vec<Finding> {
             ));
             continue;
         };
-        let wanted = rule.age_recipients();
+        let wanted: BTreeSet<String> = rule.age.iter().cloned().collect();
         if wanted != recipients {
             let missing: Vec<&String> = wanted.difference(&recipients).collect();
             let extra: Vec<&String> = recipients.difference(&wanted).collect();
