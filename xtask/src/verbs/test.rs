@@ -44,6 +44,10 @@ impl Args {
                 }
                 Ok(())
             })?;
+            step("peers: the flux CLI and flux-local", || {
+                flux_cli(&root)?;
+                flux_local(&root)
+            })?;
             step(
                 "e2e control plane (etcd, kube-apiserver, Flux controllers)",
                 || {
@@ -228,4 +232,112 @@ fn actionlint(root: &Path) -> anyhow::Result<()> {
     Cmd::new(bin).args(&workflows).dir(root).run()?;
     eprintln!("{} workflow(s) clean", workflows.len());
     Ok(())
+}
+
+/// The flux CLI at the Flux release pinned in xtask/tools.toml, for flux-local
+/// (`flux build ks`). `go install` refuses it (replace directives) and its
+/// module lacks the generated install manifests it embeds, so it is built from
+/// a copy of the module with a placeholder manifest; `flux build` and
+/// `flux diff` do not use the embedded manifests.
+fn flux_cli(root: &Path) -> anyhow::Result<()> {
+    let version = crate::cluster::flux_install::FluxPin::project()?.version;
+    let module = format!("github.com/fluxcd/flux2/v2@{version}");
+    let bin_dir = tools::bin_dir();
+    let stamp = bin_dir.join(".flux.version");
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == module)
+        && bin_dir.join("flux").is_file()
+    {
+        eprintln!("flux {version} already built");
+        return Ok(());
+    }
+    let info: serde_json::Value = serde_json::from_str(
+        &Cmd::new("go")
+            .args(["mod", "download", "-json", &module])
+            .read()?,
+    )?;
+    let source = info["Dir"]
+        .as_str()
+        .with_context(|| format!("go mod download {module} gave no Dir"))?;
+    let build = root.join(".tools/build/flux");
+    if build.exists() {
+        std::fs::remove_dir_all(&build)?;
+    }
+    std::fs::create_dir_all(root.join(".tools/build"))?;
+    // The module cache is read-only: copy, then make the copy writable.
+    Cmd::new("cp").args(["-R", source]).arg(&build).read()?;
+    Cmd::new("chmod").args(["-R", "u+w"]).arg(&build).read()?;
+    let manifests = build.join("cmd/flux/manifests");
+    std::fs::create_dir_all(&manifests)?;
+    std::fs::write(
+        manifests.join("placeholder.yaml"),
+        "# Placeholder: release builds embed the generated install manifests here.\n",
+    )?;
+    let started = Instant::now();
+    Cmd::new("go")
+        .args(["build", "-trimpath", "-o"])
+        .arg(bin_dir.join("flux"))
+        .arg("./cmd/flux")
+        .dir(&build)
+        .env("GOFLAGS", "-mod=mod -buildvcs=false")
+        .read()?;
+    std::fs::write(&stamp, format!("{module}\n"))?;
+    std::fs::remove_dir_all(&build)?;
+    eprintln!(
+        "built flux {version} in {:.0}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// flux-local (the peer of `diff` and `build --helm`) in its own venv under
+/// target/: it needs Python 3.12 or newer.
+fn flux_local(root: &Path) -> anyhow::Result<()> {
+    const PIN: &str = "flux-local==7.11.0";
+    let venv = root.join("target/flux-local-venv");
+    let pip = venv.join("bin/pip");
+    let installed = Cmd::new(&pip)
+        .args(["show", "flux-local"])
+        .read()
+        .ok()
+        .and_then(|out| {
+            out.lines()
+                .find_map(|l| l.strip_prefix("Version: ").map(str::to_string))
+        });
+    if installed.as_deref() == PIN.split_once("==").map(|(_, v)| v) {
+        eprintln!("already installed: {PIN}");
+        return Ok(());
+    }
+    let python = python_312()
+        .context("flux-local needs Python 3.12 or newer (python3.12 on PATH or in pyenv)")?;
+    Cmd::new(&python).args(["-m", "venv"]).arg(&venv).read()?;
+    Cmd::new(&pip)
+        .args(["install", "--disable-pip-version-check", "-q", PIN])
+        .read()?;
+    eprintln!("installed {PIN} into {}", venv.display());
+    Ok(())
+}
+
+fn python_312() -> Option<std::path::PathBuf> {
+    for name in ["python3.13", "python3.12"] {
+        if let Ok(path) = tools::find(name) {
+            return Some(path);
+        }
+    }
+    let pyenv_root = std::env::var_os("PYENV_ROOT")
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".pyenv")))?;
+    let mut candidates: Vec<_> = std::fs::read_dir(pyenv_root.join("versions"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("3.12") || n.starts_with("3.13"))
+        })
+        .map(|p| p.join("bin/python3"))
+        .filter(|p| p.is_file())
+        .collect();
+    candidates.sort();
+    candidates.pop()
 }
