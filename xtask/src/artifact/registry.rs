@@ -132,15 +132,44 @@ fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The only trust root given to a client that speaks plain HTTP: it never
+/// makes a TLS connection, and without a root of its own reqwest reads the
+/// whole system store (~300 files) on every run. No private key exists for
+/// this certificate, so nothing can ever be trusted through it.
+const PLAIN_HTTP_PLACEHOLDER_ROOT: &str = concat!(
+    "-----BEGIN CERTIFICATE-----\n",
+    "MIIB1jCCAXugAwIBAgIUZ4ZaPNwTm416afkT+zqpf8/NztwwCgYIKoZIzj0EAwIw\n",
+    "PzE9MDsGA1UEAww0eHRhc2sgcGxhaW4taHR0cCBwbGFjZWhvbGRlciAobm8gcHJp\n",
+    "dmF0ZSBrZXkgZXhpc3RzKTAgFw0yNjExMjQxNjM2MDlaGA8yMTI2MTAzMTE2MzYw\n",
+    "OVowPzE9MDsGA1UEAww0eHRhc2sgcGxhaW4taHR0cCBwbGFjZWhvbGRlciAobm8g\n",
+    "cHJpdmF0ZSBrZXkgZXhpc3RzKTBZMBMGByqGSM49AgEGCCqGSM49AwEHA0IABOG5\n",
+    "MSvJz2Xw73JH1CcRCO43euEQ2E+3uiv0+8yhFNBCSLj9LaC3m8yi1ROzbWKiChGk\n",
+    "Dq4uhBauCOb/KZSuvFajUzBRMB0GA1UdDgQWBBQhIkAtqvlzWW/PtqCJBzCRG+we\n",
+    "jzAfBgNVHSMEGDAWgBQhIkAtqvlzWW/PtqCJBzCRG+wejzAPBgNVHRMBAf8EBTAD\n",
+    "AQH/MAoGCCqGSM49BAMCA0kAMEYCIQDirs19/TRnfgHI5NmX6Cx4vq8aTiC8rwEH\n",
+    "fQUTIdcTtwIhAMD57P5w6LACdTGG/sAFaqJwmGfyQCxHTtj7llIwrwGZ\n",
+    "-----END CERTIFICATE-----\n",
+);
+
 fn client(r: &RegistryRef, insecure: bool) -> Client {
     ensure_crypto_provider();
-    let protocol = if insecure || r.is_local() {
+    let plain_http = insecure || r.is_local();
+    let protocol = if plain_http {
         ClientProtocol::HttpsExcept(vec![r.host.clone()])
     } else {
         ClientProtocol::Https
     };
+    let tls_certs_only = if plain_http {
+        vec![oci_client::client::Certificate {
+            encoding: oci_client::client::CertificateEncoding::Pem,
+            data: PLAIN_HTTP_PLACEHOLDER_ROOT.as_bytes().to_vec(),
+        }]
+    } else {
+        Vec::new()
+    };
     Client::new(ClientConfig {
         protocol,
+        tls_certs_only,
         // POST then one PUT per blob (no PATCH round trip); the body is
         // still streamed, so progress and interruption behave the same.
         use_monolithic_push: true,
