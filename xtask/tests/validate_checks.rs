@@ -287,3 +287,57 @@ fn real_tree_validates_clean() {
     assert_eq!(report.errors(), 0, "{}", report.render_text());
     assert!(report.objects_checked > 50, "{}", report.summary());
 }
+
+/// With a key that opens the file, a SOPS file changed without re-encrypting
+/// (here: an unencrypted field, which the MAC covers) is a finding; the same
+/// file untouched is clean, and without a key the MAC is not checked.
+#[test]
+fn tampered_mac_is_found_when_a_key_opens_the_file() {
+    use std::sync::Arc;
+    use xtask::sops::{self, CreationRule, Format, Identities, Selection};
+
+    let (secret, recipient) = sops::generate_identity();
+    let rule = CreationRule::new(
+        vec![recipient.clone()],
+        Selection::EncryptedRegex("^(data|stringData)$".into()),
+    );
+    let plain = b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n  namespace: demo\n  labels:\n    team: platform\nstringData:\n  token: s3cret-value\n";
+    let encrypted = sops::encrypt(plain, Format::Yaml, &rule).unwrap();
+    let ids = Arc::new(Identities::from_keys_text(&secret).unwrap());
+    let sops_yaml = format!(
+        "creation_rules:\n  - path_regex: \\.enc\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    age: {recipient}\n"
+    );
+    let with_file = |bytes: Vec<u8>, ids: Option<Arc<Identities>>| {
+        let sops_yaml = sops_yaml.clone();
+        run_case(None, move |opts| {
+            std::fs::write(opts.root.join(".sops.yaml"), sops_yaml).unwrap();
+            std::fs::write(opts.root.join("apps/demo/token.enc.yaml"), &bytes).unwrap();
+            opts.identities = ids;
+        })
+    };
+    let Some(clean) = with_file(encrypted.clone(), Some(ids.clone())) else {
+        return;
+    };
+    assert!(clean.findings.is_empty(), "{}", clean.render_text());
+
+    let tampered = String::from_utf8(encrypted)
+        .unwrap()
+        .replace("team: platform", "team: intruder")
+        .into_bytes();
+    let report = with_file(tampered.clone(), Some(ids)).unwrap();
+    assert_eq!(report.findings.len(), 1, "{}", report.render_text());
+    let f = &report.findings[0];
+    assert_eq!(
+        (f.check, f.file.as_str()),
+        (Check::Secrets, "apps/demo/token.enc.yaml")
+    );
+    assert!(f.text().contains("MAC mismatch"), "{}", f.text());
+    assert!(!f.text().contains("s3cret-value"));
+
+    let without_key = with_file(tampered, None).unwrap();
+    assert!(
+        without_key.findings.is_empty(),
+        "{}",
+        without_key.render_text()
+    );
+}

@@ -218,6 +218,8 @@ pub struct Options {
     pub progress: bool,
     /// Cache directory for schemas; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// The user's age identities, for the MAC check of SOPS files they can open.
+    pub identities: Option<std::sync::Arc<crate::sops::Identities>>,
 }
 
 impl Options {
@@ -232,6 +234,10 @@ impl Options {
             strict: true,
             progress: false,
             cache_dir: Some(crate::project_root().join("target/xtask/validate")),
+            identities: crate::sops::Identities::from_env()
+                .ok()
+                .filter(|ids| !ids.is_empty())
+                .map(std::sync::Arc::new),
         }
     }
 }
@@ -593,7 +599,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     }
 
     // 5. Secrets.
-    findings.extend(secrets::check(&tree, &allow));
+    findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
 
     progress.finish();
     // Dedupe (an object can be checked per cluster and per build) and sort.

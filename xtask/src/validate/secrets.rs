@@ -66,8 +66,48 @@ fn secret_doc(doc: &SourceDoc) -> bool {
             .is_some_and(|a| a == "v1")
 }
 
+/// Verifies a SOPS file's MAC when one of the user's identities opens it.
+/// A file nobody here can open is not a finding: it is someone else's.
+fn verify_mac(
+    tree: &Tree,
+    rel: &str,
+    line: usize,
+    ids: &crate::sops::Identities,
+) -> Option<Finding> {
+    use crate::sops::{DecryptOptions, Format, SopsError};
+    let path = tree.root.join(rel);
+    let bytes = std::fs::read(&path).ok()?;
+    match crate::sops::decrypt(
+        &bytes,
+        Format::from_path(&path),
+        ids,
+        DecryptOptions::default(),
+    ) {
+        Err(e @ (SopsError::MacMismatch | SopsError::NoMac)) => Some(Finding::error(
+            Check::Secrets,
+            rel,
+            Some(line),
+            format!(
+                "{e} (the file was changed without re-encrypting; `cargo xtask secrets edit` it)"
+            ),
+        )),
+        Err(SopsError::Malformed { reason }) => Some(Finding::error(
+            Check::Secrets,
+            rel,
+            Some(line),
+            format!("malformed SOPS file: {reason}"),
+        )),
+        _ => None,
+    }
+}
+
 /// Runs the secrets checks over the parsed tree.
-pub fn check(tree: &Tree, allow: &AllowList) -> Vec<Finding> {
+/// MACs are verified with `identities` where they open a file.
+pub fn check(
+    tree: &Tree,
+    allow: &AllowList,
+    identities: Option<&crate::sops::Identities>,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     let sops_path = tree.root.join(".sops.yaml");
     let config = if sops_path.is_file() {
@@ -123,6 +163,11 @@ pub fn check(tree: &Tree, allow: &AllowList) -> Vec<Finding> {
             findings.push(f);
         }
         let Some(line) = sops_line else { continue };
+        if let Some(ids) = identities
+            && let Some(finding) = verify_mac(tree, &file.rel, line, ids)
+        {
+            findings.push(finding);
+        }
         let Some(config) = &config else {
             findings.push(Finding::error(
                 Check::Secrets,
