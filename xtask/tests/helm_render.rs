@@ -206,3 +206,58 @@ fn an_https_chart_that_does_not_match_the_index_digest_is_refused_and_the_cache_
     let err = helm::chart::fetch(&charts.helm, &request, fresh.path()).unwrap_err();
     assert!(err.contains("digest mismatch"), "{err}");
 }
+
+/// `validate --helm`: the chart output is checked with the same schemas and
+/// attributed to the HelmRelease's file; a release that cannot render is one
+/// finding of its own.
+#[test]
+fn validate_helm_checks_the_chart_output_against_the_schemas() {
+    use xtask::validate::{self, Check};
+    let Some(charts) = support::Charts::start() else {
+        return;
+    };
+    let schemas = common::root().join(".schemas");
+    if !schemas.join("kubernetes").is_dir() {
+        assert!(
+            !common::tools_required(),
+            ".schemas/ is empty: run `cargo xtask validate --fetch-schemas`"
+        );
+        eprintln!("SKIP: .schemas/ is empty");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    charts.write_tree(dir.path());
+    // The oci release's postRenderer now also sets a field no Deployment has.
+    let releases = dir.path().join("apps/releases.yaml");
+    let text = std::fs::read_to_string(&releases).unwrap();
+    let patched = text.replace(
+        "                value: 3\n",
+        "                value: 3\n              - op: add\n                path: /spec/replicaz\n                value: 1\n",
+    );
+    assert_ne!(text, patched);
+    std::fs::write(&releases, patched).unwrap();
+
+    let mut opts = validate::Options::new(dir.path());
+    opts.schema_locations = vec![schemas.display().to_string()];
+    opts.identities = None;
+    opts.helm = Some(charts.options());
+    let report = validate::run(&opts).unwrap();
+    let in_releases: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.file == "apps/releases.yaml")
+        .collect();
+    assert!(
+        in_releases
+            .iter()
+            .any(|f| f.check == Check::Schema && f.text().contains("replicaz")),
+        "{}",
+        report.render_text()
+    );
+    let helm: Vec<_> = in_releases
+        .iter()
+        .filter(|f| f.check == Check::Helm)
+        .collect();
+    assert_eq!(helm.len(), 1, "{}", report.render_text());
+    assert!(helm[0].text().contains("absent"), "{}", helm[0].text());
+}

@@ -41,6 +41,17 @@ pub struct HelmOptions {
     pub helm: Option<PathBuf>,
 }
 
+impl std::fmt::Debug for HelmOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelmOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("kube_version", &self.kube_version)
+            .field("decryptor", &self.decryptor.is_some())
+            .field("helm", &self.helm)
+            .finish()
+    }
+}
+
 impl HelmOptions {
     /// The user's cache folder (or `$XTASK_CHART_CACHE`), the default (or
     /// `$XTASK_KUBE_VERSION`) Kubernetes version, no decryption.

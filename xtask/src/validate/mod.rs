@@ -45,6 +45,7 @@ pub enum Check {
     Schema,
     Flux,
     Secrets,
+    Helm,
 }
 
 impl Check {
@@ -55,6 +56,7 @@ impl Check {
             Check::Schema => "schema",
             Check::Flux => "flux",
             Check::Secrets => "secrets",
+            Check::Helm => "helm",
         }
     }
 }
@@ -220,6 +222,8 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// The user's age identities, for the MAC check of SOPS files they can open.
     pub identities: Option<std::sync::Arc<crate::sops::Identities>>,
+    /// Also render every HelmRelease (`--helm`) and validate the chart output.
+    pub helm: Option<crate::helm::HelmOptions>,
 }
 
 impl Options {
@@ -238,6 +242,7 @@ impl Options {
                 .ok()
                 .filter(|ids| !ids.is_empty())
                 .map(std::sync::Arc::new),
+            helm: None,
         }
     }
 }
@@ -542,6 +547,10 @@ pub fn run(opts: &Options) -> Result<Report> {
     }
     report.kustomize_builds = builds.all().len() + covered;
 
+    if let Some(helm) = &opts.helm {
+        helm_items(opts, helm, &clusters, &tree, &mut items, &mut findings);
+    }
+
     // 3. Schemas.
     let mut registry = Registry::load(RegistryOptions {
         locations: opts.schema_locations.clone(),
@@ -685,4 +694,56 @@ pub fn counts(report: &Report) -> HashMap<Check, usize> {
         *m.entry(f.check).or_default() += 1;
     }
     m
+}
+
+/// `--helm`: renders every HelmRelease of each cluster (as `build --helm`
+/// does) and adds the chart output to what the schemas check, attributed to
+/// the HelmRelease's file. A release that cannot be rendered (chart not
+/// fetched, values rejected by the chart's schema) is one finding; the
+/// others go on.
+fn helm_items(
+    opts: &Options,
+    helm: &crate::helm::HelmOptions,
+    clusters: &[String],
+    tree: &tree::Tree,
+    items: &mut Vec<Item>,
+    findings: &mut Vec<Finding>,
+) {
+    let render_opts = crate::render::RenderOptions::default();
+    for cluster in clusters {
+        let rendered = match crate::render::render_cluster(&opts.root, cluster, &render_opts) {
+            Ok(r) => r,
+            Err(e) => {
+                findings.push(Finding::error(
+                    Check::Helm,
+                    &format!("clusters/{cluster}"),
+                    None,
+                    format!("cannot render cluster {cluster} for --helm: {e}"),
+                ));
+                continue;
+            }
+        };
+        for release in crate::helm::render_cluster(&rendered, helm) {
+            let object = serde_json::json!({
+                "apiVersion": "helm.toolkit.fluxcd.io/v2",
+                "kind": "HelmRelease",
+                "metadata": {"name": release.name, "namespace": release.namespace},
+            });
+            let (file, line) = tree.locate(&object, "", None, &format!("clusters/{cluster}"));
+            match release.result {
+                Ok(objects) => items.extend(objects.into_iter().map(|object| Item {
+                    object,
+                    file: file.clone(),
+                    line,
+                })),
+                Err(e) => findings.push(
+                    Finding::error(Check::Helm, &file, line, format!("cluster {cluster}: {e}"))
+                        .with_object(format!(
+                            "HelmRelease {}/{}",
+                            release.namespace, release.name
+                        )),
+                ),
+            }
+        }
+    }
 }

@@ -35,6 +35,10 @@ pub struct Args {
     /// Report objects without a schema as warnings, not errors.
     #[arg(long)]
     skip_missing_schemas: bool,
+    /// Also render every HelmRelease with `helm template` and validate the
+    /// chart output; a release whose chart cannot be fetched is an error.
+    #[arg(long)]
+    helm: bool,
     /// Accept fields that the schemas do not list (strict is the default).
     #[arg(long)]
     no_strict: bool,
@@ -80,6 +84,7 @@ impl Args {
             opts.schema_locations = self.schema_locations;
         }
         opts.skip_missing_schemas = self.skip_missing_schemas;
+        opts.helm = self.helm.then(crate::helm::HelmOptions::from_env);
         opts.strict = !self.no_strict;
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
         opts.progress = std::io::stderr().is_terminal() && !ci;
