@@ -318,26 +318,29 @@ fn flux_local(root: &Path) -> anyhow::Result<()> {
 }
 
 fn python_312() -> Option<std::path::PathBuf> {
-    for name in ["python3.13", "python3.12"] {
-        if let Ok(path) = tools::find(name) {
-            return Some(path);
-        }
-    }
+    // pyenv puts shims for every version on PATH, working or not: each
+    // candidate must actually run and be 3.12 or newer.
+    let works = |python: &std::path::Path| {
+        Cmd::new(python)
+            .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
+            .read()
+            .is_ok_and(|out| out.trim() == "True")
+    };
+    let on_path = ["python3.13", "python3.12", "python3"]
+        .into_iter()
+        .filter_map(|name| tools::find(name).ok());
     let pyenv_root = std::env::var_os("PYENV_ROOT")
         .map(std::path::PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|h| h.join(".pyenv")))?;
-    let mut candidates: Vec<_> = std::fs::read_dir(pyenv_root.join("versions"))
-        .ok()?
+        .or_else(|| dirs::home_dir().map(|h| h.join(".pyenv")));
+    let mut from_pyenv: Vec<std::path::PathBuf> = pyenv_root
+        .and_then(|root| std::fs::read_dir(root.join("versions")).ok())
+        .into_iter()
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("3.12") || n.starts_with("3.13"))
-        })
-        .map(|p| p.join("bin/python3"))
+        .flatten()
+        .map(|e| e.path().join("bin/python3"))
         .filter(|p| p.is_file())
         .collect();
-    candidates.sort();
-    candidates.pop()
+    from_pyenv.sort();
+    from_pyenv.reverse();
+    on_path.chain(from_pyenv).find(|p| works(p))
 }
