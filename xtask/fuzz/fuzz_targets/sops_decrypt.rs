@@ -8,11 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use xtask::sops::{self, DecryptOptions, Format, Identities};
 
 static IDS: LazyLock<Identities> = LazyLock::new(|| {
-    // A fixed public test identity (the Flux test key), never a real secret.
-    Identities::from_keys_text(
-        "AGE-SECRET-KEY-1RH87A5Z54ZGUR9S0AS3R6WHFSEFNPLYMAKF5Z2CEU7R06VRJ0A3Q7242AM",
-    )
-    .unwrap()
+    // A key made for this run: no private key lives in the repository.
+    let (secret, _recipient) = sops::generate_identity();
+    Identities::from_keys_text(&secret).unwrap()
 });
 
 fuzz_target!(|data: &[u8]| {
