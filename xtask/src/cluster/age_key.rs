@@ -1,4 +1,4 @@
-//! The `sops-age` Secret: the raw `AGE-SECRET-KEY-1...` line(s) of the user's
+//! The `sops-age` Secret: the raw age secret key line(s) of the user's
 //! age identities whose public key is a recipient of the cluster's rule in
 //! `.sops.yaml`. Read from the user's keys (as sops finds them), never from
 //! the repository.
@@ -51,7 +51,7 @@ pub fn key_sources() -> Vec<(String, String)> {
 /// The secret key lines in `text` whose public key is one of `recipients`.
 pub fn matching_keys(text: &str, recipients: &[String]) -> Vec<String> {
     text.split_whitespace()
-        .filter(|w| w.starts_with("AGE-SECRET-KEY-1"))
+        .filter(|w| w.starts_with("AGE-SECRET-KEY-"))
         .filter_map(|w| {
             let id: age::x25519::Identity = w.parse().ok()?;
             let public = id.to_public().to_string();

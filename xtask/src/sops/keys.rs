@@ -173,7 +173,7 @@ pub(crate) fn wrap(recipient: &str, data_key: &[u8]) -> Result<String, SopsError
     Ok(s)
 }
 
-/// A fresh X25519 identity: (secret `AGE-SECRET-KEY-1...`, recipient `age1...`).
+/// A fresh X25519 identity: (its secret key line, its recipient `age1...`).
 pub fn generate_identity() -> (String, String) {
     use age::secrecy::ExposeSecret;
     let id = age::x25519::Identity::generate();
