@@ -5,7 +5,43 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use crate::runner::RunError;
+
+/// Why filling `.schemas/` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {reason}")]
+    Manifest { path: PathBuf, reason: String },
+    #[error("go mod download {pin}: {reason}")]
+    Download { pin: String, reason: String },
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("{pin}: no file matches {globs:?}")]
+    NoFiles { pin: String, globs: Vec<String> },
+    #[error("generating the CRDs of {pin}: {source}")]
+    Generate {
+        pin: String,
+        source: Box<FetchError>,
+    },
+    #[error("fetching schemas failed:\n  {}", .0.join("\n  "))]
+    Several(Vec<String>),
+}
+
+impl From<std::io::Error> for FetchError {
+    fn from(source: std::io::Error) -> Self {
+        FetchError::Io {
+            what: "file system".into(),
+            source,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, FetchError>;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -36,9 +72,14 @@ pub struct SchemaManifest {
 
 impl SchemaManifest {
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| FetchError::Io {
+            what: format!("cannot read {}", path.display()),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| FetchError::Manifest {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
     }
 
     /// The repository's own `xtask/schemas.toml`.
@@ -122,17 +163,18 @@ pub fn go_mod_download(module: &str, version: &str) -> Result<PathBuf> {
         #[serde(rename = "Error")]
         error: Option<String>,
     }
-    let info: Info = serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "go mod download {module}@{version}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )
+    let pin = format!("{module}@{version}");
+    let info: Info = serde_json::from_slice(&out.stdout).map_err(|_| FetchError::Download {
+        pin: pin.clone(),
+        reason: String::from_utf8_lossy(&out.stderr).trim().to_string(),
     })?;
-    if let Some(err) = info.error {
-        bail!("go mod download {module}@{version}: {err}");
+    if let Some(reason) = info.error {
+        return Err(FetchError::Download { pin, reason });
     }
-    info.dir
-        .with_context(|| format!("go mod download {module}@{version} named no directory"))
+    info.dir.ok_or_else(|| FetchError::Download {
+        pin,
+        reason: "it named no directory".into(),
+    })
 }
 
 fn copy_matching(module_dir: &Path, globs: &[String], dest: &Path) -> Result<usize> {
@@ -143,8 +185,10 @@ fn copy_matching(module_dir: &Path, globs: &[String], dest: &Path) -> Result<usi
     for (rel, path) in files {
         if globs.iter().any(|g| glob_match(g, &rel)) {
             let name = rel.replace('/', "__");
-            std::fs::copy(&path, dest.join(&name))
-                .with_context(|| format!("cannot copy {}", path.display()))?;
+            std::fs::copy(&path, dest.join(&name)).map_err(|source| FetchError::Io {
+                what: format!("cannot copy {}", path.display()),
+                source,
+            })?;
             n += 1;
         }
     }
@@ -209,11 +253,17 @@ pub fn fetch_source(src: &ModuleSource, dest: &Path) -> Result<Fetched> {
     std::fs::create_dir_all(&staging)?;
     let mut files = copy_matching(&module_dir, &src.files, &staging)?;
     if let Some(gen_tool) = &src.generate {
-        files += generate_crds(&module_dir, gen_tool, &staging)
-            .with_context(|| format!("generating the CRDs of {pin}"))?;
+        files +=
+            generate_crds(&module_dir, gen_tool, &staging).map_err(|e| FetchError::Generate {
+                pin: pin.clone(),
+                source: Box::new(e),
+            })?;
     }
     if files == 0 {
-        bail!("{pin}: no file matches {:?}", src.files);
+        return Err(FetchError::NoFiles {
+            pin,
+            globs: src.files.clone(),
+        });
     }
     std::fs::write(staging.join(".pin"), format!("{pin}\n"))?;
     let _ = std::fs::remove_dir_all(dest);
@@ -252,11 +302,11 @@ pub fn fetch_all(
     for r in results {
         match r {
             Ok(f) => out.push(f),
-            Err(e) => errors.push(format!("{e:#}")),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     if !errors.is_empty() {
-        bail!("fetching schemas failed:\n  {}", errors.join("\n  "));
+        return Err(FetchError::Several(errors));
     }
     Ok(out)
 }

@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use anyhow::{Context, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -354,7 +353,9 @@ impl DocLoader for FileLoader {
 
 impl Registry {
     /// Indexes every location (from the cache when nothing changed).
-    pub fn load(opts: RegistryOptions) -> Result<Self> {
+    /// Indexes the schema locations. Only the cache write can fail, and that
+    /// is not an error (the next run indexes again).
+    pub fn load(opts: RegistryOptions) -> std::io::Result<Self> {
         let version = normalize_kubernetes_version(&opts.kubernetes_version);
         let mut files = Vec::new();
         let mut templates = Vec::new();
@@ -407,7 +408,9 @@ impl Registry {
                 }
                 if let Some(p) = &index_path {
                     let _ = std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")));
-                    let _ = std::fs::write(p, serde_json::to_vec(&index)?);
+                    if let Ok(bytes) = serde_json::to_vec(&index) {
+                        let _ = std::fs::write(p, bytes);
+                    }
                 }
                 index
             }
@@ -640,9 +643,4 @@ impl Registry {
         }
         None
     }
-}
-
-/// Reads a file's text with context for errors.
-pub fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
