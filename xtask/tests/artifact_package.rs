@@ -305,11 +305,7 @@ fn package_verb_lists_writes_and_inspects() {
         .arg("--list")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let listed: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -326,11 +322,7 @@ fn package_verb_lists_writes_and_inspects() {
         .arg(&layout)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let a = artifact::package(&opts(dir.path())).unwrap();
     assert_eq!(v["manifest_digest"], a.manifest_digest);
@@ -340,11 +332,7 @@ fn package_verb_lists_writes_and_inspects() {
         .arg(format!("oci:{}:t1", layout.display()))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&a.manifest_digest), "{text}");
     assert!(

@@ -209,11 +209,7 @@ fn push_is_exact_then_a_second_push_is_a_no_op() {
         .env("DOCKER_CONFIG", tree.path().join(".no-docker-config"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&a.manifest_digest), "{text}");
     assert!(text.contains("  apps/app.yaml"), "{text}");
@@ -513,11 +509,7 @@ fn an_oras_pushed_flux_artifact_is_inspected() {
         .env("DOCKER_CONFIG", work.path().join(".none"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["layer_media_type"],

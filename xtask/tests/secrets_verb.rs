@@ -321,11 +321,7 @@ fn edit_keeps_unchanged_values_and_skips_unchanged_files() {
         .env_remove("VISUAL")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     let after = std::fs::read_to_string(r.file()).unwrap();
     let pw = |t: &str| {
         t.lines()
