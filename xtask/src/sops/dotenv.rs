@@ -59,10 +59,7 @@ pub(crate) fn emit(n: &Node, encrypted: bool, meta: Option<&serde_json::Value>) 
                     value: Node::Scalar(s),
                     ..
                 } => {
-                    let v = match super::tree::output_value(s, encrypted) {
-                        Value::Str(t) | Value::Time(t) => t,
-                        other => String::from_utf8_lossy(&other.to_bytes()).into_owned(),
-                    };
+                    let v = super::tree::output_text(s, encrypted);
                     out.push_str(&format!("{key}={}\n", v.replace('\n', "\\n")));
                 }
                 _ => {}

@@ -171,16 +171,12 @@ impl Doc {
                     meta,
                 }
             }
-            Format::Dotenv => {
-                let (n, meta) = dotenv::parse(bytes)?;
-                Doc::Tree {
-                    format,
-                    branches: vec![n],
-                    meta,
-                }
-            }
-            Format::Ini => {
-                let (n, meta) = ini::parse(bytes)?;
+            Format::Dotenv | Format::Ini => {
+                let (n, meta) = if format == Format::Dotenv {
+                    dotenv::parse(bytes)?
+                } else {
+                    ini::parse(bytes)?
+                };
                 Doc::Tree {
                     format,
                     branches: vec![n],

@@ -616,3 +616,12 @@ pub(crate) fn output_value(s: &Scalar, encrypted: bool) -> Value {
     }
     s.value.clone()
 }
+
+/// [`output_value`] as text, for the stores whose values are all strings
+/// (dotenv, INI).
+pub(crate) fn output_text(s: &Scalar, encrypted: bool) -> String {
+    match output_value(s, encrypted) {
+        Value::Str(t) | Value::Time(t) => t,
+        other => String::from_utf8_lossy(&other.to_bytes()).into_owned(),
+    }
+}

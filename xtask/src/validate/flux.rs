@@ -271,21 +271,13 @@ pub fn check_cluster(
                 name: s(src, "/name").unwrap_or_default().to_string(),
             };
             if !defined.contains_key(&r) && !allow.is_external_source(&r) {
-                let (file, line) = tree.locate(
-                    &k.object,
-                    &k.origin,
-                    Some(&format!("name: {}", r.name)),
-                    &k.file,
-                );
-                findings.push(
-                    Finding::error(
-                        Check::Flux,
-                        &file,
-                        line,
-                        format!("sourceRef {r} does not exist in cluster {cluster}"),
-                    )
-                    .with_object(label.clone()),
-                );
+                findings.push(named_ref_error(
+                    tree,
+                    k,
+                    &r.name,
+                    format!("sourceRef {r} does not exist in cluster {cluster}"),
+                    &label,
+                ));
             }
         }
         // dependsOn
@@ -299,23 +291,13 @@ pub fn check_cluster(
             let name = s(dep, "/name").unwrap_or_default();
             let ns = s(dep, "/namespace").unwrap_or(&k.namespace);
             if !ks_ids.contains(&format!("{ns}/{name}")) {
-                let (file, line) = tree.locate(
-                    &k.object,
-                    &k.origin,
-                    Some(&format!("name: {name}")),
-                    &k.file,
-                );
-                findings.push(
-                    Finding::error(
-                        Check::Flux,
-                        &file,
-                        line,
-                        format!(
-                            "dependsOn {ns}/{name}: no such Kustomization in cluster {cluster}"
-                        ),
-                    )
-                    .with_object(label.clone()),
-                );
+                findings.push(named_ref_error(
+                    tree,
+                    k,
+                    name,
+                    format!("dependsOn {ns}/{name}: no such Kustomization in cluster {cluster}"),
+                    &label,
+                ));
             }
         }
         // postBuild substitution
@@ -391,6 +373,24 @@ fn obj_ref(o: &Value, namespace: &str) -> Ref {
 
 /// The variables a postBuild defines: substituteFrom sources in order, then
 /// `substitute` on top. Missing non-optional sources are findings.
+/// An error about a reference a Flux Kustomization makes, placed at the line
+/// of its file that names the missing object.
+fn named_ref_error(
+    tree: &Tree,
+    k: &FluxKustomization,
+    name: &str,
+    message: String,
+    label: &str,
+) -> Finding {
+    let (file, line) = tree.locate(
+        &k.object,
+        &k.origin,
+        Some(&format!("name: {name}")),
+        &k.file,
+    );
+    Finding::error(Check::Flux, &file, line, message).with_object(label.to_string())
+}
+
 fn variables(
     post_build: &Value,
     k: &FluxKustomization,
@@ -446,23 +446,13 @@ fn variables(
             }
             None if optional => {}
             None => {
-                let (file, line) = tree.locate(
-                    &k.object,
-                    &k.origin,
-                    Some(&format!("name: {}", r.name)),
-                    &k.file,
-                );
-                findings.push(
-                    Finding::error(
-                        Check::Flux,
-                        &file,
-                        line,
-                        format!(
-                            "postBuild.substituteFrom {r} does not exist in the cluster's tree"
-                        ),
-                    )
-                    .with_object(label.to_string()),
-                );
+                findings.push(named_ref_error(
+                    tree,
+                    k,
+                    &r.name,
+                    format!("postBuild.substituteFrom {r} does not exist in the cluster's tree"),
+                    label,
+                ));
             }
         }
     }
