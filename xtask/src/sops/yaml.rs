@@ -952,8 +952,3 @@ pub(crate) fn emit_decrypted(p: &Parsed) -> Vec<u8> {
     }
     apply(&p.text, edits).into_bytes()
 }
-
-#[allow(dead_code)]
-pub(crate) fn is_enc_str(s: &str) -> bool {
-    cipher::is_enc(s)
-}
