@@ -11,7 +11,7 @@ use rowan::ast::AstNode;
 use yaml_edit::{Lang, SyntaxKind as K};
 
 use super::SopsError;
-use super::cipher::{self, Value};
+use super::cipher::Value;
 use super::tree::{self, Comment, Item, Node, Scalar};
 
 type SN = rowan::SyntaxNode<Lang>;
