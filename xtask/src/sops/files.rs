@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Config, Format};
+use super::integrity::{self, Opened};
+use super::{Config, Format, Identities};
 
 /// Directories never searched for secrets.
 const SKIP_DIRS: &[&str] = &[".git", "target", ".tools", "node_modules"];
@@ -14,8 +15,49 @@ const SKIP_DIRS: &[&str] = &[".git", "target", ".tools", "node_modules"];
 /// `tests/fixtures/` (deliberately broken files), and any subdirectory with its
 /// own `.sops.yaml` (a separate SOPS scope).
 pub fn managed_files(config_dir: &Path, config: &Config) -> Vec<PathBuf> {
+    walk(config_dir)
+        .into_iter()
+        .filter(|p| is_managed(config_dir, config, p))
+        .collect()
+}
+
+/// Every file below `dir` that claims to be SOPS-encrypted (see
+/// [`super::looks_encrypted`]), with the same skips as [`managed_files`].
+pub fn encrypted_files(dir: &Path) -> Vec<PathBuf> {
+    walk(dir)
+        .into_iter()
+        .filter(|p| {
+            std::fs::read(p).is_ok_and(|bytes| super::looks_encrypted(&bytes, Format::from_path(p)))
+        })
+        .collect()
+}
+
+/// The SOPS files below `dirs` that are broken: malformed, truncated, or
+/// failing their MAC or a value where `ids` open them. A file nobody here can
+/// open is not broken: it is someone else's (`build` and `diff` then render
+/// placeholders).
+pub fn broken_files(dirs: &[PathBuf], ids: Option<&Identities>) -> Vec<CheckProblem> {
     let mut out = Vec::new();
-    let walker = ignore::WalkBuilder::new(config_dir)
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        for file in encrypted_files(dir) {
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let report = integrity::check(&bytes, Format::from_path(&file), ids);
+            out.extend(report.findings.into_iter().map(|f| CheckProblem {
+                file: file.clone(),
+                line: f.line,
+                reason: f.message,
+            }));
+        }
+    }
+    out
+}
+
+/// The files below `dir`, sorted, minus the skipped folders.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let walker = ignore::WalkBuilder::new(dir)
         .hidden(false)
         .git_ignore(false)
         .git_global(false)
@@ -46,9 +88,7 @@ pub fn managed_files(config_dir: &Path, config: &Config) -> Vec<PathBuf> {
         if p.file_name().is_some_and(|n| n == ".sops.yaml") {
             continue;
         }
-        if is_managed(config_dir, config, p) {
-            out.push(p.to_path_buf());
-        }
+        out.push(p.to_path_buf());
     }
     out
 }
@@ -72,47 +112,84 @@ pub fn is_managed(config_dir: &Path, config: &Config, file: &Path) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckProblem {
     pub file: PathBuf,
+    pub line: Option<usize>,
     pub reason: String,
 }
 
-/// Every managed file must be SOPS-encrypted for exactly the recipients its rule demands.
-pub fn check(config_dir: &Path, config: &Config) -> (usize, Vec<CheckProblem>) {
+/// What `check` found over every managed file.
+#[derive(Debug, Default)]
+pub struct CheckSummary {
+    pub files: usize,
+    /// Files an identity opened: every value and the MAC verified.
+    pub verified: usize,
+    pub problems: Vec<CheckProblem>,
+}
+
+/// Every managed file must be a sound SOPS file (the integrity checker, with
+/// `ids` where they open it) encrypted for exactly the recipients its rule demands.
+pub fn check(config_dir: &Path, config: &Config, ids: Option<&Identities>) -> CheckSummary {
     let files = managed_files(config_dir, config);
-    let mut problems = Vec::new();
+    let mut summary = CheckSummary {
+        files: files.len(),
+        ..CheckSummary::default()
+    };
     for f in &files {
-        if let Err(reason) = check_file(config_dir, config, f) {
-            problems.push(CheckProblem {
-                file: f.clone(),
-                reason,
-            });
+        match check_file(config_dir, config, f, ids) {
+            Ok(Opened::Verified) => summary.verified += 1,
+            Ok(Opened::NoKey) => {}
+            Err(problems) => summary.problems.extend(problems),
         }
     }
-    (files.len(), problems)
+    summary
 }
 
 /// The check for one file.
-pub fn check_file(config_dir: &Path, config: &Config, f: &Path) -> Result<(), String> {
-    let bytes = std::fs::read(f).map_err(|e| format!("cannot read: {e}"))?;
-    let format = Format::from_path(f);
-    let mut have = match super::recipients(&bytes, format) {
-        Ok(r) => r,
-        Err(super::SopsError::NotEncrypted) => {
-            return Err("not SOPS-encrypted (plaintext secrets must never be committed; run `cargo xtask secrets encrypt`)".into());
-        }
-        Err(e) => return Err(e.to_string()),
+pub fn check_file(
+    config_dir: &Path,
+    config: &Config,
+    f: &Path,
+    ids: Option<&Identities>,
+) -> Result<Opened, Vec<CheckProblem>> {
+    let problem = |line, reason: String| CheckProblem {
+        file: f.to_path_buf(),
+        line,
+        reason,
     };
-    let rule = config.rule_for(config_dir, f).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(f).map_err(|e| vec![problem(None, format!("cannot read: {e}"))])?;
+    let format = Format::from_path(f);
+    if !super::looks_encrypted(&bytes, format) {
+        return Err(vec![problem(
+            None,
+            "not SOPS-encrypted (plaintext secrets must never be committed; run `cargo xtask secrets encrypt`)".into(),
+        )]);
+    }
+    let report = integrity::check(&bytes, format, ids);
+    let Some(opened) = report.opened else {
+        return Err(report
+            .findings
+            .into_iter()
+            .map(|f| problem(f.line, f.message))
+            .collect());
+    };
+    let rule = config
+        .rule_for(config_dir, f)
+        .map_err(|e| vec![problem(None, e.to_string())])?;
+    let mut have =
+        super::recipients(&bytes, format).map_err(|e| vec![problem(None, e.to_string())])?;
     let mut want = rule.age.clone();
     have.sort();
     have.dedup();
     want.sort();
     want.dedup();
     if have != want {
-        return Err(format!(
-            "encrypted for [{}] but .sops.yaml wants [{}] (run `cargo xtask secrets updatekeys`)",
-            have.join(", "),
-            want.join(", ")
-        ));
+        return Err(vec![problem(
+            None,
+            format!(
+                "encrypted for [{}] but .sops.yaml wants [{}] (run `cargo xtask secrets updatekeys`)",
+                have.join(", "),
+                want.join(", ")
+            ),
+        )]);
     }
-    Ok(())
+    Ok(opened)
 }

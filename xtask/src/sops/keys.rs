@@ -108,21 +108,37 @@ impl Identities {
     /// Decrypts an (armored or binary) age file with any of the identities.
     pub fn decrypt_age(&self, file: &[u8]) -> Result<Vec<u8>, SopsError> {
         let text = String::from_utf8_lossy(file);
-        self.unwrap(&text)
-            .map_err(|reason| SopsError::Keys { reason })
+        self.unwrap(&text).map_err(|e| SopsError::Keys {
+            reason: e.to_string(),
+        })
     }
 
     /// Unwraps an armored age file holding the data key, trying every identity.
-    pub(crate) fn unwrap(&self, armored: &str) -> Result<Vec<u8>, String> {
+    pub(crate) fn unwrap(&self, armored: &str) -> Result<Vec<u8>, UnwrapError> {
+        let broken = |e: &dyn std::fmt::Display| UnwrapError::Broken(e.to_string());
         let reader = age::armor::ArmoredReader::new(armored.trim_start().as_bytes());
-        let dec = age::Decryptor::new_buffered(reader).map_err(|e| e.to_string())?;
+        let dec = age::Decryptor::new_buffered(reader).map_err(|e| broken(&e))?;
         let mut r = dec
             .decrypt(self.ids.iter().map(|i| i.as_ref() as &dyn age::Identity))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                age::DecryptError::NoMatchingKeys => UnwrapError::NoMatch,
+                other => broken(&other),
+            })?;
         let mut out = Vec::new();
-        r.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        r.read_to_end(&mut out).map_err(|e| broken(&e))?;
         Ok(out)
     }
+}
+
+/// Why a wrapped data key did not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum UnwrapError {
+    /// None of the identities is a recipient: someone else's file.
+    #[error("no identity matches")]
+    NoMatch,
+    /// The age block is damaged, or opened but failed its checks.
+    #[error("{0}")]
+    Broken(String),
 }
 
 /// `<UserConfigDir>/sops/age/keys.txt`: `$XDG_CONFIG_HOME` or `~/.config` on Linux.

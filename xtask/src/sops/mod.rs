@@ -15,6 +15,7 @@ mod config;
 mod dotenv;
 pub mod files;
 mod ini;
+pub mod integrity;
 mod json;
 mod keys;
 mod tree;
@@ -70,6 +71,8 @@ pub enum SopsError {
         recipients: Vec<String>,
         reason: String,
     },
+    #[error("the wrapped data key is damaged ({reason})")]
+    DataKey { reason: String },
     #[error("no matching creation rules found in .sops.yaml for {}", file.display())]
     NoMatchingCreationRule { file: PathBuf },
     #[error("the creation rule has no age recipients")]
@@ -438,6 +441,24 @@ pub fn is_encrypted(bytes: &[u8], format: Format) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// True when the file claims to be SOPS-encrypted: it has a `sops` block
+/// (complete or not) or holds `ENC[...]` values. Such a file goes to
+/// [`integrity::check`]; anything else is plaintext.
+pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
+    if Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
+        return true;
+    }
+    std::str::from_utf8(bytes).is_ok_and(|t| {
+        t.contains("ENC[AES256_GCM,")
+            || t.lines().any(|l| {
+                l.starts_with("sops:")
+                    || l.trim_start().starts_with("\"sops\"")
+                    || l.starts_with("sops_")
+                    || l.trim() == "[sops]"
+            })
+    })
 }
 
 /// The age recipients recorded in an encrypted file.

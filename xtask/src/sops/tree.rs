@@ -469,7 +469,7 @@ impl Metadata {
                 reason: "the file has no age recipients".into(),
             });
         }
-        let mut last = String::new();
+        let mut broken = Vec::new();
         for e in &self.age {
             match ids.unwrap(&e.enc) {
                 Ok(k) if k.len() == 32 => {
@@ -477,16 +477,28 @@ impl Metadata {
                     key.copy_from_slice(&k);
                     return Ok(key);
                 }
-                Ok(_) => last = "the wrapped data key is not 32 bytes".into(),
-                Err(e) => last = e,
+                Ok(_) => broken.push(format!(
+                    "{}: the wrapped data key is not 32 bytes",
+                    e.recipient
+                )),
+                Err(super::keys::UnwrapError::NoMatch) => {}
+                Err(super::keys::UnwrapError::Broken(why)) => {
+                    broken.push(format!("{}: {why}", e.recipient))
+                }
             }
+        }
+        // A damaged block is not "someone else's file": say so.
+        if !broken.is_empty() && !ids.is_empty() {
+            return Err(SopsError::DataKey {
+                reason: broken.join("; "),
+            });
         }
         Err(SopsError::NoMatchingKey {
             recipients: self.age.iter().map(|a| a.recipient.clone()).collect(),
             reason: if ids.is_empty() {
                 "no age identity is loaded".into()
             } else {
-                last
+                "none of your age identities is a recipient of this file".into()
             },
         })
     }

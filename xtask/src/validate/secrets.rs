@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::tree::{SourceDoc, Tree};
+use std::path::Path;
+
+use super::tree::{SourceDoc, SourceFile, Tree};
 use super::{AllowList, Check, Finding};
 
 /// The age recipients a SOPS document is encrypted for.
@@ -66,39 +68,33 @@ fn secret_doc(doc: &SourceDoc) -> bool {
             .is_some_and(|a| a == "v1")
 }
 
-/// Verifies a SOPS file's MAC when one of the user's identities opens it.
-/// A file nobody here can open is not a finding: it is someone else's.
-fn verify_mac(
-    tree: &Tree,
-    rel: &str,
+/// The integrity checker over one SOPS file: its structure always, every
+/// value and the MAC where one of the user's identities opens it. A file
+/// nobody here can open is not a finding: it is someone else's.
+fn integrity(
+    file: &SourceFile,
     line: usize,
-    ids: &crate::sops::Identities,
-) -> Option<Finding> {
-    use crate::sops::{DecryptOptions, Format, SopsError};
-    let path = tree.root.join(rel);
-    let bytes = std::fs::read(&path).ok()?;
-    match crate::sops::decrypt(
-        &bytes,
-        Format::from_path(&path),
-        ids,
-        DecryptOptions::default(),
-    ) {
-        Err(e @ (SopsError::MacMismatch | SopsError::NoMac)) => Some(Finding::error(
-            Check::Secrets,
-            rel,
-            Some(line),
-            format!(
-                "{e} (the file was changed without re-encrypting; `cargo xtask secrets edit` it)"
-            ),
-        )),
-        Err(SopsError::Malformed { reason }) => Some(Finding::error(
-            Check::Secrets,
-            rel,
-            Some(line),
-            format!("malformed SOPS file: {reason}"),
-        )),
-        _ => None,
-    }
+    ids: Option<&crate::sops::Identities>,
+) -> Vec<Finding> {
+    use crate::sops::{Format, integrity};
+    let rel = file.rel.as_str();
+    integrity::check(file.text.as_bytes(), Format::from_path(Path::new(rel)), ids)
+        .findings
+        .into_iter()
+        .map(|f| {
+            let hint = if f.message.contains("MAC mismatch") {
+                " (the file was changed without re-encrypting; `cargo xtask secrets edit` it)"
+            } else {
+                ""
+            };
+            Finding::error(
+                Check::Secrets,
+                rel,
+                Some(f.line.unwrap_or(line)),
+                format!("{}{hint}", f.message),
+            )
+        })
+        .collect()
 }
 
 /// Runs the secrets checks over the parsed tree.
@@ -162,12 +158,27 @@ pub fn check(
             });
             findings.push(f);
         }
-        let Some(line) = sops_line else { continue };
-        if let Some(ids) = identities
-            && let Some(finding) = verify_mac(tree, &file.rel, line, ids)
-        {
-            findings.push(finding);
+        let claims_sops = sops_line.is_some()
+            || crate::sops::looks_encrypted(
+                file.text.as_bytes(),
+                crate::sops::Format::from_path(Path::new(&file.rel)),
+            );
+        if !claims_sops {
+            let governed = config.as_ref().is_some_and(|c| {
+                crate::sops::files::is_managed(&tree.root, c, &tree.root.join(&file.rel))
+            });
+            if governed {
+                findings.push(Finding::error(
+                    Check::Secrets,
+                    &file.rel,
+                    None,
+                    "a .sops.yaml rule governs this file but it is not SOPS-encrypted (run `cargo xtask secrets encrypt`)".into(),
+                ));
+            }
+            continue;
         }
+        let line = sops_line.unwrap_or(1);
+        findings.extend(integrity(file, line, identities));
         let Some(config) = &config else {
             findings.push(Finding::error(
                 Check::Secrets,

@@ -111,9 +111,11 @@ enum Sub {
         /// Files to update. Without PATHs: every managed file.
         paths: Vec<PathBuf>,
     },
-    /// Check that every managed file is encrypted for exactly its rule's recipients.
+    /// Check that every managed file is a sound SOPS file, encrypted for exactly its rule's recipients.
     ///
-    /// Exit status 1 when any file fails, each listed with the reason.
+    /// Without a key: the structure (metadata, every ENC value, the MAC's form).
+    /// Where your key opens a file: every value and the MAC too.
+    /// Exit status 1 when any file fails, each listed with the line and the reason.
     Check,
 }
 
@@ -300,18 +302,32 @@ impl Args {
             }
             Sub::Check => {
                 let ctx = Ctx::load()?;
-                let (n, problems) = files::check(&ctx.config_dir, &ctx.config);
-                for p in &problems {
-                    eprintln!("check: {}: {}", ctx.rel(&p.file), p.reason);
+                let ids = match identities() {
+                    Ok(ids) => Some(ids),
+                    Err(e) => {
+                        eprintln!("check: warning: {e:#}; checking structure only");
+                        None
+                    }
+                };
+                let summary = files::check(&ctx.config_dir, &ctx.config, ids.as_ref());
+                for p in &summary.problems {
+                    let at = p.line.map(|l| format!(":{l}")).unwrap_or_default();
+                    eprintln!("check: {}{at}: {}", ctx.rel(&p.file), p.reason);
                 }
-                if problems.is_empty() {
+                let n = summary.files;
+                if summary.problems.is_empty() {
                     eprintln!(
-                        "check: {n} file(s) managed by {} are encrypted for their recipients",
-                        ctx.rel(&ctx.config_path)
+                        "check: {n} file(s) managed by {} are well-formed and encrypted for their recipients; \
+                         {} opened with your key (every value and the MAC verified), {} checked for structure only (no key here)",
+                        ctx.rel(&ctx.config_path),
+                        summary.verified,
+                        n - summary.verified
                     );
                     Ok(ExitCode::SUCCESS)
                 } else {
-                    eprintln!("check: {} of {n} file(s) failed", problems.len());
+                    let failed: std::collections::BTreeSet<_> =
+                        summary.problems.iter().map(|p| &p.file).collect();
+                    eprintln!("check: {} of {n} file(s) failed", failed.len());
                     Ok(ExitCode::FAILURE)
                 }
             }
