@@ -9,6 +9,7 @@ pub mod helm;
 pub mod render;
 pub mod runner;
 pub mod schema;
+pub mod ship;
 pub mod sops;
 pub mod tools;
 pub mod validate;

@@ -75,7 +75,7 @@ fn make_tree(dir: &Path, reverse: bool, loose_perms: bool) {
 fn opts(root: &Path) -> PackageOptions {
     PackageOptions {
         root: root.to_path_buf(),
-        source: "https://github.com/devantler-tech/platform".into(),
+        source: Some("https://github.com/devantler-tech/platform".into()),
         revision: "main@sha1:0123456789abcdef0123456789abcdef01234567".into(),
         created: CREATED.into(),
     }

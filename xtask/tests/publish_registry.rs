@@ -41,7 +41,7 @@ fn make_tree(dir: &Path) {
 fn opts(root: &Path) -> PackageOptions {
     PackageOptions {
         root: root.to_path_buf(),
-        source: SOURCE.into(),
+        source: Some(SOURCE.into()),
         revision: REVISION.into(),
         created: CREATED.into(),
     }

@@ -8,9 +8,10 @@ use crate::runner::Cmd;
 /// Metadata for [`super::PackageOptions`], from git or from fixed fallbacks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GitDefaults {
-    /// The `origin` remote URL without credentials; `GITHUB_SERVER_URL/
-    /// GITHUB_REPOSITORY` in Actions without a remote; else `"local"`.
-    pub source: String,
+    /// The `origin` remote as an https URL without credentials (see
+    /// [`normalize_source`]); `GITHUB_SERVER_URL/GITHUB_REPOSITORY` in Actions
+    /// without a remote; else `None`: the annotation is left out.
+    pub source: Option<String>,
     /// `<branch>@sha1:<commit>`, `sha1:<commit>` on a detached HEAD, or
     /// `"local"` outside git.
     pub revision: String,
@@ -34,19 +35,76 @@ fn git(root: &Path, args: &[&str]) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Removes `user[:password]@` from a URL, so a token in a remote never ends
-/// up in an annotation.
-pub fn strip_userinfo(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, ""),
-        };
-        if let Some((_, host)) = authority.rsplit_once('@') {
-            return format!("{scheme}://{host}{path}");
+/// A git remote as the https URL of its repository, for
+/// `org.opencontainers.image.source`: credentials dropped, ssh and scp-style
+/// remotes (`git@github.com:o/r.git`) turned into `https://github.com/o/r`,
+/// `.git` and trailing slashes removed. `None` for a local path or
+/// `file://` remote, which must never end up in an artifact.
+pub fn normalize_source(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (host, path) = if let Some((scheme, rest)) = url.split_once("://") {
+        if !matches!(
+            scheme,
+            "https" | "http" | "ssh" | "git" | "git+ssh" | "ssh+git"
+        ) {
+            return None; // file:// and friends
         }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        // An ssh port is not the web server's.
+        let host = if scheme == "https" || scheme == "http" {
+            host
+        } else {
+            host.split(':').next().unwrap_or(host)
+        };
+        (host.to_string(), path.to_string())
+    } else {
+        // scp-like `[user@]host:path`; a local path has no `:` before its first `/`.
+        let (authority, path) = url.split_once(':')?;
+        // `C:\src` is a Windows path, not a host called C.
+        if authority.len() < 2 || authority.contains('/') || authority.contains('\\') {
+            return None;
+        }
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        (host.to_string(), path.trim_start_matches('/').to_string())
+    };
+    if host.is_empty() || path.is_empty() {
+        return None;
     }
-    url.to_string()
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    Some(format!("https://{host}/{path}"))
+}
+
+/// The files under `root` (relative, `/`-separated) that differ from the
+/// commit: modified, added, deleted, renamed or untracked (ignored files are
+/// not). `None` outside a git work tree.
+pub fn uncommitted_files(root: &Path) -> Option<Vec<String>> {
+    let out = Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--",
+            ".",
+        ])
+        .read()
+        .ok()?;
+    // Porcelain paths are relative to the top level; make them relative to root.
+    let prefix = git(root, &["rev-parse", "--show-prefix"]).unwrap_or_default();
+    Some(
+        out.split('\0')
+            .filter(|entry| entry.len() > 3)
+            .filter_map(|entry| {
+                let path = &entry[3..];
+                path.strip_prefix(prefix.as_str()).map(str::to_string)
+            })
+            .collect(),
+    )
 }
 
 /// Reads the defaults from the git checkout at `root`, falling back field by
@@ -69,17 +127,28 @@ pub fn git_defaults(root: &Path) -> GitDefaults {
         None => (None, None),
     };
     let source = match remote {
-        Some(url) => strip_userinfo(&url),
+        Some(url) => {
+            let normalized = normalize_source(&url);
+            if normalized.is_none() {
+                fallbacks.push(
+                    "source: the `origin` remote is a local path; the source annotation is left out"
+                        .into(),
+                );
+            }
+            normalized
+        }
         None => match (
             std::env::var("GITHUB_SERVER_URL"),
             std::env::var("GITHUB_REPOSITORY"),
         ) {
             (Ok(server), Ok(repo)) if !server.is_empty() && !repo.is_empty() => {
-                format!("{server}/{repo}")
+                normalize_source(&format!("{server}/{repo}"))
             }
             _ => {
-                fallbacks.push("source: no git remote `origin`, using \"local\"".to_string());
-                "local".to_string()
+                fallbacks.push(
+                    "source: no git remote `origin`; the source annotation is left out".into(),
+                );
+                None
             }
         },
     };
@@ -128,19 +197,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_are_stripped_from_remotes() {
-        assert_eq!(
-            strip_userinfo("https://x-access-token:abc@github.com/o/r.git"),
-            "https://github.com/o/r.git"
-        );
-        assert_eq!(
-            strip_userinfo("git@github.com:o/r.git"),
-            "git@github.com:o/r.git"
-        );
-        assert_eq!(
-            strip_userinfo("https://github.com/o/r"),
-            "https://github.com/o/r"
-        );
+    fn remotes_become_https_urls() {
+        for (remote, want) in [
+            ("git@github.com:o/r.git", Some("https://github.com/o/r")),
+            (
+                "ssh://git@github.com/o/r.git",
+                Some("https://github.com/o/r"),
+            ),
+            (
+                "ssh://git@github.com:22/o/r",
+                Some("https://github.com/o/r"),
+            ),
+            (
+                "https://x-access-token:abc@github.com/o/r.git",
+                Some("https://github.com/o/r"),
+            ),
+            ("https://github.com/o/r/", Some("https://github.com/o/r")),
+            (
+                "http://gitea.lan:3000/o/r.git",
+                Some("https://gitea.lan:3000/o/r"),
+            ),
+            ("git://example.org/o/r.git", Some("https://example.org/o/r")),
+            ("/home/me/src/platform", None),
+            ("../platform.git", None),
+            ("file:///srv/git/platform.git", None),
+            ("C:\\src\\platform", None),
+        ] {
+            assert_eq!(normalize_source(remote).as_deref(), want, "{remote}");
+        }
     }
 
     #[test]

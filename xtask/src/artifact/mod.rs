@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub use auth::{Auth, resolve_auth};
-pub use git::{GitDefaults, git_defaults};
+pub use git::{GitDefaults, git_defaults, normalize_source, uncommitted_files};
 pub use layout::{read_oci_layout, write_oci_layout};
 pub use registry::{
     Inspection, PublishOutcome, RegistryRef, inspect_layout, inspect_registry, publish,
@@ -91,8 +91,9 @@ impl ArtifactError {
 pub struct PackageOptions {
     /// The tree to package (normally the repository root).
     pub root: PathBuf,
-    /// `org.opencontainers.image.source`: the git remote URL.
-    pub source: String,
+    /// `org.opencontainers.image.source`: the git remote as an https URL;
+    /// `None` leaves the annotation out (never a local path).
+    pub source: Option<String>,
     /// `org.opencontainers.image.revision`: `<branch>@sha1:<commit>`.
     pub revision: String,
     /// `org.opencontainers.image.created`: RFC 3339 (the commit time).
@@ -141,9 +142,24 @@ pub fn normalize_created(created: &str) -> Result<String, ArtifactError> {
 /// Packages the tree at `opts.root`: walks it, builds the deterministic
 /// tarball, the config and the manifest. Same tree and options, same bytes.
 pub fn package(opts: &PackageOptions) -> Result<Artifact, ArtifactError> {
-    let created = normalize_created(&opts.created)?;
     let files = tree::collect(&opts.root)?;
-    let built = tarball::build(&opts.root, &files)?;
+    package_entries(opts, &files)
+}
+
+/// [`package`] over entries already walked with [`tree::collect`], so that a
+/// caller can check exactly the files that go in before packaging them.
+pub fn package_entries(
+    opts: &PackageOptions,
+    files: &[tree::TreeEntry],
+) -> Result<Artifact, ArtifactError> {
+    assemble(opts, tarball::build(&opts.root, files)?)
+}
+
+/// The config and manifest around a layer built with [`tarball::build`]:
+/// a caller can stamp the manifest with what the layer's content says
+/// (a dirty tree's tag and revision) without building the layer twice.
+pub fn assemble(opts: &PackageOptions, built: tarball::Built) -> Result<Artifact, ArtifactError> {
+    let created = normalize_created(&opts.created)?;
     let layer_digest = sha256_digest(&built.gz);
 
     // The config mirrors what go-containerregistry writes for an empty image
@@ -159,13 +175,15 @@ pub fn package(opts: &PackageOptions) -> Result<Artifact, ArtifactError> {
     let config = serde_json::to_vec(&config).expect("serialising a JSON value");
     let config_digest = sha256_digest(&config);
 
-    let annotations: BTreeMap<&str, &str> = [
+    let mut annotations: BTreeMap<&str, &str> = [
         (ANNOTATION_CREATED, created.as_str()),
         (ANNOTATION_REVISION, opts.revision.as_str()),
-        (ANNOTATION_SOURCE, opts.source.as_str()),
     ]
     .into_iter()
     .collect();
+    if let Some(source) = &opts.source {
+        annotations.insert(ANNOTATION_SOURCE, source);
+    }
     // Field order as go-containerregistry marshals a manifest.
     let manifest = serde_json::json!({
         "schemaVersion": 2,

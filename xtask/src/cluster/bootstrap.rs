@@ -408,17 +408,24 @@ pub struct Summary {
     pub digest: String,
 }
 
-/// Publishes the tree to the local registry (`latest` and the short sha).
+/// Publishes the tree to the local registry through the secrets gate:
+/// `latest` and the short sha, or `latest` and the dirty tag for a working
+/// tree with uncommitted changes (the inner loop publishes those on purpose).
 pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::Result<String> {
-    let git = crate::artifact::git_defaults(root);
-    let a = crate::artifact::package(&crate::artifact::PackageOptions {
-        root: root.to_path_buf(),
-        source: git.source,
-        revision: git.revision,
-        created: git.created,
-    })?;
+    let ids = crate::sops::Identities::from_env().ok();
+    let shipment = crate::ship::prepare(
+        &crate::ship::ShipOptions {
+            root: root.to_path_buf(),
+            dirty: crate::ship::DirtyTree::Stamp,
+            source: None,
+            revision: None,
+            created: None,
+        },
+        ids.as_ref(),
+    )?;
+    let a = shipment.artifact;
     let mut tags = vec!["latest".to_string()];
-    tags.extend(git.short_sha);
+    tags.extend(shipment.default_tags.into_iter().filter(|t| t != "latest"));
     let reference = format!("oci://localhost:{port}/{}", registry::REPOSITORY);
     let out = rt.block_on(crate::artifact::publish(
         &a,

@@ -56,6 +56,9 @@ pub struct Args {
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let root = self.root.unwrap_or_else(crate::project_root);
+        // The secrets gate first: nothing is created for a tree that cannot ship.
+        let ids = crate::sops::Identities::from_env().ok();
+        crate::ship::gate_tree(&root, ids.as_ref())?;
         let mut o = bootstrap::Options::new(root, &self.cluster);
         if let Some(k) = self.kind_config {
             o.kind_config = k;

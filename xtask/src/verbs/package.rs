@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::artifact::{self, Artifact, PackageOptions};
+use crate::artifact;
+use crate::ship::{self, DirtyTree, ShipOptions, Shipment};
+use crate::sops::Identities;
 use anyhow::Context;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -25,41 +27,45 @@ pub struct PackageArgs {
     /// `org.opencontainers.image.created` (RFC 3339) [default: the commit time].
     #[arg(long, value_name = "RFC3339")]
     pub created: Option<String>,
-    /// `org.opencontainers.image.source` [default: the `origin` remote URL].
+    /// `org.opencontainers.image.source`, an https URL [default: the `origin`
+    /// remote as https; left out when there is none].
     #[arg(long, value_name = "URL")]
     pub source: Option<String>,
-    /// `org.opencontainers.image.revision` [default: `<branch>@sha1:<commit>`].
+    /// `org.opencontainers.image.revision` [default: `<branch>@sha1:<commit>`,
+    /// with `-dirty-<content>` appended when shipped files differ from it].
     #[arg(long, value_name = "REV")]
     pub revision: Option<String>,
 }
 
 impl PackageArgs {
-    /// Packages the tree; also returns the default tags (short sha, latest).
-    pub fn package(&self) -> anyhow::Result<(Artifact, Vec<String>)> {
+    /// Walks the tree, runs the secrets gate over exactly the files that go
+    /// in, and packages them (see `xtask::ship`).
+    pub fn ship(&self, dirty: DirtyTree) -> anyhow::Result<Shipment> {
         let root = match &self.path {
             Some(p) => p.clone(),
             None => crate::project_root(),
         };
-        let git = artifact::git_defaults(&root);
-        for f in &git.fallbacks {
-            let given = (f.starts_with("source:") && self.source.is_some())
-                || (f.starts_with("revision:") && self.revision.is_some())
-                || (f.starts_with("created:") && self.created.is_some());
-            if !given {
-                eprintln!("warning: {f}");
+        let ids = match Identities::from_env() {
+            Ok(ids) => Some(ids),
+            Err(e) => {
+                eprintln!("warning: {e}; SOPS files are checked for structure only");
+                None
             }
-        }
-        let opts = PackageOptions {
-            root: root.clone(),
-            source: self.source.clone().unwrap_or(git.source),
-            revision: self.revision.clone().unwrap_or(git.revision),
-            created: self.created.clone().unwrap_or(git.created),
         };
-        let a =
-            artifact::package(&opts).with_context(|| format!("packaging {}", root.display()))?;
-        let mut tags: Vec<String> = git.short_sha.into_iter().collect();
-        tags.push("latest".into());
-        Ok((a, tags))
+        let shipment = ship::prepare(
+            &ShipOptions {
+                root,
+                dirty,
+                source: self.source.clone(),
+                revision: self.revision.clone(),
+                created: self.created.clone(),
+            },
+            ids.as_ref(),
+        )?;
+        for w in &shipment.warnings {
+            eprintln!("warning: {w}");
+        }
+        Ok(shipment)
     }
 }
 
@@ -95,15 +101,17 @@ impl Args {
         if let Some(reference) = &self.inspect {
             return inspect(reference, self.creds.as_deref(), self.insecure, self.output);
         }
-        let (a, default_tags) = self.pkg.package()?;
+        let shipment = self.pkg.ship(DirtyTree::Stamp)?;
         let tags = if self.tags.is_empty() {
-            default_tags
+            shipment.default_tags.clone()
         } else {
             self.tags.clone()
         };
         for t in &tags {
             artifact::validate_tag(t)?;
         }
+        shipment.check_tags(&tags)?;
+        let a = shipment.artifact;
         if self.list {
             match self.output {
                 Output::Text => {

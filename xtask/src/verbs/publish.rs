@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::artifact;
+use crate::ship::DirtyTree;
 use anyhow::Context;
 
 use super::package::{Output, PackageArgs};
@@ -29,6 +30,10 @@ pub struct Args {
     /// Allow plain http to a registry that is not local.
     #[arg(long)]
     insecure: bool,
+    /// Publish even though shipped files differ from the commit; the
+    /// artifact is then tagged `<sha>-dirty-<content>`, never the commit's tag.
+    #[arg(long)]
+    allow_dirty: bool,
     /// Credentials, USER:TOKEN. Else REGISTRY_USERNAME/REGISTRY_PASSWORD,
     /// GITHUB_TOKEN for ghcr.io, then the docker config and its helpers.
     #[arg(long, value_name = "USER:TOKEN")]
@@ -45,12 +50,22 @@ impl Args {
         if crate::runner::verbose() {
             eprintln!("credentials for {}: {}", target.host, auth.origin);
         }
-        let (a, default_tags) = self.pkg.package()?;
+        let dirty = if self.allow_dirty {
+            DirtyTree::Stamp
+        } else {
+            DirtyTree::Refuse
+        };
+        let shipment = self.pkg.ship(dirty)?;
         let tags = if self.tags.is_empty() && target.tag.is_none() {
-            default_tags
+            shipment.default_tags.clone()
         } else {
             self.tags.clone()
         };
+        // The tag in --registry's reference is pushed too: check it as well.
+        let mut all_tags = tags.clone();
+        all_tags.extend(target.tag.clone());
+        shipment.check_tags(&all_tags)?;
+        let a = shipment.artifact;
         let packaged = started.elapsed();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

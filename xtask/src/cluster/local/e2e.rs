@@ -454,7 +454,7 @@ impl Scenario {
         self.publishes += 1;
         let a = artifact::package(&PackageOptions {
             root: self.tree.path().to_path_buf(),
-            source: SOURCE.into(),
+            source: Some(SOURCE.into()),
             revision: format!("e2e@sha1:{:040x}", self.publishes),
             created: CREATED.into(),
         })

@@ -1,0 +1,234 @@
+//! Everything that ships goes through here: `package`, `publish`,
+//! `reconcile` and `bootstrap` all call [`prepare`]. It walks the tree once,
+//! runs the secrets [`gate`] over exactly the files that go into the
+//! artifact, finds out whether those files differ from the commit, and only
+//! then packages them, stamped with the git metadata.
+//!
+//! A dirty tree never takes the commit's tag or its plain revision: it gets
+//! `<sha>-dirty-<content12>` and `<branch>@sha1:<commit>-dirty-<content12>`,
+//! where `content12` is the start of the layer's content digest, so that two
+//! different dirty states never share a tag.
+
+pub mod gate;
+
+use std::path::PathBuf;
+
+use crate::artifact::{self, Artifact, ArtifactError, PackageOptions, tarball, tree};
+use crate::sops::Identities;
+
+pub use gate::Refusal;
+
+/// What to do when shipped files differ from the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirtyTree {
+    /// Refuse (publish without `--allow-dirty`).
+    Refuse,
+    /// Ship it under a tag and revision that say dirty.
+    Stamp,
+}
+
+/// What to ship and how to stamp it.
+#[derive(Clone, Debug)]
+pub struct ShipOptions {
+    /// The tree to package (the repository root).
+    pub root: PathBuf,
+    pub dirty: DirtyTree,
+    /// Overrides of the git-derived annotations.
+    pub source: Option<String>,
+    pub revision: Option<String>,
+    pub created: Option<String>,
+}
+
+/// A packaged artifact that passed the gate.
+#[derive(Debug)]
+pub struct Shipment {
+    pub artifact: Artifact,
+    /// The tags to use when none are given: the short sha and `latest` for a
+    /// clean commit, the dirty tag alone for a dirty tree, `latest` outside git.
+    pub default_tags: Vec<String>,
+    /// The commit's own tag (its short sha), which a dirty tree may never take.
+    pub commit_tag: Option<String>,
+    /// Shipped files that differ from the commit (empty when clean).
+    pub dirty_files: Vec<String>,
+    /// What fell back (no remote, no commit), for a warning.
+    pub warnings: Vec<String>,
+}
+
+impl Shipment {
+    pub fn is_dirty(&self) -> bool {
+        !self.dirty_files.is_empty()
+    }
+
+    /// Refuses a tag that would pass a dirty tree off as the commit.
+    pub fn check_tags(&self, tags: &[String]) -> Result<(), ShipError> {
+        match &self.commit_tag {
+            Some(commit_tag) if self.is_dirty() && tags.contains(commit_tag) => {
+                Err(ShipError::CommitTagOnDirty {
+                    tag: commit_tag.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error(
+        "refusing to ship: {} problem(s) in the files that would go into the artifact:\n{}\nNothing was written or pushed. No flag ships plaintext: encrypt the file (`cargo xtask secrets encrypt FILE`), re-create a broken one (`cargo xtask secrets edit FILE`), or delete the copy.",
+        refusals.len(),
+        list(refusals)
+    )]
+    Refused { refusals: Vec<Refusal> },
+    #[error(
+        "the tree has uncommitted changes in {} shipped file(s):\n{}\nCommit them, or pass --allow-dirty to publish under the tag {dirty_tag} (never the commit's tag).",
+        files.len(),
+        list(files)
+    )]
+    Dirty {
+        files: Vec<String>,
+        dirty_tag: String,
+    },
+    #[error(
+        "the tag {tag} is the commit's own tag, but the tree differs from that commit; use another tag or commit first"
+    )]
+    CommitTagOnDirty { tag: String },
+    #[error(
+        "--source {given:?} is not the URL of a repository: give its https URL (a local path never goes into an artifact)"
+    )]
+    Source { given: String },
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    const SHOWN: usize = 20;
+    let mut out: Vec<String> = items.iter().take(SHOWN).map(|i| format!("  {i}")).collect();
+    if items.len() > SHOWN {
+        out.push(format!("  ... and {} more", items.len() - SHOWN));
+    }
+    out.join("\n")
+}
+
+/// The gate alone over the files that would ship: for a verb that wants to
+/// fail before it creates anything (bootstrap).
+pub fn gate_tree(root: &std::path::Path, ids: Option<&Identities>) -> Result<(), ShipError> {
+    let entries = tree::collect(root)?;
+    let refusals = gate::check(root, &entries, ids);
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(ShipError::Refused { refusals })
+    }
+}
+
+/// Walks, gates and packages the tree. `ids` open the SOPS files they can
+/// for the full integrity check (every value and the MAC).
+pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment, ShipError> {
+    let source = match &opts.source {
+        Some(given) => {
+            Some(
+                artifact::normalize_source(given).ok_or_else(|| ShipError::Source {
+                    given: given.clone(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let root = &opts.root;
+    // git answers while we walk and gate.
+    let (entries, git, uncommitted) = std::thread::scope(|s| {
+        let git = s.spawn(|| artifact::git_defaults(root));
+        let uncommitted = s.spawn(|| artifact::uncommitted_files(root));
+        let entries = tree::collect(root);
+        (entries, git.join().ok(), uncommitted.join().ok().flatten())
+    });
+    let entries = entries?;
+    let refusals = gate::check(root, &entries, ids);
+    if !refusals.is_empty() {
+        return Err(ShipError::Refused { refusals });
+    }
+    let git = git.unwrap_or_else(|| artifact::git_defaults(root));
+    let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
+    let built = tarball::build(root, &entries)?;
+    let content12: String = built
+        .diff_id
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
+    let commit_tag = git.short_sha.clone();
+    let dirty_tag = format!(
+        "{}-dirty-{content12}",
+        commit_tag.as_deref().unwrap_or("local")
+    );
+    if !dirty_files.is_empty() && opts.dirty == DirtyTree::Refuse {
+        return Err(ShipError::Dirty {
+            files: dirty_files,
+            dirty_tag,
+        });
+    }
+    let mut warnings: Vec<String> = git
+        .fallbacks
+        .iter()
+        .filter(|f| {
+            !((f.starts_with("source:") && opts.source.is_some())
+                || (f.starts_with("revision:") && opts.revision.is_some())
+                || (f.starts_with("created:") && opts.created.is_some()))
+        })
+        .cloned()
+        .collect();
+    let (revision, default_tags) = if dirty_files.is_empty() {
+        let mut tags: Vec<String> = commit_tag.iter().cloned().collect();
+        tags.push("latest".into());
+        (git.revision.clone(), tags)
+    } else {
+        warnings.push(format!(
+            "{} shipped file(s) differ from the commit: the artifact is tagged {dirty_tag}",
+            dirty_files.len()
+        ));
+        (
+            format!("{}-dirty-{content12}", git.revision),
+            vec![dirty_tag],
+        )
+    };
+    let package = PackageOptions {
+        root: root.clone(),
+        source: source.or_else(|| git.source.clone()),
+        revision: opts.revision.clone().unwrap_or(revision),
+        created: opts.created.clone().unwrap_or(git.created.clone()),
+    };
+    let artifact = artifact::assemble(&package, built)?;
+    Ok(Shipment {
+        artifact,
+        default_tags,
+        commit_tag,
+        dirty_files,
+        warnings,
+    })
+}
+
+/// The uncommitted paths that change what ships: shipped files that differ,
+/// and deleted files that would have shipped (their top folder ships).
+fn dirty_shipped(
+    root: &std::path::Path,
+    entries: &[tree::TreeEntry],
+    uncommitted: Vec<String>,
+) -> Vec<String> {
+    let shipped: std::collections::BTreeSet<&str> =
+        entries.iter().map(|e| e.name.as_str()).collect();
+    let mut out: Vec<String> = uncommitted
+        .into_iter()
+        .filter(|path| {
+            shipped.contains(path.as_str())
+                || (!root.join(path).exists()
+                    && path
+                        .split('/')
+                        .next()
+                        .is_some_and(|top| path.contains('/') && shipped.contains(top)))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
