@@ -9,7 +9,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use rayon::prelude::*;
 
+use std::sync::Arc;
+
 use crate::render::{self, RenderOptions, RenderedCluster};
+use crate::sops::Identities;
+use crate::sops::files::{self, CheckProblem};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -61,19 +65,38 @@ impl Args {
                 root.join("clusters").display()
             );
         }
+        let ids = user_identities();
         let opts = RenderOptions {
-            decryptor: flux_decryptor(),
+            decryptor: flux_decryptor(ids.clone()),
             reveal_secrets: self.reveal_secrets,
         };
 
         let started = Instant::now();
-        let results: Vec<(String, Result<RenderedCluster, render::RenderError>)> = clusters
+        let results: Vec<(
+            String,
+            Vec<CheckProblem>,
+            Result<RenderedCluster, render::RenderError>,
+        )> = clusters
             .par_iter()
-            .map(|c| (c.clone(), render::render_cluster(&root, c, &opts)))
+            .map(|c| {
+                (
+                    c.clone(),
+                    broken_sops(&root, c, ids.as_deref()),
+                    render::render_cluster(&root, c, &opts),
+                )
+            })
             .collect();
 
         let mut failed = 0;
-        for (cluster, result) in results {
+        for (cluster, broken, result) in results {
+            if !broken.is_empty() {
+                failed += 1;
+                eprintln!(
+                    "error: cluster {cluster}: {}",
+                    describe_broken(&root, &broken)
+                );
+                continue;
+            }
             match result {
                 Ok(rendered) => {
                     write_cluster(&out.join(&cluster), &rendered)
@@ -172,17 +195,60 @@ fn print_summary(rendered: &RenderedCluster, out: &Path) {
     }
 }
 
-/// Decrypts SOPS Secrets with the user's age identities, when there are any.
-/// A broken keys source is a warning: rendering goes on with placeholders.
-fn flux_decryptor() -> Option<render::Decryptor> {
-    match crate::sops::Identities::from_env() {
-        Ok(ids) if !ids.is_empty() => Some(std::sync::Arc::new(move |object| {
-            crate::sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
-        })),
+/// The user's age identities; a broken keys source is a warning, and
+/// rendering goes on with placeholders.
+pub(crate) fn user_identities() -> Option<Arc<Identities>> {
+    match Identities::from_env() {
+        Ok(ids) if !ids.is_empty() => Some(Arc::new(ids)),
         Ok(_) => None,
         Err(err) => {
             eprintln!("warning: cannot load age identities: {err}");
             None
         }
     }
+}
+
+/// Decrypts SOPS Secrets with the user's age identities, when there are any.
+pub(crate) fn flux_decryptor(ids: Option<Arc<Identities>>) -> Option<render::Decryptor> {
+    let ids = ids?;
+    Some(Arc::new(move |object| {
+        crate::sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
+    }))
+}
+
+/// The SOPS files a cluster renders from (its folder and the shared ones)
+/// that are broken. One that no key here opens is not: it renders as
+/// placeholders with a warning; one that a key opens but fails its MAC or a
+/// value, or that is malformed, is an error.
+pub(crate) fn broken_sops(
+    root: &Path,
+    cluster: &str,
+    ids: Option<&Identities>,
+) -> Vec<CheckProblem> {
+    let mut dirs = vec![root.join("clusters").join(cluster)];
+    dirs.extend(
+        crate::MANIFEST_DIRS
+            .iter()
+            .filter(|d| **d != "clusters")
+            .map(|d| root.join(d)),
+    );
+    files::broken_files(&dirs, ids)
+}
+
+/// "N broken SOPS file(s)" with each file, line and reason.
+pub(crate) fn describe_broken(root: &Path, broken: &[CheckProblem]) -> String {
+    let lines: Vec<String> = broken
+        .iter()
+        .map(|p| {
+            let rel = p.file.strip_prefix(root).unwrap_or(&p.file).display();
+            match p.line {
+                Some(line) => format!("  {rel}:{line}: {}", p.reason),
+                None => format!("  {rel}: {}", p.reason),
+            }
+        })
+        .collect();
+    format!(
+        "broken SOPS file(s), nothing rendered (a key opens them, or their structure is damaged):\n{}",
+        lines.join("\n")
+    )
 }

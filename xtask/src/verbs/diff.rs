@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use super::build;
 use crate::diff::{self, DiffOptions, output};
 use crate::helm::HelmOptions;
-use crate::render::Decryptor;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Output {
@@ -38,27 +38,33 @@ pub struct Args {
     root: Option<PathBuf>,
 }
 
-/// Decrypts SOPS Secrets with the user's age identities, when there are any.
-pub fn decryptor() -> Option<Decryptor> {
-    let ids = crate::sops::Identities::from_env().ok()?;
-    if ids.is_empty() {
-        return None;
-    }
-    let ids = std::sync::Arc::new(ids);
-    Some(std::sync::Arc::new(move |object: &serde_json::Value| {
-        crate::sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
-    }))
-}
-
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let decryptor = decryptor();
+        let root = self.root.clone().unwrap_or_else(crate::project_root);
+        let ids = build::user_identities();
+        // The working tree's SOPS files must be sound; a file no key opens is fine.
+        let clusters = if self.all {
+            crate::render::list_clusters(&root)
+        } else {
+            self.cluster.clone()
+        };
+        for cluster in &clusters {
+            let broken = build::broken_sops(&root, cluster, ids.as_deref());
+            if !broken.is_empty() {
+                eprintln!(
+                    "error: cluster {cluster}: {}",
+                    build::describe_broken(&root, &broken)
+                );
+                return Ok(ExitCode::from(2));
+            }
+        }
+        let decryptor = build::flux_decryptor(ids);
         let helm = self.helm.then(|| HelmOptions {
             decryptor: decryptor.clone(),
             ..HelmOptions::from_env()
         });
         let opts = DiffOptions {
-            root: self.root.clone().unwrap_or_else(crate::project_root),
+            root,
             base: self.base.clone(),
             clusters: if self.all {
                 Vec::new()
