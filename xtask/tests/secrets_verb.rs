@@ -508,3 +508,91 @@ fn keygen_local_regenerates_unreadable_files() {
         .unwrap();
     assert!(ok, "{err}");
 }
+
+#[cfg(unix)]
+#[test]
+fn a_broken_edit_is_kept_and_a_failed_editor_says_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = repo();
+    let enc = encrypted(&r);
+    let edit_with = |editor: &Path| {
+        let out = r
+            .cmd(&["edit", "clusters/local/app.enc.yaml"])
+            .env("EDITOR", editor)
+            .env_remove("VISUAL")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // An editor that leaves invalid YAML (no terminal here): the edit is kept
+    // in a private file outside the repository, named, and the file stays.
+    let script = r.dir.path().join("break.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nsed -i 's/tok-123456/tok-edited/' \"$1\"\nprintf 'broken: [unclosed\\n' >> \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ok, err) = edit_with(&script);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("not saved") && err.contains("is unchanged"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(r.file()).unwrap(),
+        enc,
+        "the encrypted file changed"
+    );
+    let kept = err
+        .split_whitespace()
+        .map(|w| w.trim_end_matches(['.', ',', ':']))
+        .find(|w| w.ends_with("app.enc.yaml") && Path::new(w).is_absolute())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("the kept file is not named: {err}"));
+    assert!(!kept.starts_with(r.root()), "kept inside the repository");
+    let kept_text = std::fs::read_to_string(&kept).unwrap();
+    assert!(kept_text.contains("tok-edited"), "the edit was not kept");
+    let mode = std::fs::metadata(&kept).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    std::fs::remove_dir_all(kept.parent().unwrap()).unwrap();
+    // An editor that fails without changing anything.
+    let (ok, err) = edit_with(Path::new("false"));
+    assert!(!ok);
+    assert!(
+        err.contains("the editor `false` failed") && err.contains("is unchanged"),
+        "{err}"
+    );
+    assert!(!err.contains("see its output above"), "{err}");
+    assert_eq!(std::fs::read(r.file()).unwrap(), enc);
+}
+
+#[test]
+fn decrypt_needs_no_sops_yaml() {
+    let r = repo();
+    let enc = encrypted(&r);
+    // A folder with no .sops.yaml anywhere above it, as `sops -d FILE` allows.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let file = elsewhere.path().join("app.enc.yaml");
+    std::fs::write(&file, &enc).unwrap();
+    let out = r
+        .cmd(&["decrypt", "--stdout"])
+        .arg(&file)
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let v: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stringData"]["token"].as_str(), Some("tok-123456"));
+    // Without a file named, the rules are needed to find the files.
+    let out = r
+        .cmd(&["decrypt", "--stdout"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no .sops.yaml"));
+}

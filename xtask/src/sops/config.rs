@@ -34,8 +34,8 @@ impl CreationRule {
     }
 }
 
-/// A parsed `.sops.yaml`.
-#[derive(Clone, Debug)]
+/// A parsed `.sops.yaml` (`Default`: no rules, for files opened without one).
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     pub rules: Vec<CreationRule>,
     regexes: Vec<Option<Regex>>,

@@ -658,7 +658,84 @@ pub(crate) fn plain_ok(s: &str, flow: bool) -> bool {
     if flow && s.chars().any(|c| ",[]{}".contains(c)) {
         return false;
     }
+    // What a YAML 1.1 reader (Kubernetes' own YAML path among them) takes
+    // for another type is quoted too, as yaml.v3 does for sops.
+    if yaml11_non_string(s) {
+        return false;
+    }
     matches!(resolve_plain(s), Ok(Value::Str(ref t)) if t == s)
+}
+
+static BASE60_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$").expect("regex")
+});
+
+/// YAML 1.1 booleans (`yes`, `on`, `y`, ...), sexagesimal numbers (`1:30`)
+/// and the merge and value keys: plain strings in YAML 1.2, not in 1.1.
+pub(crate) fn yaml11_non_string(s: &str) -> bool {
+    matches!(
+        s,
+        "y" | "Y"
+            | "yes"
+            | "Yes"
+            | "YES"
+            | "n"
+            | "N"
+            | "no"
+            | "No"
+            | "NO"
+            | "on"
+            | "On"
+            | "ON"
+            | "off"
+            | "Off"
+            | "OFF"
+            | "<<"
+            | "="
+    ) || BASE60_RE.is_match(s)
+}
+
+/// A float as yaml.v3 writes it for sops: Go `strconv.FormatFloat(f, 'g',
+/// -1, 64)` (`1e+10`, `1e-05`, `1000`), with `.inf`, `-.inf` and `.nan`.
+pub(crate) fn yaml_float(f: f64) -> String {
+    if f.is_nan() {
+        return ".nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            ".inf".into()
+        } else {
+            "-.inf".into()
+        };
+    }
+    let sign = if f.is_sign_negative() { "-" } else { "" };
+    if f == 0.0 {
+        return format!("{sign}0");
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits, as Go's -1 precision does.
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let nd = digits.len() as i32;
+    if exp < -4 || exp >= 6 {
+        let rest = if nd > 1 {
+            format!(".{}", &digits[1..])
+        } else {
+            String::new()
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        return format!("{sign}{}{rest}e{esign}{:02}", &digits[..1], exp.abs());
+    }
+    let dp = exp + 1;
+    let body = if dp <= 0 {
+        format!("0.{}{digits}", "0".repeat((-dp) as usize))
+    } else if dp >= nd {
+        format!("{digits}{}", "0".repeat((dp - nd) as usize))
+    } else {
+        format!("{}.{}", &digits[..dp as usize], &digits[dp as usize..])
+    };
+    format!("{sign}{body}")
 }
 
 /// A YAML double-quoted string.
@@ -698,24 +775,7 @@ pub(crate) fn render_value(v: &Value, flow: bool) -> String {
             }
         }
         Value::Int(i) => i.to_string(),
-        Value::Float(f) => {
-            if f.is_nan() {
-                ".nan".into()
-            } else if f.is_infinite() {
-                if *f > 0.0 {
-                    ".inf".into()
-                } else {
-                    "-.inf".into()
-                }
-            } else {
-                let s = format!("{f}");
-                if s.contains(['.', 'e', 'E']) {
-                    s
-                } else {
-                    format!("{s}.0")
-                }
-            }
-        }
+        Value::Float(f) => yaml_float(*f),
         Value::Bool(b) => b.to_string(),
         Value::Time(t) => t.clone(),
     }

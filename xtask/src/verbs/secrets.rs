@@ -1,7 +1,7 @@
 //! `cargo xtask secrets`: native SOPS (age + AES-256-GCM) for the repository's
 //! encrypted files, compatible with the sops CLI and Flux.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -141,6 +141,23 @@ impl Ctx {
         })
     }
 
+    /// For verbs that need no rules once files are named (decrypt, as
+    /// `sops -d FILE` works anywhere): the `.sops.yaml` if there is one.
+    fn load_for(paths: &[PathBuf]) -> anyhow::Result<Ctx> {
+        if paths.is_empty() {
+            return Ctx::load();
+        }
+        let cwd = std::env::current_dir()?;
+        match Config::find(&cwd)? {
+            Some(_) => Ctx::load(),
+            None => Ok(Ctx {
+                config_path: cwd.join(".sops.yaml"),
+                config_dir: cwd,
+                config: Config::default(),
+            }),
+        }
+    }
+
     fn targets(&self, paths: Vec<PathBuf>) -> Vec<PathBuf> {
         if paths.is_empty() {
             files::managed_files(&self.config_dir, &self.config)
@@ -233,7 +250,7 @@ impl Args {
                          `cargo xtask secrets edit` to change them, or --in-place if you really mean it"
                     );
                 }
-                let ctx = Ctx::load()?;
+                let ctx = Ctx::load_for(&paths)?;
                 let paths = ctx.targets(paths);
                 let ids = identities()?;
                 let opts = DecryptOptions { ignore_mac };
@@ -373,23 +390,87 @@ fn edit(path: &Path) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "vi".into());
     let mut parts = editor.split_whitespace();
     let program = parts.next().context("empty $EDITOR")?;
-    crate::runner::Cmd::new(program)
-        .args(parts)
-        .arg(&tmp)
-        .run()?;
-    let edited = std::fs::read(&tmp)?;
-    if edited == plain {
-        eprintln!("edit: {}: no changes, file left untouched", path.display());
-        return Ok(ExitCode::SUCCESS);
+    let args: Vec<&str> = parts.collect();
+    // On a terminal a broken edit reopens the editor, as sops does; without
+    // one the edited plaintext is kept in the private temp file and named.
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    loop {
+        let ran = crate::runner::Cmd::new(program).args(&args).arg(&tmp).run();
+        let edited = std::fs::read(&tmp)?;
+        if let Err(e) = ran {
+            if edited != plain {
+                let why = format!("the editor `{editor}` failed ({})", short_failure(&e));
+                return keep_edit(dir, &tmp, path, &why);
+            }
+            bail!(
+                "the editor `{editor}` failed ({}); {} is unchanged",
+                short_failure(&e),
+                path.display()
+            );
+        }
+        if edited == plain {
+            eprintln!("edit: {}: no changes, file left untouched", path.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        match sops::reencrypt(&bytes, &edited, format, &ids, &ReencryptOptions::default()) {
+            Ok(out) => {
+                write_atomic(path, &out)?;
+                eprintln!(
+                    "edit: {}: saved (unchanged values keep their ciphertext)",
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) if interactive => {
+                eprintln!(
+                    "edit: {}: the edited file is not valid: {e}\nPress Enter to return to the editor and fix it, or Ctrl-C to give up ({} is unchanged).",
+                    path.display(),
+                    path.display()
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+            }
+            Err(e) => {
+                return keep_edit(
+                    dir,
+                    &tmp,
+                    path,
+                    &format!("the edited file is not valid: {e}"),
+                );
+            }
+        }
     }
-    let out = sops::reencrypt(&bytes, &edited, format, &ids, &ReencryptOptions::default())
-        .with_context(|| format!("{}: the edited file was not saved", path.display()))?;
-    write_atomic(path, &out)?;
+}
+
+/// The runner's failure without its "see its output above": an editor that
+/// printed nothing has no output to point at.
+fn short_failure(e: &crate::runner::RunError) -> String {
+    match e {
+        crate::runner::RunError::Failed { status, .. } => status.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Keeps the private temp file holding the user's edit (0600 in a 0700
+/// folder outside the repository), names it, and fails: the encrypted file
+/// is untouched and no work is lost.
+fn keep_edit(
+    dir: tempfile::TempDir,
+    tmp: &Path,
+    path: &Path,
+    why: &str,
+) -> anyhow::Result<ExitCode> {
+    let name = tmp.file_name().map(PathBuf::from).unwrap_or_default();
+    let kept = dir.keep().join(name);
     eprintln!(
-        "edit: {}: saved (unchanged values keep their ciphertext)",
-        path.display()
+        "edit: {}: not saved: {why}\n\
+         {} is unchanged. Your edit is kept in {} (plaintext, mode 0600, outside the repository):\n\
+         fix it there and re-encrypt it with `cargo xtask secrets edit`, then delete it.",
+        path.display(),
+        path.display(),
+        kept.display()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::FAILURE)
 }
 
 /// The `.sops.yaml` rule of an environment: its `path_regex` names `clusters/<env>/`.
