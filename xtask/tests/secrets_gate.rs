@@ -50,7 +50,11 @@ impl Tree {
         // issue's matter; keep validate's verdict about secrets alone.
         let deployment = repo.join("apps/web/deployment.yaml");
         let text = std::fs::read_to_string(&deployment).unwrap();
-        std::fs::write(&deployment, text.replace(", \"--port\", \"${port:=8080}\"", "")).unwrap();
+        std::fs::write(
+            &deployment,
+            text.replace(", \"--port\", \"${port:=8080}\"", ""),
+        )
+        .unwrap();
         let (secret, recipient) = xtask::sops::generate_identity();
         let keys = dir.path().join("home/keys.txt");
         std::fs::create_dir_all(keys.parent().unwrap()).unwrap();

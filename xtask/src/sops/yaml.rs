@@ -718,7 +718,7 @@ pub(crate) fn yaml_float(f: f64) -> String {
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let nd = digits.len() as i32;
-    if exp < -4 || exp >= 6 {
+    if !(-4..6).contains(&exp) {
         let rest = if nd > 1 {
             format!(".{}", &digits[1..])
         } else {
