@@ -52,10 +52,7 @@ pub fn resolve_base(repo: &Path, base: Option<&str>) -> anyhow::Result<(String, 
             .read()
             .context("finding the merge-base of HEAD and origin/main")?;
         let commit = merge_base.trim().to_string();
-        return Ok((
-            format!("merge-base with origin/main ({})", short(&commit)),
-            commit,
-        ));
+        return Ok(("merge-base with origin/main".to_string(), commit));
     }
     match rev_parse(repo, "HEAD~") {
         Some(commit) => {
@@ -68,10 +65,6 @@ pub fn resolve_base(repo: &Path, base: Option<&str>) -> anyhow::Result<(String, 
             "no base to compare against: there is no origin/main and HEAD has no parent; pass --base REF"
         ),
     }
-}
-
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
 }
 
 /// Writes the manifest folders of `commit` into `dest`.

@@ -335,6 +335,30 @@ fn compare_group_masked(
     for key in keys {
         match (base.get(key), head.get(key)) {
             (Some(b), Some(h)) if b == h => {}
+            (Some(b), Some(h)) if is_secret(b) && encrypted(b) != encrypted(h) => {
+                // One side is still encrypted: no key here opens it (the base
+                // before `secrets keygen`, say). Its values cannot be compared,
+                // and its sops block is no change of the object.
+                let side = if encrypted(b) { "base" } else { "head" };
+                let strip = |v: &Value| {
+                    let mut v = mask(v, None);
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("sops");
+                    }
+                    v
+                };
+                let diff = mask_text(
+                    lines::unified(&to_yaml(&strip(b)), &to_yaml(&strip(h)), CONTEXT),
+                    secrets,
+                );
+                changes.push(ObjectChange {
+                    key: key.clone(),
+                    change: ChangeKind::Changed,
+                    diff: format!(
+                        "(the {side} side cannot be decrypted with your age keys, for example because it was encrypted for another recipient before `cargo xtask secrets keygen`; its values are not compared)\n{diff}"
+                    ),
+                });
+            }
             (Some(b), Some(h)) => {
                 let (b, h) = mask_pair(b, h);
                 let diff = mask_text(lines::unified(&to_yaml(&b), &to_yaml(&h), CONTEXT), secrets);
@@ -373,6 +397,11 @@ fn compare_group_masked(
 
 fn to_yaml(value: &Value) -> String {
     serde_yaml::to_string(value).unwrap_or_default()
+}
+
+/// Still SOPS-encrypted after the decrypt attempt.
+fn encrypted(value: &Value) -> bool {
+    value.get("sops").is_some()
 }
 
 fn is_secret(value: &Value) -> bool {
@@ -615,5 +644,24 @@ mod tests {
             "{}",
             changes[0].diff
         );
+    }
+
+    #[test]
+    fn a_side_no_key_opens_is_said_and_shows_no_sops_hunk() {
+        let key =
+            ObjectKey::of(&json!({"kind": "Secret", "metadata": {"name": "s", "namespace": "n"}}));
+        let base = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+            "stringData": {"password": "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]"},
+            "sops": {"age": [{"recipient": "age1old", "enc": "..."}], "mac": "ENC[...]"}});
+        let head = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+            "stringData": {"password": "fresh-development-value"}});
+        let b: BTreeMap<ObjectKey, Value> = [(key.clone(), base)].into_iter().collect();
+        let h: BTreeMap<ObjectKey, Value> = [(key, head)].into_iter().collect();
+        let changes = compare_group(&b, &h);
+        assert_eq!(changes.len(), 1);
+        let diff = &changes[0].diff;
+        assert!(diff.contains("the base side cannot be decrypted"), "{diff}");
+        assert!(!diff.contains("sops"), "{diff}");
+        assert!(!diff.contains("fresh-development-value"), "{diff}");
     }
 }

@@ -53,12 +53,7 @@ fn cluster_summary(c: &ClusterDiff) -> String {
 /// Plain text, indented by cluster, group and object.
 pub fn text(report: &DiffReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "base: {} ({})",
-        report.base,
-        short(&report.base_commit)
-    );
+    let _ = writeln!(out, "base: {}", base_label(report));
     for c in &report.clusters {
         let _ = writeln!(out, "\ncluster {}: {}", c.cluster, cluster_summary(c));
         for note in &c.notes {
@@ -90,6 +85,18 @@ pub fn text(report: &DiffReport) -> String {
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
+}
+
+/// `NAME (commit)`, or the commit alone when the name is (part of) it.
+fn base_label(report: &DiffReport) -> String {
+    let commit = short(&report.base_commit);
+    if report.base_commit.is_empty() {
+        report.base.clone()
+    } else if report.base_commit.starts_with(&report.base) || report.base.starts_with(commit) {
+        commit.to_string()
+    } else {
+        format!("{} ({commit})", report.base)
+    }
 }
 
 /// One object's markdown: a bullet, and its diff in a fenced block.
@@ -124,9 +131,8 @@ pub fn markdown_limited(report: &DiffReport, limit: usize) -> String {
     let _ = writeln!(out, "### `cargo xtask diff`\n");
     let _ = writeln!(
         out,
-        "Against **{}** (`{}`): {} object(s) differ across {} cluster(s).\n",
-        report.base,
-        short(&report.base_commit),
+        "Against **{}**: {} object(s) differ across {} cluster(s).\n",
+        base_label(report),
         report.changes(),
         report
             .clusters
@@ -186,4 +192,32 @@ pub fn markdown_limited(report: &DiffReport, limit: usize) -> String {
 /// JSON: the report as data.
 pub fn json(report: &DiffReport) -> String {
     serde_json::to_string_pretty(report).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(base: &str) -> DiffReport {
+        DiffReport {
+            base: base.into(),
+            base_commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            clusters: Vec::new(),
+            elapsed: std::time::Duration::ZERO,
+        }
+    }
+
+    #[test]
+    fn the_base_commit_is_printed_once() {
+        assert!(
+            text(&report("merge-base with origin/main"))
+                .starts_with("base: merge-base with origin/main (0123456789ab)\n")
+        );
+        assert!(text(&report("0123456")).starts_with("base: 0123456789ab\n"));
+        assert!(
+            markdown(&report("HEAD~")).contains("Against **HEAD~ (0123456789ab)**:"),
+            "{}",
+            markdown(&report("HEAD~"))
+        );
+    }
 }
