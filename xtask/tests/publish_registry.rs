@@ -225,10 +225,15 @@ fn auth_is_refused_without_credentials_and_works_with_them() {
     let a = artifact::package(&opts(tree.path())).unwrap();
     let url = reg.url("platform/manifests");
 
+    // No credentials at all: the registry wants some, and we say how to give them.
     let mut c = publish_cmd(tree.path(), &url);
     c.args(["--tag", "t1"]);
     let err = run_err(c);
-    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(
+        err.contains("needs credentials and none were found") && err.contains("--creds USER:TOKEN"),
+        "{err}"
+    );
+    assert!(!err.contains("refused the credentials"), "{err}");
 
     let mut c = publish_cmd(tree.path(), &url);
     c.args(["--tag", "t1", "--creds", "ci:wrong"]);

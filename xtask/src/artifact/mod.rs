@@ -46,7 +46,8 @@ pub const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
-    #[error("{path}: {source}")]
+    // The source is printed by the error chain (`{:#}`), not here.
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -69,6 +70,10 @@ pub enum ArtifactError {
         "registry {host} refused the credentials ({detail}); pass --creds USER:TOKEN, set REGISTRY_USERNAME/REGISTRY_PASSWORD, or `docker login {host}`"
     )]
     AuthRefused { host: String, detail: String },
+    #[error(
+        "registry {host} needs credentials and none were found: pass --creds USER:TOKEN, set REGISTRY_USERNAME/REGISTRY_PASSWORD (GITHUB_TOKEN for ghcr.io), or `docker login {host}`"
+    )]
+    AuthRequired { host: String },
     #[error("registry {host}: {detail}")]
     Registry { host: String, detail: String },
     #[error("credentials: {0}")]
@@ -80,6 +85,14 @@ pub enum ArtifactError {
 }
 
 impl ArtifactError {
+    /// A refusal when no credentials were sent is a request for them.
+    pub(crate) fn given(self, auth: &Auth) -> Self {
+        match (self, auth) {
+            (Self::AuthRefused { host, .. }, Auth::Anonymous) => Self::AuthRequired { host },
+            (other, _) => other,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { path, source }

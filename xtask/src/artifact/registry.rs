@@ -59,6 +59,18 @@ impl RegistryRef {
         if host.is_empty() || path.is_empty() {
             return Err(bad(""));
         }
+        let port = if host.starts_with('[') {
+            host.split_once("]:").map(|(_, p)| p)
+        } else {
+            host.rsplit_once(':').map(|(_, p)| p)
+        };
+        if let Some(port) = port
+            && !port.parse::<u16>().is_ok_and(|p| p > 0)
+        {
+            return Err(bad(&format!(
+                "; the port {port:?} is not a port number (1-65535)"
+            )));
+        }
         if path.contains('@') {
             return Err(bad("; a digest cannot be pushed to, give tags with --tag"));
         }
@@ -263,6 +275,19 @@ async fn tag_digest(
 /// `progress` draws indicatif bars for uploads (only when stderr is a
 /// terminal). See the module docs for the order of operations.
 pub async fn publish(
+    a: &Artifact,
+    reference: &str,
+    tags: &[String],
+    auth: &Auth,
+    insecure: bool,
+    progress: bool,
+) -> Result<PublishOutcome, ArtifactError> {
+    push(a, reference, tags, auth, insecure, progress)
+        .await
+        .map_err(|e| e.given(auth))
+}
+
+async fn push(
     a: &Artifact,
     reference: &str,
     tags: &[String],
@@ -507,6 +532,16 @@ pub fn inspect_layout(dir: &Path, tag: Option<&str>) -> Result<Inspection, Artif
 /// Inspects an artifact in a registry: `oci://host/repo[:tag]` (default tag
 /// `latest`).
 pub async fn inspect_registry(
+    reference: &str,
+    auth: &Auth,
+    insecure: bool,
+) -> Result<Inspection, ArtifactError> {
+    fetch_inspection(reference, auth, insecure)
+        .await
+        .map_err(|e| e.given(auth))
+}
+
+async fn fetch_inspection(
     reference: &str,
     auth: &Auth,
     insecure: bool,
