@@ -414,9 +414,11 @@ impl Progress {
     }
     fn stage(&self, msg: &str, len: usize) {
         if let Some(pb) = &self.0 {
-            pb.set_message(msg.to_string());
-            pb.set_length(len as u64);
+            // Position first: no redraw between these may show the old
+            // stage's count over the new stage's length (`41/3`).
             pb.set_position(0);
+            pb.set_length(len as u64);
+            pb.set_message(msg.to_string());
         }
     }
     fn inc(&self) {

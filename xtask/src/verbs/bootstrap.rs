@@ -48,8 +48,8 @@ pub struct Args {
     /// The kind config [default: clusters/<cluster>/kind.yaml].
     #[arg(long)]
     kind_config: Option<PathBuf>,
-    /// The tree to render and publish (default: this repository).
-    #[arg(long)]
+    /// The tree to render and publish [default: this repository].
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
 

@@ -17,14 +17,15 @@ use crate::sops::files::{self, CheckProblem};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The cluster to render (a folder under clusters/); repeatable.
-    #[arg(long, short, default_value = "local", conflicts_with = "all")]
+    /// The cluster to render (a folder under clusters/); repeatable
+    /// [default: every cluster].
+    #[arg(long, short, value_name = "NAME", conflicts_with = "all")]
     cluster: Vec<String>,
-    /// Render every cluster.
+    /// Render every cluster (the default).
     #[arg(long)]
     all: bool,
-    /// The tree to render (default: this repository).
-    #[arg(long)]
+    /// The tree to render [default: this repository].
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Where to write `<cluster>/<kustomization>.yaml`.
     #[arg(long, default_value = "target/manifests")]
@@ -54,7 +55,7 @@ impl Args {
                 root.display()
             );
         }
-        let clusters = if self.all {
+        let clusters = if self.all || self.cluster.is_empty() {
             render::list_clusters(&root)
         } else {
             self.cluster.clone()

@@ -21,10 +21,11 @@ pub struct Args {
     /// The git ref to compare against (default: the merge-base with origin/main).
     #[arg(long)]
     base: Option<String>,
-    /// The cluster to compare (a folder under clusters/); repeatable.
-    #[arg(long, short, default_value = "local", conflicts_with = "all")]
+    /// The cluster to compare (a folder under clusters/); repeatable
+    /// [default: every cluster, of either side].
+    #[arg(long, short, value_name = "NAME", conflicts_with = "all")]
     cluster: Vec<String>,
-    /// Compare every cluster (of either side).
+    /// Compare every cluster, of either side (the default).
     #[arg(long)]
     all: bool,
     /// Render HelmReleases too (fetches charts into the user's cache).
@@ -33,8 +34,8 @@ pub struct Args {
     /// How to print the differences.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
-    /// The git working tree to compare (default: this repository).
-    #[arg(long)]
+    /// The git working tree to compare [default: this repository].
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
 
@@ -43,7 +44,8 @@ impl Args {
         let root = self.root.clone().unwrap_or_else(crate::project_root);
         let ids = build::user_identities();
         // The working tree's SOPS files must be sound; a file no key opens is fine.
-        let clusters = if self.all {
+        let every = self.all || self.cluster.is_empty();
+        let clusters = if every {
             crate::render::list_clusters(&root)
         } else {
             self.cluster.clone()
@@ -66,7 +68,7 @@ impl Args {
         let opts = DiffOptions {
             root,
             base: self.base.clone(),
-            clusters: if self.all {
+            clusters: if every {
                 Vec::new()
             } else {
                 self.cluster.clone()

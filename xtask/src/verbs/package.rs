@@ -4,6 +4,7 @@
 //! What goes in: see `xtask::artifact` (built-in excludes, `.gitignore`,
 //! `.sourceignore`). `--list` prints the tarball's entries.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -22,8 +23,8 @@ pub enum Output {
 #[derive(clap::Args, Clone, Debug)]
 pub struct PackageArgs {
     /// The tree to package [default: the repository root].
-    #[arg(long, value_name = "DIR")]
-    pub path: Option<PathBuf>,
+    #[arg(long = "root", alias = "path", value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// `org.opencontainers.image.created` (RFC 3339) [default: the commit time].
     #[arg(long, value_name = "RFC3339")]
     pub created: Option<String>,
@@ -41,16 +42,22 @@ impl PackageArgs {
     /// Walks the tree, runs the secrets gate over exactly the files that go
     /// in, and packages them (see `xtask::ship`).
     pub fn ship(&self, dirty: DirtyTree) -> anyhow::Result<Shipment> {
-        let root = match &self.path {
-            Some(p) => p.clone(),
-            None => crate::project_root(),
-        };
+        let root = self.root.clone().unwrap_or_else(crate::project_root);
         let ids = match Identities::from_env() {
             Ok(ids) => Some(ids),
             Err(e) => {
                 eprintln!("warning: {e}; SOPS files are checked for structure only");
                 None
             }
+        };
+        // A large tree takes a while to walk, check and compress: show it.
+        let spinner = if std::io::stderr().is_terminal() {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_message(format!("packaging {}", root.display()));
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            pb
+        } else {
+            indicatif::ProgressBar::hidden()
         };
         let shipment = ship::prepare(
             &ShipOptions {
@@ -61,7 +68,9 @@ impl PackageArgs {
                 created: self.created.clone(),
             },
             ids.as_ref(),
-        )?;
+        );
+        spinner.finish_and_clear();
+        let shipment = shipment?;
         for w in &shipment.warnings {
             eprintln!("warning: {w}");
         }

@@ -19,8 +19,8 @@ pub struct Args {
     /// How long to wait for every object to be Ready.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     timeout: Duration,
-    /// The tree to render and publish (default: this repository).
-    #[arg(long)]
+    /// The tree to render and publish [default: this repository].
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
 

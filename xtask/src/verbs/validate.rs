@@ -49,8 +49,8 @@ pub struct Args {
     /// (cached), then exit; validation runs offline afterwards.
     #[arg(long)]
     fetch_schemas: bool,
-    /// The tree to validate (default: the repository).
-    #[arg(long, value_name = "DIR", hide = true)]
+    /// The tree to validate [default: the repository].
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 }
 
