@@ -139,7 +139,7 @@ impl Tree {
         let repo = self.repo();
         let mut args = vec![
             "publish",
-            "--path",
+            "--root",
             repo.to_str().unwrap(),
             "--registry",
             url.as_str(),
@@ -257,7 +257,7 @@ fn plaintext_is_refused_before_anything_is_written_or_pushed() {
     let out = tree.xtask(
         &[
             "package",
-            "--path",
+            "--root",
             repo.to_str().unwrap(),
             "--out",
             out_dir.to_str().unwrap(),
@@ -565,7 +565,7 @@ fn the_source_annotation_is_the_https_url_of_origin_or_absent() {
         let out = tree.xtask(
             &[
                 "package",
-                "--path",
+                "--root",
                 repo.to_str().unwrap(),
                 "--out",
                 layout.to_str().unwrap(),
