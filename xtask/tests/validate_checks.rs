@@ -341,3 +341,42 @@ fn tampered_mac_is_found_when_a_key_opens_the_file() {
         without_key.render_text()
     );
 }
+
+#[test]
+fn a_tab_is_named_once_at_its_line() {
+    expect(
+        "yaml-tab",
+        Check::Yaml,
+        "apps/demo/deployment.yaml",
+        Some(8),
+        "a tab character: YAML indents with spaces only",
+    );
+}
+
+#[test]
+fn an_unclosed_quote_is_reported_where_it_opens() {
+    let Some(f) = expect(
+        "unclosed-quote",
+        Check::Yaml,
+        "apps/demo/deployment.yaml",
+        Some(4),
+        "an unclosed \" quote",
+    ) else {
+        return;
+    };
+    assert_eq!(f.column, Some(9));
+}
+
+#[test]
+fn a_missing_resource_is_one_plain_finding_at_its_listing() {
+    let Some(f) = expect(
+        "missing-resource",
+        Check::Kustomize,
+        "apps/demo/kustomization.yaml",
+        Some(6),
+        "apps/demo/missing.yaml does not exist, but this kustomization lists it",
+    ) else {
+        return;
+    };
+    assert!(!f.text().contains("evalsymlink"), "{}", f.text());
+}

@@ -124,3 +124,77 @@ impl Builds {
         v
     }
 }
+
+/// One kustomize failure, said once and at its root cause.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A file the YAML check already reports: its kustomize chain adds nothing.
+    BrokenYaml,
+    /// A resource that a kustomization lists does not exist.
+    Missing {
+        /// The kustomization file that lists it, and the line.
+        file: String,
+        line: Option<usize>,
+        /// The missing path, relative to the root (the key to fold repeats).
+        missing: String,
+    },
+    /// Anything else: kustomize's own words.
+    Other,
+}
+
+/// Finds the root cause in a kustomize error chain. `yaml_failed`: files
+/// (relative to `root`) that did not parse as YAML.
+pub fn cause(
+    root: &std::path::Path,
+    msg: &str,
+    yaml_failed: &std::collections::HashSet<String>,
+) -> Cause {
+    static IN_FILE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"MalformedYAMLError: .* in File: (\S+)").expect("regex")
+    });
+    static MISSING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"evalsymlink failure on '([^']+)'|open ([^:']+): no such file or directory",
+        )
+        .expect("regex")
+    });
+    if let Some(c) = IN_FILE.captures(msg) {
+        let name = c[1].rsplit('/').next().unwrap_or(&c[1]).to_string();
+        if yaml_failed
+            .iter()
+            .any(|f| f.rsplit('/').next() == Some(name.as_str()))
+        {
+            return Cause::BrokenYaml;
+        }
+    }
+    if let Some(c) = MISSING.captures(msg) {
+        let path = std::path::Path::new(c.get(1).or(c.get(2)).map_or("", |m| m.as_str()));
+        let Ok(rel) = path.strip_prefix(root) else {
+            return Cause::Other;
+        };
+        let missing = rel.to_string_lossy().replace('\\', "/");
+        let (dir, name) = missing.rsplit_once('/').unwrap_or(("", &missing));
+        let listing = super::tree::KUSTOMIZATION_FILES
+            .iter()
+            .map(|k| {
+                if dir.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{dir}/{k}")
+                }
+            })
+            .find(|k| root.join(k).is_file());
+        let Some(file) = listing else {
+            return Cause::Other;
+        };
+        let line = std::fs::read_to_string(root.join(&file))
+            .ok()
+            .and_then(|text| text.lines().position(|l| l.contains(name)).map(|i| i + 1));
+        return Cause::Missing {
+            file,
+            line,
+            missing,
+        };
+    }
+    Cause::Other
+}

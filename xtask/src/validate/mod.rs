@@ -521,6 +521,16 @@ pub fn run(opts: &Options) -> Result<Report> {
         findings.extend(c.findings);
         items.extend(c.items);
     }
+    // One finding per root cause: a kustomize chain that repeats a YAML
+    // error, or a missing resource that every including build trips over,
+    // is said once, in plain words (the raw chains with -v).
+    let yaml_failed: HashSet<String> = findings
+        .iter()
+        .filter(|f| f.check == Check::Yaml)
+        .map(|f| f.file.clone())
+        .collect();
+    let mut missing_said = HashSet::new();
+    let verbose = crate::runner::verbose();
     for (dir, result) in builds.all() {
         let kfile = tree.kustomization_file(&dir).unwrap_or_else(|| dir.clone());
         match result.as_ref() {
@@ -539,12 +549,35 @@ pub fn run(opts: &Options) -> Result<Report> {
                     });
                 }
             }
-            Err(msg) => findings.push(Finding::error(
-                Check::Kustomize,
-                &kfile,
-                None,
-                format!("kustomize build {dir}: {msg}"),
-            )),
+            Err(msg) => {
+                let raw = || {
+                    Finding::error(
+                        Check::Kustomize,
+                        &kfile,
+                        None,
+                        format!("kustomize build {dir}: {msg}"),
+                    )
+                };
+                match kustomize::cause(&opts.root, msg, &yaml_failed) {
+                    _ if verbose => findings.push(raw()),
+                    kustomize::Cause::BrokenYaml => {}
+                    kustomize::Cause::Missing {
+                        file,
+                        line,
+                        missing,
+                    } => {
+                        if missing_said.insert(missing.clone()) {
+                            findings.push(Finding::error(
+                                Check::Kustomize,
+                                &file,
+                                line,
+                                format!("{missing} does not exist, but this kustomization lists it (every build that includes it fails)"),
+                            ));
+                        }
+                    }
+                    kustomize::Cause::Other => findings.push(raw()),
+                }
+            }
         }
     }
     report.kustomize_builds = builds.all().len() + covered;

@@ -165,6 +165,7 @@ pub fn parse_stream(text: &str) -> (Vec<SourceDoc>, Vec<YamlError>) {
                     Some(i) => message[..i].to_string(),
                     None => message,
                 };
+                let (line, column, message) = explain_yaml_error(&chunk, line, column, message);
                 errors.push(YamlError {
                     line: s + line,
                     column,
@@ -174,6 +175,74 @@ pub fn parse_stream(text: &str) -> (Vec<SourceDoc>, Vec<YamlError>) {
         }
     }
     (docs, errors)
+}
+
+/// The parser's words for the two mistakes people make most, in plain
+/// words and at the line to fix: a tab in the indentation, and a quote that
+/// never closes (the parser only notices at the end of the file).
+fn explain_yaml_error(
+    chunk: &str,
+    line: usize,
+    column: usize,
+    message: String,
+) -> (usize, usize, String) {
+    let lines: Vec<&str> = chunk.split('\n').collect();
+    if message.contains("cannot start any token")
+        && let Some(text) = lines.get(line.saturating_sub(1))
+        && let Some(tab) = text.find('\t')
+    {
+        return (
+            line,
+            tab + 1,
+            "a tab character: YAML indents with spaces only (replace the tab with spaces)".into(),
+        );
+    }
+    if message.contains("unexpected end of stream")
+        && let Some((idx, col, quote)) = unclosed_quote(&lines)
+    {
+        return (
+            idx + 1,
+            col + 1,
+            format!("an unclosed {quote} quote: the string that opens here never ends"),
+        );
+    }
+    (line, column, message)
+}
+
+/// The first line whose value opens a quoted string that the line does not close.
+fn unclosed_quote(lines: &[&str]) -> Option<(usize, usize, char)> {
+    for (idx, text) in lines.iter().enumerate() {
+        let body = text.trim_start();
+        let indent = text.len() - body.len();
+        let value_at = if let Some(rest) = body.strip_prefix("- ") {
+            indent + 2 + (rest.len() - rest.trim_start().len())
+        } else if let Some(colon) = body.find(": ") {
+            let after = &body[colon + 2..];
+            indent + colon + 2 + (after.len() - after.trim_start().len())
+        } else {
+            continue;
+        };
+        let value = &text[value_at..];
+        let Some(quote) = value.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            continue;
+        };
+        let rest = &value[1..];
+        let closed = if quote == '"' {
+            let mut escaped = false;
+            rest.chars().any(|c| {
+                let end = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                end
+            })
+        } else {
+            // '' is an escaped quote inside single quotes.
+            rest.replace("''", "").contains('\'')
+        };
+        if !closed {
+            return Some((idx, value_at, quote));
+        }
+    }
+    None
 }
 
 fn kind_name(v: &Value) -> Option<(String, String)> {
