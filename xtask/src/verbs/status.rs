@@ -16,8 +16,11 @@ pub enum Output {
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The kind cluster to read (the name `bootstrap --cluster` gave it).
     #[arg(long, default_value = "local")]
     cluster: String,
+    /// `text`: a table like `flux get all`; `json`: one JSON document on
+    /// stdout, always (the state, or `{"error": ...}` when it cannot be read).
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -67,12 +70,34 @@ pub fn table(rows: &[cluster::flux::FluxObjectStatus]) -> String {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        match (self.read(), self.output) {
+            (Ok(code), _) => Ok(code),
+            // JSON readers get a document even when there is no state to show.
+            (Err(e), Output::Json) => {
+                let v = json!({
+                    "cluster": self.cluster,
+                    "ready": false,
+                    "error": format!("{e:#}"),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(ExitCode::FAILURE)
+            }
+            (Err(e), Output::Text) => Err(e),
+        }
+    }
+
+    fn read(&self) -> anyhow::Result<ExitCode> {
         let t = Toolbox::resolve().map_err(|m| anyhow::anyhow!(m.join("; ")))?;
+        t.require_engine()?;
         if !kind::exists(&t, &self.cluster)? {
             anyhow::bail!(
                 "cluster {} does not exist: run `cargo xtask bootstrap` first",
                 self.cluster
             );
+        }
+        let stopped = kind::stopped_nodes(&t, &self.cluster)?;
+        if !stopped.is_empty() {
+            anyhow::bail!(kind::stopped_message(&self.cluster, &stopped));
         }
         bootstrap::write_kubeconfig(&t, &self.cluster)?;
         let rows = cluster::kube(&t, &self.cluster).status()?;
