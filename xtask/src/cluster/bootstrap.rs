@@ -833,7 +833,6 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
         }
         let nodes = kind::nodes(t, &o.cluster)?;
         p.note(&format!("hosts.toml on {} node(s)", nodes.len()));
-        let mut names = 0;
         for node in &nodes {
             for r in &regs {
                 for host in r.hosts() {
@@ -843,9 +842,7 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
                 }
             }
         }
-        for r in &regs {
-            names += r.hosts().len();
-        }
+        let names: usize = regs.iter().map(|r| r.hosts().len()).sum();
         kube.apply(&[registry::local_registry_hosting(port)])?;
         Ok((
             (),

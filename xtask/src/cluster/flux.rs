@@ -59,7 +59,10 @@ pub enum FluxError {
         name: String,
         detail: String,
     },
-    #[error("{namespace}/{what} did not roll out within {waited:?} ({reason}){detail}")]
+    #[error(
+        "{namespace}/{what} did not roll out within {} ({reason}){detail}",
+        super::steps::fmt_duration(*waited)
+    )]
     Rollout {
         namespace: String,
         what: String,

@@ -165,7 +165,7 @@ impl Budget {
     /// (the five longest waits).
     pub fn report(&self) -> String {
         let mut spent = self.spent.borrow().clone();
-        spent.sort_by(|a, b| b.1.cmp(&a.1));
+        spent.sort_by_key(|s| std::cmp::Reverse(s.1));
         let top: Vec<String> = spent
             .iter()
             .take(5)
