@@ -1155,3 +1155,31 @@ fn the_flux_install_download_is_checked_against_the_release_checksums() {
         .to_string();
     assert!(err.contains("does not match the"), "{err}");
 }
+
+#[test]
+fn an_interrupted_cilium_upgrade_is_rolled_back_then_upgraded() {
+    let Some(f) = Fixture::new() else { return };
+    let (ok, _, stderr, _) = f.run(f.bootstrap(&["--mirrors", "false"]));
+    assert!(ok, "{stderr}");
+    let cilium = f.root().join("infra/cilium.yaml");
+    let text = std::fs::read_to_string(&cilium).unwrap();
+    std::fs::write(&cilium, text.replace("version: 1.18.2", "version: 1.18.3")).unwrap();
+    let mut c = f.bootstrap(&["--mirrors", "false"]);
+    c.env("DOUBLE_INTERRUPT", "helm upgrade");
+    let (ok, _, _, _) = f.run(c);
+    assert!(!ok);
+    let (ok, _, stderr, calls) = f.run(f.bootstrap(&["--mirrors", "false"]));
+    assert!(ok, "{stderr}");
+    let rollback = pos(&calls, "helm rollback cilium -n kube-system");
+    assert!(
+        rollback
+            < pos(
+                &calls,
+                "helm upgrade --install cilium cilium --repo https://helm.cilium.io/ --version 1.18.3"
+            )
+    );
+    assert!(
+        stderr.contains("cilium-1.18.3 installed (recovered from pending-upgrade"),
+        "{stderr}"
+    );
+}
