@@ -197,9 +197,25 @@ fn verify_against_release(pin: &FluxPin, bytes: &[u8]) -> anyhow::Result<String>
     ))
 }
 
-/// A flux CLI at exactly the pinned version, if one is on PATH.
+/// The flux CLI `cargo xtask test` builds into `.tools/bin` for flux-local
+/// embeds placeholder install manifests, so `flux install` from it would
+/// apply those: bootstrap never uses it.
+pub fn is_test_build(flux: &Path) -> bool {
+    flux.parent() == Some(crate::tools::bin_dir().as_path())
+}
+
+/// A flux CLI at exactly the pinned version, if one is on PATH (not the
+/// test build in `.tools/bin`).
 pub fn matching_cli(pin: &FluxPin) -> Option<PathBuf> {
-    let flux = super::find_tool("flux")?;
+    let flux = if std::env::var_os("XTASK_FLUX").is_some_and(|v| !v.is_empty()) {
+        super::find_tool("flux").filter(|f| !is_test_build(f))?
+    } else {
+        // PATH only: `.tools/bin` holds the test build.
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join("flux"))
+            .find(|c| c.is_file() && !is_test_build(c))?
+    };
     let out = Cmd::new(&flux).args(["version", "--client"]).read().ok()?;
     let want = pin.version.trim_start_matches('v');
     out.split_whitespace()
@@ -290,6 +306,12 @@ mod tests {
         assert!(verify(&pin, b"abc", "f").is_ok());
         let err = verify(&pin, b"abd", "f").unwrap_err().to_string();
         assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn the_test_build_of_flux_is_never_installed_from() {
+        assert!(is_test_build(&crate::tools::bin_dir().join("flux")));
+        assert!(!is_test_build(Path::new("/usr/local/bin/flux")));
     }
 
     #[test]
