@@ -306,7 +306,7 @@ fn a_fresh_bootstrap_runs_the_steps_in_order() {
     );
     // Every registry answered /v2/ before the cluster was made.
     let kind_create = pos(&calls, "kind create");
-    for name in ["platform-registry", "platform-mirror-quay-io"] {
+    for name in ["platform-mirror-docker-io", "platform-mirror-quay-io"] {
         let probe = pos(
             &calls,
             &format!("docker exec {name} wget -q -O /dev/null http://127.0.0.1:5000/v2/"),

@@ -117,7 +117,7 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
     if let Some(docker) = super::find_tool("docker") {
         match engine::check(&docker) {
             Ok(info) => engine = Some(info),
-            Err(line) => problems.push(line),
+            Err(line) => problems.push(line.to_string()),
         }
     }
     if let (Some(info), Some(f)) = (&engine, &kind_file) {
@@ -439,9 +439,17 @@ pub struct Summary {
     pub digest: String,
     /// Where the waits' budget went.
     pub budget: String,
-    /// The cluster CA that signs the platform's certificates, as a file the
-    /// user can trust; or the command that fetches it.
-    pub ca: Result<PathBuf, String>,
+    /// The cluster CA that signs the platform's certificates.
+    pub ca: CaFile,
+}
+
+/// Where the user finds the CA to trust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaFile {
+    /// Copied out of the cluster.
+    Saved(PathBuf),
+    /// Not readable yet (or not declared): the command that fetches it.
+    FetchWith(String),
 }
 
 /// Publishes the tree to the local registry (`latest` and the short sha).
@@ -604,10 +612,10 @@ pub fn ca_secret(rendered: &RenderedCluster) -> Option<(String, String)> {
 }
 
 /// Copies the CA certificate (public; the key stays in the cluster) to
-/// `<state dir>/<cluster>-ca.crt`. The error is the command to run instead.
-pub fn fetch_ca(kube: &Kube, rendered: &RenderedCluster, cluster: &str) -> Result<PathBuf, String> {
+/// `<state dir>/<cluster>-ca.crt`, or says how to fetch it.
+pub fn fetch_ca(kube: &Kube, rendered: &RenderedCluster, cluster: &str) -> CaFile {
     let Some((ns, name)) = ca_secret(rendered) else {
-        return Err(format!(
+        return CaFile::FetchWith(format!(
             "clusters/{cluster} declares no CA ClusterIssuer (spec.ca.secretName)"
         ));
     };
@@ -630,11 +638,13 @@ pub fn fetch_ca(kube: &Kube, rendered: &RenderedCluster, cluster: &str) -> Resul
         })
         .filter(|pem| pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
     let Some(pem) = pem else {
-        return Err(by_hand);
+        return CaFile::FetchWith(by_hand);
     };
     let path = super::state_dir().join(format!("{cluster}-ca.crt"));
-    crate::fsutil::write_atomic(&path, &pem).map_err(|_| by_hand)?;
-    Ok(path)
+    match crate::fsutil::write_atomic(&path, &pem) {
+        Ok(()) => CaFile::Saved(path),
+        Err(_) => CaFile::FetchWith(by_hand),
+    }
 }
 
 /// Prints the budget report when a step that spends it fails.
@@ -764,7 +774,7 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
         }
         let what = registry::ensure(t, &local)?;
         let port = registry::published_port(t, &local.name)?.unwrap_or(o.registry_port);
-        let mut regs = vec![local.clone()];
+        let mut regs = vec![registry::local(port)];
         let mut outcome = format!("{} {what} on 127.0.0.1:{port}", local.name);
         if o.mirrors {
             let mut done = Vec::new();

@@ -8,6 +8,27 @@ use serde_json::Value;
 
 use crate::runner::Cmd;
 
+/// Why `info` gave no engine.
+#[derive(Debug, thiserror::Error)]
+pub enum InfoError {
+    #[error("`info` printed no JSON document ({0})")]
+    NotJson(#[source] serde_json::Error),
+    /// The daemon's own reason (Docker's `ServerErrors`).
+    #[error("{0}")]
+    Server(String),
+    #[error("the daemon reported no server version")]
+    NoVersion,
+}
+
+/// The engine does not answer: the one line every cluster verb prints.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is installed but its daemon is not reachable: start {product} ({why})")]
+pub struct Unreachable {
+    pub name: &'static str,
+    pub product: &'static str,
+    pub why: String,
+}
+
 /// What preflight needs to know about the engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EngineInfo {
@@ -21,9 +42,8 @@ pub struct EngineInfo {
 /// Reads `docker info --format '{{json .}}'` (Docker) or
 /// `podman info --format json` (Podman): both answer the first form.
 /// `Err` carries the reason the daemon did not answer.
-pub fn parse_info(text: &str) -> Result<EngineInfo, String> {
-    let v: Value = serde_json::from_str(text.trim())
-        .map_err(|e| format!("`info` printed no JSON document ({e})"))?;
+pub fn parse_info(text: &str) -> Result<EngineInfo, InfoError> {
+    let v: Value = serde_json::from_str(text.trim()).map_err(InfoError::NotJson)?;
     if let Some(host) = v.get("host") {
         // Podman: {"host": {"security": {"rootless": ..}, "cgroupVersion": "v2"}, "version": {..}}
         return Ok(EngineInfo {
@@ -47,7 +67,7 @@ pub fn parse_info(text: &str) -> Result<EngineInfo, String> {
         .and_then(|e| e.first())
         .and_then(Value::as_str)
     {
-        return Err(err.to_string());
+        return Err(InfoError::Server(err.to_string()));
     }
     let version = v
         .get("ServerVersion")
@@ -55,7 +75,7 @@ pub fn parse_info(text: &str) -> Result<EngineInfo, String> {
         .unwrap_or("")
         .to_string();
     if version.is_empty() {
-        return Err("the daemon reported no server version".into());
+        return Err(InfoError::NoVersion);
     }
     let security: Vec<&str> = v
         .get("SecurityOptions")
@@ -81,30 +101,27 @@ pub fn is_podman(docker: &Path) -> bool {
 }
 
 /// Asks the engine; the error is the one line every cluster verb prints.
-pub fn check(docker: &Path) -> Result<EngineInfo, String> {
+pub fn check(docker: &Path) -> Result<EngineInfo, Unreachable> {
     let (name, product) = if is_podman(docker) {
         ("podman", "Podman (`podman machine start` on macOS/Windows)")
     } else {
         ("docker", "Docker")
     };
-    let unreachable = |why: &str| {
-        format!("{name} is installed but its daemon is not reachable: start {product} ({why})")
-    };
+    let unreachable = |why: String| Unreachable { name, product, why };
     let out = Cmd::new(docker)
         .args(["info", "--format", "{{json .}}"])
         .output()
-        .map_err(|e| unreachable(&first_line(&e.to_string())))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let parsed = parse_info(&stdout);
+        .map_err(|e| unreachable(first_line(&e.to_string())))?;
+    let parsed = parse_info(&String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let why = match &parsed {
-            Err(e) if !stdout.trim().is_empty() && !e.starts_with("`info`") => e.clone(),
-            _ => first_line(&stderr),
+        let why = match parsed {
+            // Docker's own reason, from the JSON it printed before failing.
+            Err(InfoError::Server(e)) => e,
+            _ => first_line(&String::from_utf8_lossy(&out.stderr)),
         };
-        return Err(unreachable(&why));
+        return Err(unreachable(why));
     }
-    parsed.map_err(|e| unreachable(&e))
+    parsed.map_err(|e| unreachable(e.to_string()))
 }
 
 /// The lowest port an unprivileged process may bind (Linux sysctl
@@ -198,7 +215,11 @@ mod tests {
             r#"{"ServerVersion":"","ServerErrors":["Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?"]}"#,
         )
         .unwrap_err();
-        assert!(down.starts_with("Cannot connect"), "{down}");
+        assert!(
+            matches!(&down, InfoError::Server(e) if e.starts_with("Cannot connect")),
+            "{down}"
+        );
+        assert!(matches!(parse_info("28.0.0"), Err(InfoError::NotJson(_))));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Local clusters: the Kind cluster with its registries that `cargo xtask
-//! bootstrap` brings up ([`bootstrap`], [`kind`], [`registry`],
+//! bootstrap` brings up ([`bootstrap`], [`engine`], [`kind`], [`registry`],
 //! [`flux_install`], [`age_key`]), and Flux objects over kubectl ([`flux`]).
 //!
 //! Every docker, kind, kubectl and helm call goes through [`crate::runner::Cmd`].
@@ -93,7 +93,7 @@ impl Toolbox {
 
     /// The engine answers, or the one-line message `bootstrap`'s preflight gives.
     pub fn require_engine(&self) -> anyhow::Result<engine::EngineInfo> {
-        engine::check(&self.docker).map_err(anyhow::Error::msg)
+        Ok(engine::check(&self.docker)?)
     }
 
     /// Only what `down` needs (docker and kind).

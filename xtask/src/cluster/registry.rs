@@ -204,28 +204,36 @@ pub fn ensure(t: &Toolbox, r: &Registry) -> anyhow::Result<String> {
     })
 }
 
-/// Polls until the registry answers `GET /v2/` inside its container (the
-/// image's busybox wget), so a crash-looping mirror is named here rather
-/// than as an image pull failure minutes later.
+/// Polls until the registry answers `GET /v2/`, so a crash-looping mirror
+/// is named here rather than as an image pull failure minutes later. The
+/// local registry is asked on its published port; the mirrors publish none,
+/// so they are asked inside their container (the image's busybox wget).
 pub fn wait_ready(t: &Toolbox, r: &Registry, timeout: Duration) -> anyhow::Result<Duration> {
     let started = Instant::now();
     loop {
-        let out = Cmd::new(&t.docker)
-            .args([
-                "exec",
-                &r.name,
-                "wget",
-                "-q",
-                "-O",
-                "/dev/null",
-                "http://127.0.0.1:5000/v2/",
-            ])
-            .output()?;
-        if out.status.success() {
-            return Ok(started.elapsed());
-        }
+        let why = match r.host_port {
+            Some(port) => match probe_v2(port) {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(e) => format!("127.0.0.1:{port}: {e}"),
+            },
+            None => {
+                let out = Cmd::new(&t.docker)
+                    .args(["exec", &r.name, "wget", "-q", "-O", "/dev/null"])
+                    .arg("http://127.0.0.1:5000/v2/")
+                    .output()?;
+                let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if out.status.success() {
+                    return Ok(started.elapsed());
+                }
+                // An image without wget cannot be asked: running has to do.
+                if err.contains("executable file not found") && state(t, &r.name)? == State::Running
+                {
+                    return Ok(started.elapsed());
+                }
+                err
+            }
+        };
         if started.elapsed() >= timeout {
-            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let logs = Cmd::new(&t.docker)
                 .args(["logs", "--tail", "5", &r.name])
                 .output()
@@ -242,6 +250,25 @@ pub fn wait_ready(t: &Toolbox, r: &Registry, timeout: Duration) -> anyhow::Resul
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `GET /v2/` on 127.0.0.1:`port`: a registry answers 200 (or 401 when it
+/// asks for credentials).
+pub fn probe_v2(port: u16) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    match &head[9..12] {
+        b"200" | b"401" => Ok(()),
+        other => Err(std::io::Error::other(format!(
+            "127.0.0.1:{port}/v2/ answered HTTP {}",
+            String::from_utf8_lossy(other)
+        ))),
     }
 }
 
@@ -354,6 +381,28 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("-p "), "{m}");
+    }
+
+    #[test]
+    fn probe_reads_the_status_of_v2() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            for status in ["200 OK", "503 Service Unavailable"] {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = [0u8; 64];
+                let _ = c.read(&mut buf).unwrap();
+                let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}");
+                c.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        probe_v2(port).unwrap();
+        let err = probe_v2(port).unwrap_err().to_string();
+        assert!(err.contains("answered HTTP 503"), "{err}");
+        t.join().unwrap();
+        // The listener is gone with its thread.
+        assert!(probe_v2(port).is_err());
     }
 
     #[test]

@@ -86,7 +86,7 @@ impl Args {
                     s.kubeconfig.display()
                 );
                 match &s.ca {
-                    Ok(ca) => {
+                    bootstrap::CaFile::Saved(ca) => {
                         let ca = ca.display();
                         eprintln!(
                             "trust the cluster's CA so browsers accept the URLs: {ca}\n  \
@@ -96,7 +96,7 @@ impl Args {
                              Firefox keeps its own store: Settings > Privacy & Security > Certificates > Import"
                         );
                     }
-                    Err(how) => eprintln!(
+                    bootstrap::CaFile::FetchWith(how) => eprintln!(
                         "trust the cluster's CA so browsers accept the URLs; fetch it with:\n  {how}"
                     ),
                 }
