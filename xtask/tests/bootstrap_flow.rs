@@ -1,8 +1,13 @@
 //! `cargo xtask bootstrap`, `down` and friends against the named test doubles
 //! in `xtask/tests/doubles` (docker, kind, kubectl, helm): the order of the
-//! steps, idempotency, `--recreate`, every preflight message, and a failure
-//! at step N that a re-run completes. The doubles stand in for the real CLIs
-//! only here; the real path is the default and runs in `.github/workflows/e2e.yaml`.
+//! steps, idempotency, `--recreate`, every preflight message (a stopped or
+//! rootless engine, Podman, busy ports), a failure at step N that a re-run
+//! completes, and what a real laptop meets: a crash-looping Cilium, a mirror
+//! that never answers, a changed kind.yaml, a cluster stopped by a Docker
+//! restart, a helm release an interrupted run left pending. The doubles stand
+//! in for the real CLIs only here; the real path is the default and runs in
+//! `.github/workflows/e2e.yaml`. The Flux install.yaml download is tested
+//! against a release server on 127.0.0.1 in this process.
 
 mod common;
 
@@ -1180,6 +1185,50 @@ fn an_interrupted_cilium_upgrade_is_rolled_back_then_upgraded() {
     );
     assert!(
         stderr.contains("cilium-1.18.3 installed (recovered from pending-upgrade"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_registry_that_publishes_no_port_is_named_and_recreated() {
+    let Some(f) = Fixture::new() else { return };
+    let (ok, _, stderr, _) = f.run(f.bootstrap(&["--mirrors", "false"]));
+    assert!(ok, "{stderr}");
+    // Someone ran it again by hand without -p: `docker port` exits 1.
+    f.double("docker", &["rm", "-f", "-v", "platform-registry"]);
+    f.double(
+        "docker",
+        &[
+            "run",
+            "-d",
+            "--restart=always",
+            "--name",
+            "platform-registry",
+            "registry:3",
+        ],
+    );
+    let (ok, stdout, stderr, _) = f.run(f.cmd(&["status", "--output", "json"]));
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        v["registry"]["error"],
+        "platform-registry publishes no port: `cargo xtask bootstrap` recreates it"
+    );
+    let (ok, _, stderr, calls) = f.run(f.bootstrap(&["--mirrors", "false"]));
+    assert!(ok, "{stderr}");
+    assert!(
+        pos(&calls, "docker port platform-registry")
+            < pos(&calls, "docker rm -f -v platform-registry")
+    );
+    assert!(has(
+        &calls,
+        &format!(
+            "docker run -d --restart=always --name platform-registry --label dev.devantler.platform=registry -p 127.0.0.1:{}:5000",
+            f.registry_port
+        )
+    ));
+    assert!(
+        stderr.contains("platform-registry recreated (it published no port)"),
         "{stderr}"
     );
 }

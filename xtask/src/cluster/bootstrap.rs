@@ -772,8 +772,18 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
         if o.recreate && registry::remove(t, &local.name)? {
             p.note("removed platform-registry (--recreate)");
         }
-        let what = registry::ensure(t, &local)?;
-        let port = registry::published_port(t, &local.name)?.unwrap_or(o.registry_port);
+        let mut what = registry::ensure(t, &local)?;
+        let port = match registry::published_port(t, &local.name)? {
+            Some(port) => port,
+            None => {
+                // Run without `-p` (by hand, or an older tool): publish needs the port.
+                p.note("platform-registry publishes no port: recreating it");
+                registry::remove(t, &local.name)?;
+                registry::ensure(t, &local)?;
+                what = "recreated (it published no port)".into();
+                registry::published_port(t, &local.name)?.unwrap_or(o.registry_port)
+            }
+        };
         let mut regs = vec![registry::local(port)];
         let mut outcome = format!("{} {what} on 127.0.0.1:{port}", local.name);
         if o.mirrors {

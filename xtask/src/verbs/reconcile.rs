@@ -14,6 +14,7 @@ use crate::render::{self, RenderOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The kind cluster to publish to and reconcile.
     #[arg(long, default_value = "local")]
     cluster: String,
     /// How long to wait for every object to be Ready.

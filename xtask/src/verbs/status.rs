@@ -101,11 +101,9 @@ impl Args {
         }
         bootstrap::write_kubeconfig(&t, &self.cluster)?;
         let rows = cluster::kube(&t, &self.cluster).status()?;
-        let port = registry::published_port(&t, registry::REGISTRY_NAME)
-            .ok()
-            .flatten();
+        let port = registry::published_port(&t, registry::REGISTRY_NAME);
         let (reference, digest) = match port {
-            Some(port) => {
+            Ok(Some(port)) => {
                 let reference = format!("oci://localhost:{port}/{}:latest", registry::REPOSITORY);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -121,10 +119,25 @@ impl Args {
                     .map_err(|e| e.to_string());
                 (Some(reference), digest)
             }
-            None => (
+            Ok(None)
+                if registry::state(&t, registry::REGISTRY_NAME)? == registry::State::Absent =>
+            {
+                (
+                    None,
+                    Err(format!(
+                        "{} does not exist: run `cargo xtask bootstrap`",
+                        registry::REGISTRY_NAME
+                    )),
+                )
+            }
+            Ok(None) => (
                 None,
-                Err(format!("{} is not running", registry::REGISTRY_NAME)),
+                Err(format!(
+                    "{} publishes no port: `cargo xtask bootstrap` recreates it",
+                    registry::REGISTRY_NAME
+                )),
             ),
+            Err(e) => (None, Err(format!("{e:#}"))),
         };
         let all_ready = rows.iter().all(|r| r.ready == "True" || r.suspended);
         match self.output {
