@@ -1232,3 +1232,27 @@ fn a_registry_that_publishes_no_port_is_named_and_recreated() {
         "{stderr}"
     );
 }
+
+#[test]
+fn nodes_that_stay_not_ready_are_named_with_their_condition() {
+    let Some(f) = Fixture::new() else { return };
+    let mut c = f.bootstrap(&["--mirrors", "false", "--timeout", "3s"]);
+    c.env("DOUBLE_NOT_READY", "nodes");
+    let (ok, _, stderr, _) = f.run(c);
+    assert!(!ok);
+    assert!(
+        stderr.contains("step 4/9 (CNI (Cilium)) failed: the nodes are not Ready: kubectl failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "node local-worker2: Ready=False KubeletNotReady: container runtime network not ready"
+        ),
+        "{stderr}"
+    );
+    let budget = stderr
+        .lines()
+        .find(|l| l.starts_with("  time budget (--timeout):"))
+        .unwrap_or_else(|| panic!("no budget line in:\n{stderr}"));
+    assert!(budget.contains("nodes Ready "), "{budget}");
+}

@@ -894,17 +894,21 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
             })?;
         }
         p.note("waiting for the nodes to be Ready");
-        budget.time("nodes Ready", |left| {
-            kube.cmd()
-                .args([
-                    "wait",
-                    "--for=condition=Ready",
-                    "nodes",
-                    "--all",
-                    &format!("--timeout={}s", left.as_secs()),
-                ])
-                .read()
-        })?;
+        budget
+            .time("nodes Ready", |left| {
+                kube.cmd()
+                    .args([
+                        "wait",
+                        "--for=condition=Ready",
+                        "nodes",
+                        "--all",
+                        &format!("--timeout={}s", left.as_secs()),
+                    ])
+                    .read()
+            })
+            .map_err(|e| {
+                anyhow::anyhow!("the nodes are not Ready: {e}\n{}", kube.nodes_report())
+            })?;
         p.note("waiting for deployment/coredns to roll out");
         budget.time("deployment/coredns", |left| {
             kube.rollout("kube-system", "deployment", "coredns", left)

@@ -528,6 +528,38 @@ impl Kube {
         lines.join("\n")
     }
 
+    /// One line per node that is not Ready: its Ready condition's reason and
+    /// message (e.g. `NetworkPluginNotReady: cni plugin not initialized`).
+    pub fn nodes_report(&self) -> String {
+        let nodes = match self
+            .cmd()
+            .args(["get", "nodes", "-o", "json"])
+            .read_bytes()
+            .map_err(FluxError::from)
+            .and_then(|b| parse_json(&b, "nodes"))
+        {
+            Ok(list) => list
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            Err(e) => return format!("    cannot list the nodes: {e}"),
+        };
+        nodes
+            .iter()
+            .filter_map(|n| {
+                let (ready, reason, message) = ready_condition(n);
+                (ready != "True").then(|| {
+                    format!(
+                        "    node {}: Ready={ready} {reason}: {message}",
+                        str_at(n, "/metadata/name")
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Every Flux object of the kinds in [`FLUX_KINDS`] whose CRD is installed.
     pub fn status(&self) -> Result<Vec<FluxObjectStatus>, FluxError> {
         let mut out = Vec::new();
