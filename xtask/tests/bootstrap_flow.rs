@@ -1258,3 +1258,14 @@ fn nodes_that_stay_not_ready_are_named_with_their_condition() {
         .unwrap_or_else(|| panic!("no budget line in:\n{stderr}"));
     assert!(budget.contains("nodes Ready "), "{budget}");
 }
+
+#[test]
+fn preflight_tells_a_user_without_socket_access_how_to_get_it() {
+    let Some(f) = Fixture::new() else { return };
+    std::fs::write(f.state().join("docker-denied"), "").unwrap();
+    preflight_fails(
+        &f,
+        f.bootstrap(&[]),
+        "docker is installed but its daemon is not reachable: give your user access to its socket (`sudo usermod -aG docker $USER`, then log in again) (permission denied while trying to connect",
+    );
+}

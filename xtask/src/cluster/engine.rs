@@ -22,10 +22,11 @@ pub enum InfoError {
 
 /// The engine does not answer: the one line every cluster verb prints.
 #[derive(Debug, thiserror::Error)]
-#[error("{name} is installed but its daemon is not reachable: start {product} ({why})")]
+#[error("{name} is installed but its daemon is not reachable: {fix} ({why})")]
 pub struct Unreachable {
     pub name: &'static str,
-    pub product: &'static str,
+    /// What to do: start the engine, or get access to its socket.
+    pub fix: String,
     pub why: String,
 }
 
@@ -107,7 +108,14 @@ pub fn check(docker: &Path) -> Result<EngineInfo, Unreachable> {
     } else {
         ("docker", "Docker")
     };
-    let unreachable = |why: String| Unreachable { name, product, why };
+    let unreachable = |why: String| {
+        let fix = if why.contains("permission denied") && name == "docker" {
+            "give your user access to its socket (`sudo usermod -aG docker $USER`, then log in again)".to_string()
+        } else {
+            format!("start {product}")
+        };
+        Unreachable { name, fix, why }
+    };
     let out = Cmd::new(docker)
         .args(["info", "--format", "{{json .}}"])
         .output()
@@ -220,6 +228,19 @@ mod tests {
             "{down}"
         );
         assert!(matches!(parse_info("28.0.0"), Err(InfoError::NotJson(_))));
+    }
+
+    #[test]
+    fn unreachable_reads_as_one_line_with_the_fix() {
+        let e = Unreachable {
+            name: "docker",
+            fix: "start Docker".into(),
+            why: "x".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "docker is installed but its daemon is not reachable: start Docker (x)"
+        );
     }
 
     #[test]
