@@ -1061,6 +1061,10 @@ fn install_yaml(version: &str) -> String {
 #[test]
 fn the_flux_install_download_is_checked_against_the_release_checksums() {
     use xtask::cluster::flux_install::{FluxPin, ensure_manifest_at, sha256_hex};
+    // The download goes through curl, as on a laptop.
+    if common::tool("curl").is_none() {
+        return;
+    }
     let version = "v2.9.5";
     let good = install_yaml(version).into_bytes();
     let digest = sha256_hex(&good);
