@@ -4,7 +4,7 @@
 //! failed run is fixed and re-run, never cleaned up by hand.
 
 use std::collections::BTreeSet;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 use super::flux::Kube;
 use super::flux_install::FluxPin;
-use super::steps::{Progress, StepFailed, Steps};
-use super::{Toolbox, age_key, kind, registry};
+use super::steps::{Budget, Progress, StepFailed, Steps};
+use super::{Toolbox, age_key, engine, kind, registry};
 use crate::render::{self, RenderOptions, RenderedCluster};
 use crate::runner::Cmd;
 
@@ -41,9 +41,17 @@ pub struct Options {
     pub registry_port: u16,
     pub mirrors: bool,
     pub recreate: bool,
-    /// For every wait together (nodes, controllers, Flux objects).
+    /// For every wait together (Cilium, CoreDNS, nodes, Flux controllers,
+    /// Flux objects). The clock starts once the cluster exists: creating it
+    /// and pulling the node image are not counted.
     pub timeout: Duration,
+    /// How long each registry may take to answer `/v2/`.
+    pub registry_wait: Duration,
 }
+
+/// The default `--timeout`: a cold laptop pulls Cilium, the Flux
+/// controllers and every chart's images within it.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 
 impl Options {
     pub fn new(root: PathBuf, cluster: &str) -> Self {
@@ -54,7 +62,8 @@ impl Options {
             registry_port: registry::DEFAULT_PORT,
             mirrors: true,
             recreate: false,
-            timeout: Duration::from_secs(600),
+            timeout: DEFAULT_TIMEOUT,
+            registry_wait: Duration::from_secs(120),
         }
     }
 }
@@ -72,8 +81,18 @@ pub struct Ready {
 /// Something listens on 127.0.0.1:`port`. (A connect, not a bind: binding
 /// ports below 1024 needs privileges even when they are free.)
 pub fn port_busy(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+    port_busy_on(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+}
+
+/// Something listens where kind would bind `addr:port`; for `0.0.0.0`,
+/// loopback answers for every interface.
+pub fn port_busy_on(addr: IpAddr, port: u16) -> bool {
+    let ip = if addr.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        addr
+    };
+    TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_millis(300)).is_ok()
 }
 
 /// Checks everything up front and returns one line per problem.
@@ -87,24 +106,35 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
             None
         }
     };
-    let docker = super::find_tool("docker");
-    let mut docker_up = false;
-    if let Some(docker) = &docker {
-        match Cmd::new(docker)
-            .args(["info", "--format", "{{.ServerVersion}}"])
-            .read()
-        {
-            Ok(_) => docker_up = true,
-            Err(e) => problems.push(format!(
-                "docker is installed but its daemon is not reachable: start Docker ({})",
-                first_line(&e.to_string())
-            )),
+    let kind_file = match kind::read_kind_file(&o.kind_config) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            None
         }
+    };
+    let mut engine = None;
+    if let Some(docker) = super::find_tool("docker") {
+        match engine::check(&docker) {
+            Ok(info) => engine = Some(info),
+            Err(line) => problems.push(line.to_string()),
+        }
+    }
+    if let (Some(info), Some(f)) = (&engine, &kind_file) {
+        let allow = std::env::var_os("XTASK_ALLOW_ROOTLESS").is_some_and(|v| v == "1");
+        let (p, w) = engine::rootless_findings(
+            info,
+            &f.host_ports,
+            engine::unprivileged_port_start(),
+            allow,
+        );
+        problems.extend(p);
+        notes.extend(w);
     }
     if let Some(t) = &tools
         && let Ok(pinned) = crate::tools::Manifest::project()
         && let Ok(pin) = pinned.get("kind")
-        && let Ok(v) = Cmd::new(&t.kind).arg("version").read()
+        && let Ok(v) = t.kind_cmd().arg("version").read()
         && !v.contains(&pin.version)
     {
         notes.push(format!(
@@ -113,24 +143,25 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
             pin.version
         ));
     }
-    let kind_file = match kind::read_kind_file(&o.kind_config) {
-        Ok(f) => Some(f),
-        Err(e) => {
-            problems.push(format!("{e:#}"));
-            None
+    if let Some(f) = &kind_file {
+        for (addr, port) in f.listens.iter().filter(|(a, _)| a.is_unspecified()) {
+            notes.push(format!(
+                "{} maps port {port} on every interface ({addr}): your network can reach it; set `listenAddress: \"127.0.0.1\"`",
+                o.kind_config.display()
+            ));
         }
-    };
+    }
     let mut cluster_exists = false;
     if let Some(t) = &tools
-        && docker_up
+        && engine.is_some()
     {
         match kind::exists(t, &o.cluster) {
             Ok(e) => cluster_exists = e,
             Err(e) => problems.push(format!("kind get clusters: {e:#}")),
         }
         if !cluster_exists && let Some(f) = &kind_file {
-            for p in &f.host_ports {
-                if port_busy(*p) {
+            for (addr, p) in &f.listens {
+                if port_busy_on(*addr, *p) {
                     problems.push(format!(
                         "port {p} is in use: the cluster maps it to Traefik; stop what listens on it"
                     ));
@@ -406,6 +437,19 @@ pub struct Summary {
     pub total: Duration,
     pub kubeconfig: PathBuf,
     pub digest: String,
+    /// Where the waits' budget went.
+    pub budget: String,
+    /// The cluster CA that signs the platform's certificates.
+    pub ca: CaFile,
+}
+
+/// Where the user finds the CA to trust.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaFile {
+    /// Copied out of the cluster.
+    Saved(PathBuf),
+    /// Not readable yet (or not declared): the command that fetches it.
+    FetchWith(String),
 }
 
 /// Publishes the tree to the local registry through the secrets gate:
@@ -450,38 +494,66 @@ fn short_digest(d: &str) -> String {
     d.chars().take(19).collect()
 }
 
-/// Writes kind's kubeconfig for the cluster where [`super::kube`] reads it.
+/// Writes kind's kubeconfig for the cluster where [`super::kube`] reads it:
+/// mode 0600 (it holds the cluster-admin key) and atomically, as kind does.
 pub fn write_kubeconfig(t: &Toolbox, name: &str) -> anyhow::Result<PathBuf> {
-    let text = Cmd::new(&t.kind)
+    let text = t
+        .kind_cmd()
         .args(["get", "kubeconfig", "--name", name])
         .read()?;
     let path = super::kubeconfig_path(name);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&path, text)?;
+    write_private(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
-fn remaining(deadline: Instant) -> Duration {
-    deadline
-        .saturating_duration_since(Instant::now())
-        .max(Duration::from_secs(1))
+/// Writes a file only its owner can read (0600 from its first byte:
+/// tempfile creates it so), fsynced, renamed over the target.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".xtask-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
-/// Waits for every object of `order`, one progress line each.
+/// Waits for every object of `order` before `deadline`, one progress line each.
 pub fn wait_all(
     kube: &Kube,
     order: &[(String, String, String)],
     deadline: Instant,
     p: &Progress,
 ) -> anyhow::Result<()> {
+    let budget = Budget::start(deadline.saturating_duration_since(Instant::now()));
+    wait_all_in(kube, order, &budget, p)
+}
+
+/// Waits for every object of `order` within `budget`, recording each wait.
+pub fn wait_all_in(
+    kube: &Kube,
+    order: &[(String, String, String)],
+    budget: &Budget,
+    p: &Progress,
+) -> anyhow::Result<()> {
     for (kind, ns, name) in order {
         let started = Instant::now();
         let label = format!("{kind} {ns}/{name}");
         p.tick(&label);
-        kube.wait_ready(kind, ns, name, remaining(deadline), |pr| {
-            p.tick(&format!("{label}: {} {}", pr.reason, pr.message));
+        budget.time(&label, |left| {
+            kube.wait_ready(kind, ns, name, left, |pr| {
+                p.tick(&format!("{label}: {} {}", pr.reason, pr.message));
+            })
         })?;
         p.note(&format!(
             "{label} Ready ({})",
@@ -491,10 +563,185 @@ pub fn wait_all(
     Ok(())
 }
 
+/// Polls until the API server answers `/readyz` (after its node was started).
+pub fn wait_api(kube: &Kube, timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let out = kube.cmd().args(["get", "--raw", "/readyz"]).output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            anyhow::bail!(
+                "the API server does not answer after {}s ({}): `cargo xtask bootstrap --recreate` makes a fresh cluster",
+                timeout.as_secs(),
+                first_line(&String::from_utf8_lossy(&out.stderr))
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The Secret holding the CA that signs the platform's certificates: the
+/// CA ClusterIssuer's `spec.ca.secretName`, in the namespace of the
+/// Certificate that writes it (cert-manager's by default).
+pub fn ca_secret(rendered: &RenderedCluster) -> Option<(String, String)> {
+    let objects: Vec<(&Value, Option<&str>)> = rendered
+        .kustomizations
+        .iter()
+        .flat_map(|k| {
+            let target = k
+                .flux
+                .object
+                .pointer("/spec/targetNamespace")
+                .and_then(Value::as_str);
+            k.objects.iter().map(move |o| (o, target))
+        })
+        .collect();
+    let secret = objects.iter().find_map(|(o, _)| {
+        (o.get("kind").and_then(Value::as_str) == Some("ClusterIssuer"))
+            .then(|| o.pointer("/spec/ca/secretName").and_then(Value::as_str))
+            .flatten()
+    })?;
+    let ns = objects
+        .iter()
+        .find(|(o, _)| {
+            o.get("kind").and_then(Value::as_str) == Some("Certificate")
+                && o.pointer("/spec/secretName").and_then(Value::as_str) == Some(secret)
+        })
+        .and_then(|(o, target)| {
+            o.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .or(*target)
+        })
+        .unwrap_or("cert-manager");
+    Some((ns.to_string(), secret.to_string()))
+}
+
+/// Copies the CA certificate (public; the key stays in the cluster) to
+/// `<state dir>/<cluster>-ca.crt`, or says how to fetch it.
+pub fn fetch_ca(kube: &Kube, rendered: &RenderedCluster, cluster: &str) -> CaFile {
+    let Some((ns, name)) = ca_secret(rendered) else {
+        return CaFile::FetchWith(format!(
+            "clusters/{cluster} declares no CA ClusterIssuer (spec.ca.secretName)"
+        ));
+    };
+    let by_hand = format!(
+        "kubectl --context {} -n {ns} get secret {name} -o jsonpath='{{.data.ca\\.crt}}' | base64 -d > {cluster}-ca.crt",
+        kind::context(cluster)
+    );
+    let pem = kube
+        .get("secret", Some(&ns), &name)
+        .ok()
+        .flatten()
+        .and_then(|s| {
+            ["/data/ca.crt", "/data/tls.crt"]
+                .iter()
+                .find_map(|p| s.pointer(p).and_then(Value::as_str).map(str::to_string))
+        })
+        .and_then(|b64| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b64).ok()
+        })
+        .filter(|pem| pem.starts_with(b"-----BEGIN CERTIFICATE-----"));
+    let Some(pem) = pem else {
+        return CaFile::FetchWith(by_hand);
+    };
+    let path = super::state_dir().join(format!("{cluster}-ca.crt"));
+    match crate::fsutil::write_atomic(&path, &pem) {
+        Ok(()) => CaFile::Saved(path),
+        Err(_) => CaFile::FetchWith(by_hand),
+    }
+}
+
+/// Prints the budget report when a step that spends it fails.
+fn or_report<T>(r: Result<T, StepFailed>, budget: &Budget) -> Result<T, StepFailed> {
+    if r.is_err() {
+        eprintln!("  time budget (--timeout): {}", budget.report());
+    }
+    r
+}
+
+/// The Cilium chart's release state: `(status, chart)` of `helm list -a`
+/// (`-a`: a release an interrupted helm left `pending-install` is listed too).
+fn helm_release(
+    t: &Toolbox,
+    kube: &Kube,
+    context: &str,
+    h: &HelmInstall,
+) -> anyhow::Result<Option<(String, String)>> {
+    let out = Cmd::new(&t.helm)
+        .args(["list", "-a", "-n", &h.namespace])
+        .args(["-f", &format!("^{}$", h.release), "-o", "json"])
+        .arg("--kubeconfig")
+        .arg(&kube.kubeconfig)
+        .args(["--kube-context", context])
+        .read()?;
+    let v: Value = serde_json::from_str(out.trim()).unwrap_or(json!([]));
+    Ok(v.as_array().and_then(|a| a.first()).map(|r| {
+        let f = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        (f("status"), f("chart"))
+    }))
+}
+
+/// Installs Cilium unless the pinned chart is deployed. A release an
+/// interrupted helm left pending blocks every later helm run ("another
+/// operation is in progress"): a pending install is uninstalled (nothing
+/// depends on it yet), a pending upgrade or rollback is rolled back.
+fn install_cilium(
+    t: &Toolbox,
+    kube: &Kube,
+    context: &str,
+    h: &HelmInstall,
+    p: &Progress,
+) -> anyhow::Result<String> {
+    let want = format!("cilium-{}", h.version);
+    let helm = |args: &[&str]| {
+        Cmd::new(&t.helm)
+            .args(args)
+            .args(["-n", &h.namespace])
+            .arg("--kubeconfig")
+            .arg(&kube.kubeconfig)
+            .args(["--kube-context", context])
+            .read()
+    };
+    let mut recovered = String::new();
+    let mut current = helm_release(t, kube, context, h)?;
+    if let Some((status, _)) = &current
+        && status.starts_with("pending-")
+    {
+        if status == "pending-install" {
+            p.note(&format!("{} is {status}: uninstalling it", h.release));
+            helm(&["uninstall", &h.release])?;
+        } else {
+            p.note(&format!("{} is {status}: rolling it back", h.release));
+            helm(&["rollback", &h.release])?;
+        }
+        recovered = format!(" (recovered from {status}, left by an interrupted helm)");
+        current = helm_release(t, kube, context, h)?;
+    }
+    if let Some((status, chart)) = &current
+        && status == "deployed"
+        && *chart == want
+    {
+        return Ok(format!("{want} already deployed{recovered}"));
+    }
+    p.note(&format!(
+        "helm upgrade --install {} {}",
+        h.release, h.version
+    ));
+    let dir = tempfile::tempdir()?;
+    let values = dir.path().join("values.json");
+    std::fs::write(&values, serde_json::to_vec_pretty(&h.values)?)?;
+    Cmd::new(&t.helm)
+        .args(h.args(&values, &kube.kubeconfig, context))
+        .read()?;
+    Ok(format!("{want} installed{recovered}"))
+}
+
 /// Runs every step. The runtime is the verb's (one per process).
 pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFailed> {
     let mut steps = Steps::new(STEPS.len());
-    let deadline = Instant::now() + o.timeout;
 
     let ready = steps.run(STEPS[0], |p| match preflight(o) {
         Ok(r) => {
@@ -525,24 +772,42 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
     })?;
     let t = &ready.tools;
     let kube = super::kube(t, &o.cluster);
+    let context = kind::context(&o.cluster);
 
     let port = steps.run(STEPS[1], |p| {
         let local = registry::local(o.registry_port);
         if o.recreate && registry::remove(t, &local.name)? {
             p.note("removed platform-registry (--recreate)");
         }
-        let what = registry::ensure(t, &local)?;
-        let port = registry::published_port(t, &local.name)?.unwrap_or(o.registry_port);
+        let mut what = registry::ensure(t, &local)?;
+        let port = match registry::published_port(t, &local.name)? {
+            Some(port) => port,
+            None => {
+                // Run without `-p` (by hand, or an older tool): publish needs the port.
+                p.note("platform-registry publishes no port: recreating it");
+                registry::remove(t, &local.name)?;
+                registry::ensure(t, &local)?;
+                what = "recreated (it published no port)".into();
+                registry::published_port(t, &local.name)?.unwrap_or(o.registry_port)
+            }
+        };
+        let mut regs = vec![registry::local(port)];
         let mut outcome = format!("{} {what} on 127.0.0.1:{port}", local.name);
         if o.mirrors {
             let mut done = Vec::new();
             for m in registry::mirrors() {
                 p.note(&format!("mirror {}", m.host));
                 done.push(registry::ensure(t, &m)?);
+                regs.push(m);
             }
-            let created = done.iter().filter(|d| **d == "created").count();
+            let created = done.iter().filter(|d| *d == "created").count();
             outcome.push_str(&format!("; {} mirror(s) ({created} new)", done.len()));
         }
+        for r in &regs {
+            p.note(&format!("waiting for {} to answer /v2/", r.name));
+            registry::wait_ready(t, r, o.registry_wait)?;
+        }
+        outcome.push_str(", all answer /v2/");
         Ok((port, outcome))
     })?;
 
@@ -553,14 +818,39 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
             kind::delete(t, &o.cluster)?;
             exists = false;
         }
-        let what = if exists {
+        let mut what = if exists {
             "exists".to_string()
         } else {
             p.note(&format!("kind create cluster --name {}", o.cluster));
             kind::create(t, &o.cluster, &o.kind_config, None)?;
+            kind::record_config(&o.cluster, &o.kind_config)?;
             "created".to_string()
         };
+        let mut started = false;
+        if exists {
+            if kind::config_changed(&o.cluster, &o.kind_config) == Some(true) {
+                let msg = format!(
+                    "{} changed since cluster {} was created; the running cluster keeps its old shape: `cargo xtask bootstrap --recreate` applies it",
+                    o.kind_config.display(),
+                    o.cluster
+                );
+                p.note(&format!("warning: {msg}"));
+                eprintln!("warning: {msg}");
+                what.push_str(" (kind.yaml changed: --recreate applies it)");
+            }
+            let stopped = kind::stopped_nodes(t, &o.cluster)?;
+            if !stopped.is_empty() {
+                p.note(&format!("starting {} stopped node(s)", stopped.len()));
+                kind::start_nodes(t, &stopped)?;
+                what.push_str(&format!(", {} stopped node(s) started", stopped.len()));
+                started = true;
+            }
+        }
         write_kubeconfig(t, &o.cluster)?;
+        if started {
+            p.note("waiting for the API server");
+            wait_api(&kube, Duration::from_secs(120))?;
+        }
         let mut regs = vec![registry::local(port)];
         if o.mirrors {
             regs.extend(registry::mirrors());
@@ -572,23 +862,29 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
         p.note(&format!("hosts.toml on {} node(s)", nodes.len()));
         for node in &nodes {
             for r in &regs {
-                registry::write_hosts(t, node, r)
-                    .with_context(|| format!("writing {}/hosts.toml on {node}", r.hosts_dir()))?;
+                for host in r.hosts() {
+                    registry::write_hosts(t, node, r, host).with_context(|| {
+                        format!("writing {}/{host}/hosts.toml on {node}", kind::CERTS_D)
+                    })?;
+                }
             }
         }
+        let names: usize = regs.iter().map(|r| r.hosts().len()).sum();
         kube.apply(&[registry::local_registry_hosting(port)])?;
         Ok((
             (),
             format!(
-                "{} {what}, {} node(s), {} registry host(s)",
+                "{} {what}, {} node(s), {names} registry host name(s)",
                 o.cluster,
                 nodes.len(),
-                regs.len()
             ),
         ))
     })?;
 
-    steps.run(STEPS[3], |p| {
+    // The waits' clock starts here: creating the cluster is not counted.
+    let budget = Budget::start(o.timeout);
+
+    let cni = steps.run(STEPS[3], |p| {
         let all: Vec<Value> = ready
             .rendered
             .kustomizations
@@ -596,63 +892,45 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
             .flat_map(|k| k.objects.iter().cloned())
             .collect();
         let cilium = HelmInstall::from_objects(&all, "cilium")?;
-        let deployed = Cmd::new(&t.helm)
-            .args([
-                "list",
-                "-n",
-                &cilium.namespace,
-                "-f",
-                &format!("^{}$", cilium.release),
-                "-o",
-                "json",
-            ])
-            .args(["--kubeconfig"])
-            .arg(&kube.kubeconfig)
-            .args(["--kube-context", &kind::context(&o.cluster)])
-            .read()?;
-        let deployed: Value = serde_json::from_str(deployed.trim()).unwrap_or(json!([]));
-        let current = deployed.as_array().and_then(|a| a.first()).and_then(|r| {
-            (r.get("status").and_then(Value::as_str) == Some("deployed")).then(|| {
-                r.get("chart")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            })
-        });
-        let want = format!("cilium-{}", cilium.version);
-        let what = if current.as_deref() == Some(want.as_str()) {
-            format!("{want} already deployed")
-        } else {
-            p.note(&format!(
-                "helm upgrade --install {} {}",
-                cilium.release, cilium.version
-            ));
-            let dir = tempfile::tempdir()?;
-            let values = dir.path().join("values.json");
-            std::fs::write(&values, serde_json::to_vec_pretty(&cilium.values)?)?;
-            Cmd::new(&t.helm)
-                .args(cilium.args(&values, &kube.kubeconfig, &kind::context(&o.cluster)))
-                .read()?;
-            format!("{want} installed")
-        };
+        let what = install_cilium(t, &kube, &context, &cilium, p)?;
+        let ns = cilium.namespace.as_str();
+        for (kind, name) in [("daemonset", "cilium"), ("deployment", "cilium-operator")] {
+            p.note(&format!("waiting for {kind}/{name} to roll out"));
+            budget.time(&format!("{kind}/{name}"), |left| {
+                kube.rollout(ns, kind, name, left)
+            })?;
+        }
         p.note("waiting for the nodes to be Ready");
-        kube.cmd()
-            .args([
-                "wait",
-                "--for=condition=Ready",
-                "nodes",
-                "--all",
-                &format!("--timeout={}s", remaining(deadline).as_secs()),
-            ])
-            .read()?;
-        Ok(((), format!("{what}, nodes Ready")))
-    })?;
+        budget
+            .time("nodes Ready", |left| {
+                kube.cmd()
+                    .args([
+                        "wait",
+                        "--for=condition=Ready",
+                        "nodes",
+                        "--all",
+                        &format!("--timeout={}s", left.as_secs()),
+                    ])
+                    .read()
+            })
+            .map_err(|e| {
+                anyhow::anyhow!("the nodes are not Ready: {e}\n{}", kube.nodes_report())
+            })?;
+        p.note("waiting for deployment/coredns to roll out");
+        budget.time("deployment/coredns", |left| {
+            kube.rollout("kube-system", "deployment", "coredns", left)
+        })?;
+        Ok(((), format!("{what}; Cilium, nodes and CoreDNS Ready")))
+    });
+    or_report(cni, &budget)?;
 
-    steps.run(STEPS[4], |p| {
-        let how =
-            super::flux_install::install(&kube, &ready.pin, remaining(deadline), &|m| p.note(m))?;
+    let flux = steps.run(STEPS[4], |p| {
+        let how = budget.time("Flux controllers", |left| {
+            super::flux_install::install(&kube, &ready.pin, left, &|m| p.note(m))
+        })?;
         Ok(((), how))
-    })?;
+    });
+    or_report(flux, &budget)?;
 
     steps.run(STEPS[5], |_| {
         kube.apply(&[age_key::sops_age_secret(&ready.keys)])?;
@@ -683,17 +961,20 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
         Ok(((), "applied, reconcile requested".to_string()))
     })?;
 
-    steps.run(STEPS[8], |p| {
+    let wait = steps.run(STEPS[8], |p| {
         let order = wait_order(&ready.rendered);
-        wait_all(&kube, &order, deadline, p)?;
+        wait_all_in(&kube, &order, &budget, p)?;
         Ok(((), format!("{} object(s) Ready", order.len())))
-    })?;
+    });
+    or_report(wait, &budget)?;
 
     Ok(Summary {
         urls: urls(&ready.rendered),
         total: steps.elapsed(),
         kubeconfig: kube.kubeconfig.clone(),
         digest,
+        budget: budget.report(),
+        ca: fetch_ca(&kube, &ready.rendered, &o.cluster),
     })
 }
 

@@ -59,6 +59,18 @@ pub enum FluxError {
         name: String,
         detail: String,
     },
+    #[error(
+        "{namespace}/{what} did not roll out within {} ({reason}){detail}",
+        super::steps::fmt_duration(*waited)
+    )]
+    Rollout {
+        namespace: String,
+        what: String,
+        waited: Duration,
+        reason: String,
+        /// The pods' states and last events, one per line.
+        detail: String,
+    },
     #[error("cannot serialise objects to apply: {0}")]
     Serialize(String),
     #[error(transparent)]
@@ -414,6 +426,140 @@ impl Kube {
             .collect())
     }
 
+    /// `kubectl rollout status <kind>/<name>` (a DaemonSet or Deployment).
+    /// On failure the error lists its pods' states and their last events,
+    /// so a crash-looping Cilium agent is named rather than a node timeout.
+    pub fn rollout(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Duration, FluxError> {
+        let started = Instant::now();
+        let out = self
+            .cmd()
+            .args([
+                "-n",
+                namespace,
+                "rollout",
+                "status",
+                &format!("{kind}/{name}"),
+                &format!("--timeout={}s", timeout.as_secs().max(1)),
+            ])
+            .output()?;
+        if out.status.success() {
+            return Ok(started.elapsed());
+        }
+        let reason = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("rollout status failed")
+            .to_string();
+        let pods = self.pods_report(namespace, kind, name);
+        Err(FluxError::Rollout {
+            namespace: namespace.into(),
+            what: format!("{kind}/{name}"),
+            waited: started.elapsed(),
+            reason,
+            detail: if pods.is_empty() {
+                String::new()
+            } else {
+                format!("\n{pods}")
+            },
+        })
+    }
+
+    /// One line per pod of a workload (phase, each container's state and
+    /// restarts), each followed by its last events.
+    pub fn pods_report(&self, namespace: &str, kind: &str, name: &str) -> String {
+        let selector = match self.get(kind, Some(namespace), name) {
+            Ok(Some(w)) => w
+                .pointer("/spec/selector/matchLabels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+            Ok(None) => return format!("    {kind}/{name} does not exist"),
+            Err(e) => return format!("    cannot read {kind}/{name}: {e}"),
+        };
+        if selector.is_empty() {
+            return String::new();
+        }
+        let pods = match self
+            .cmd()
+            .args([
+                "-n", namespace, "get", "pods", "-l", &selector, "-o", "json",
+            ])
+            .read_bytes()
+            .map_err(FluxError::from)
+            .and_then(|b| parse_json(&b, "pods"))
+        {
+            Ok(list) => list
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            Err(e) => return format!("    cannot list its pods: {e}"),
+        };
+        if pods.is_empty() {
+            return format!("    no pods match {selector}");
+        }
+        let mut lines = Vec::new();
+        for pod in &pods {
+            let pod_name = str_at(pod, "/metadata/name");
+            lines.push(format!("    pod {pod_name}: {}", pod_state(pod)));
+            for e in self
+                .events("Pod", namespace, &pod_name)
+                .unwrap_or_default()
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+            {
+                lines.push(format!("      {e}"));
+            }
+        }
+        lines.join("\n")
+    }
+
+    /// One line per node that is not Ready: its Ready condition's reason and
+    /// message (e.g. `NetworkPluginNotReady: cni plugin not initialized`).
+    pub fn nodes_report(&self) -> String {
+        let nodes = match self
+            .cmd()
+            .args(["get", "nodes", "-o", "json"])
+            .read_bytes()
+            .map_err(FluxError::from)
+            .and_then(|b| parse_json(&b, "nodes"))
+        {
+            Ok(list) => list
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            Err(e) => return format!("    cannot list the nodes: {e}"),
+        };
+        nodes
+            .iter()
+            .filter_map(|n| {
+                let (ready, reason, message) = ready_condition(n);
+                (ready != "True").then(|| {
+                    format!(
+                        "    node {}: Ready={ready} {reason}: {message}",
+                        str_at(n, "/metadata/name")
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Every Flux object of the kinds in [`FLUX_KINDS`] whose CRD is installed.
     pub fn status(&self) -> Result<Vec<FluxObjectStatus>, FluxError> {
         let mut out = Vec::new();
@@ -458,6 +604,39 @@ pub fn object_status(kind: &str, o: &Value) -> FluxObjectStatus {
             .and_then(Value::as_bool)
             .unwrap_or(false),
     }
+}
+
+/// A pod's phase and each container's state, as `kubectl describe` reads them.
+pub fn pod_state(pod: &Value) -> String {
+    let mut parts = vec![str_at(pod, "/status/phase")];
+    let statuses = ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .filter_map(|k| {
+            pod.pointer(&format!("/status/{k}"))
+                .and_then(Value::as_array)
+        })
+        .flatten();
+    for c in statuses {
+        let state = c.get("state").and_then(Value::as_object);
+        let how = state
+            .and_then(|st| st.iter().next())
+            .map(|(k, v)| {
+                let reason = s(v, "reason");
+                let message = s(v, "message");
+                let mut h = k.clone();
+                if !reason.is_empty() {
+                    h.push_str(&format!(" {reason}"));
+                }
+                if !message.is_empty() {
+                    h.push_str(&format!(": {}", message.lines().next().unwrap_or("")));
+                }
+                h
+            })
+            .unwrap_or_else(|| "no state".into());
+        let restarts = c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+        parts.push(format!("{} {how}, {restarts} restart(s)", s(c, "name")));
+    }
+    parts.join("; ")
 }
 
 /// `(status, reason, message)` of the Ready condition; `Unknown` when absent.
@@ -567,6 +746,21 @@ mod tests {
             readiness(&obj(2, 2, "False", true)),
             Readiness::Failed(_)
         ));
+    }
+
+    #[test]
+    fn pod_state_names_the_failing_container() {
+        let pod = json!({
+            "metadata": {"name": "cilium-x"},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "cilium-agent", "restartCount": 4,
+                 "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s\nmore"}}}
+            ]}
+        });
+        assert_eq!(
+            pod_state(&pod),
+            "Running; cilium-agent waiting CrashLoopBackOff: back-off 40s, 4 restart(s)"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Installs Flux without the flux CLI: the `install.yaml` asset of the
 //! fluxcd/flux2 release pinned in `xtask/tools.toml` (`[flux]`), downloaded
-//! once into the user cache, checked against its sha256 when one is recorded,
-//! and applied server-side. A flux CLI of exactly that version on PATH is
+//! once into the user cache, checked against the sha256 recorded there or,
+//! while none is, against the release's published checksums file, and
+//! applied server-side. A flux CLI of exactly that version on PATH is
 //! used instead (`flux install`).
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,38 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+impl FluxPin {
+    /// The release's checksums file, next to `install.yaml`: goreleaser's
+    /// `{{ .ProjectName }}_{{ .Version }}_checksums.txt`, the version without `v`.
+    pub fn checksums_url(&self) -> String {
+        let url = self.url();
+        let base = url.rsplit_once('/').map_or("", |(b, _)| b);
+        format!(
+            "{base}/flux_{}_checksums.txt",
+            self.version.trim_start_matches('v')
+        )
+    }
+
+    /// The asset's file name (`install.yaml`).
+    pub fn asset_name(&self) -> String {
+        let url = self.url();
+        url.rsplit('/').next().unwrap_or("install.yaml").to_string()
+    }
+}
+
+/// The digest a checksums file (`<hex>  <name>` lines, as goreleaser and
+/// `sha256sum` write them) gives for `name`.
+pub fn checksum_for(checksums: &str, name: &str) -> Option<String> {
+    checksums.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (hash, file) = (w.next()?, w.next()?);
+        (file.trim_start_matches('*') == name
+            && hash.len() == 64
+            && hash.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| hash.to_ascii_lowercase())
+    })
+}
+
 /// Checks `bytes` against the recorded digest (nothing recorded: accepted).
 pub fn verify(pin: &FluxPin, bytes: &[u8], origin: &str) -> anyhow::Result<()> {
     let got = sha256_hex(bytes);
@@ -73,14 +106,33 @@ pub fn verify(pin: &FluxPin, bytes: &[u8], origin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The install manifest: from the cache, else downloaded (with curl) into it.
-/// Returns the path and a note for the step line.
+/// The install manifest, from the cache or downloaded into it (see
+/// [`ensure_manifest_at`]).
 pub fn ensure_manifest(pin: &FluxPin) -> anyhow::Result<(PathBuf, String)> {
-    let path = pin.cache_path();
+    ensure_manifest_at(pin, &pin.cache_path())
+}
+
+/// The install manifest at `path`: from the cache, else downloaded (with
+/// curl) into it. The download is checked against the sha256 recorded in
+/// `xtask/tools.toml`, or, while none is recorded, against the release's
+/// checksums file, and the digest to record is printed. Only a checked file
+/// is cached; without a recorded sha256, a cached file counts only with the
+/// `.sha256` written when it was checked. Returns the path and a note for
+/// the step line.
+pub fn ensure_manifest_at(pin: &FluxPin, path: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let marker = path.with_extension("yaml.sha256");
+    let recorded = !pin.sha256.trim().is_empty();
     if path.is_file() {
-        let bytes = std::fs::read(&path)?;
-        verify(pin, &bytes, &path.display().to_string())?;
-        return Ok((path, "cached".into()));
+        let bytes = std::fs::read(path)?;
+        if recorded {
+            verify(pin, &bytes, &path.display().to_string())?;
+            return Ok((path.to_path_buf(), "cached, sha256 verified".into()));
+        }
+        let checked = std::fs::read_to_string(&marker).unwrap_or_default();
+        if checked.trim() == sha256_hex(&bytes) {
+            return Ok((path.to_path_buf(), "cached".into()));
+        }
+        // An unchecked file (from an older run): download and check it again.
     }
     let dir = path.parent().expect("a file in a folder");
     std::fs::create_dir_all(dir)?;
@@ -93,26 +145,77 @@ pub fn ensure_manifest(pin: &FluxPin) -> anyhow::Result<(PathBuf, String)> {
         .read()
         .map_err(|e| anyhow::anyhow!("downloading {url}: {e}"))?;
     let bytes = std::fs::read(&tmp)?;
-    if let Err(e) = verify(pin, &bytes, &url) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    std::fs::rename(&tmp, &path)?;
-    let note = if pin.sha256.trim().is_empty() {
-        eprintln!(
-            "note: record sha256 = \"{}\" under [flux] in xtask/tools.toml to pin {url}",
-            sha256_hex(&bytes)
-        );
-        "downloaded (sha256 not recorded yet)".to_string()
+    let checked = if recorded {
+        verify(pin, &bytes, &url).map(|()| "downloaded, sha256 verified".to_string())
     } else {
-        "downloaded, sha256 verified".to_string()
+        verify_against_release(pin, &bytes)
     };
-    Ok((path, note))
+    let note = match checked {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&tmp, path)?;
+    crate::fsutil::write_atomic(&marker, sha256_hex(&bytes).as_bytes())?;
+    Ok((path.to_path_buf(), note))
 }
 
-/// A flux CLI at exactly the pinned version, if one is on PATH.
+/// Checks a download against the release's checksums file and prints the
+/// digest to record.
+fn verify_against_release(pin: &FluxPin, bytes: &[u8]) -> anyhow::Result<String> {
+    let url = pin.url();
+    let sums_url = pin.checksums_url();
+    let sums = Cmd::new("curl")
+        .args(["-fsSL", "--retry", "3"])
+        .arg(&sums_url)
+        .read()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "no sha256 is recorded under [flux] in xtask/tools.toml, and the release's checksums file could not be fetched to check {url}: {sums_url}: {e}"
+            )
+        })?;
+    let name = pin.asset_name();
+    let want = checksum_for(&sums, &name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{sums_url} lists no {name}: check {url} yourself and record its sha256 under [flux] in xtask/tools.toml"
+        )
+    })?;
+    let got = sha256_hex(bytes);
+    if got != want {
+        anyhow::bail!(
+            "{url}: sha256 {got} does not match the {want} of {sums_url}; nothing was cached (a broken download or a proxy rewriting it?)"
+        );
+    }
+    eprintln!(
+        "note: {url} matches the release's checksums file; pin it with\n  sha256 = \"{got}\"\nunder [flux] in xtask/tools.toml"
+    );
+    Ok(format!(
+        "downloaded, matches {}; record sha256 = \"{got}\" in xtask/tools.toml",
+        sums_url.rsplit('/').next().unwrap_or("the checksums file")
+    ))
+}
+
+/// The flux CLI `cargo xtask test` builds into `.tools/bin` for flux-local
+/// embeds placeholder install manifests, so `flux install` from it would
+/// apply those: bootstrap never uses it.
+pub fn is_test_build(flux: &Path) -> bool {
+    flux.parent() == Some(crate::tools::bin_dir().as_path())
+}
+
+/// A flux CLI at exactly the pinned version, if one is on PATH (not the
+/// test build in `.tools/bin`).
 pub fn matching_cli(pin: &FluxPin) -> Option<PathBuf> {
-    let flux = super::find_tool("flux")?;
+    let flux = if std::env::var_os("XTASK_FLUX").is_some_and(|v| !v.is_empty()) {
+        super::find_tool("flux").filter(|f| !is_test_build(f))?
+    } else {
+        // PATH only: `.tools/bin` holds the test build.
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join("flux"))
+            .find(|c| c.is_file() && !is_test_build(c))?
+    };
     let out = Cmd::new(&flux).args(["version", "--client"]).read().ok()?;
     let want = pin.version.trim_start_matches('v');
     out.split_whitespace()
@@ -203,5 +306,35 @@ mod tests {
         assert!(verify(&pin, b"abc", "f").is_ok());
         let err = verify(&pin, b"abd", "f").unwrap_err().to_string();
         assert!(err.contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn the_test_build_of_flux_is_never_installed_from() {
+        assert!(is_test_build(&crate::tools::bin_dir().join("flux")));
+        assert!(!is_test_build(Path::new("/usr/local/bin/flux")));
+    }
+
+    #[test]
+    fn checksums_file_is_found_next_to_the_asset() {
+        let pin = FluxPin {
+            version: "v2.9.5".into(),
+            install_url: "https://github.com/fluxcd/flux2/releases/download/{version}/install.yaml"
+                .into(),
+            sha256: String::new(),
+        };
+        assert_eq!(
+            pin.checksums_url(),
+            "https://github.com/fluxcd/flux2/releases/download/v2.9.5/flux_2.9.5_checksums.txt"
+        );
+        assert_eq!(pin.asset_name(), "install.yaml");
+        let a = "a".repeat(64);
+        let b = "B".repeat(64);
+        let sums = format!(
+            "{a}  flux_2.9.5_linux_amd64.tar.gz\n{b}  install.yaml\n{a} *manifests.tar.gz\n"
+        );
+        assert_eq!(checksum_for(&sums, "install.yaml"), Some("b".repeat(64)));
+        assert_eq!(checksum_for(&sums, "manifests.tar.gz"), Some(a));
+        assert_eq!(checksum_for(&sums, "install"), None);
+        assert_eq!(checksum_for("xyz  install.yaml", "install.yaml"), None);
     }
 }

@@ -1,6 +1,7 @@
 //! The kind cluster: the generated `clusters/local/kind.yaml` and the few
 //! `kind` calls bootstrap and down need.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -34,9 +35,14 @@ impl Default for KindOptions {
     }
 }
 
+/// Where the host ports listen: loopback only, so the platform is not
+/// reachable from the LAN (kind's default is every interface).
+pub const LISTEN_ADDRESS: &str = "127.0.0.1";
+
 /// The kind `Cluster` object: 1 control-plane and N workers, no default CNI
 /// (Cilium is installed before Flux), containerd reading `certs.d`, and the
-/// port mappings on the first worker (`<name>-worker`, where Traefik runs).
+/// port mappings on the first worker (`<name>-worker`, where Traefik runs),
+/// bound to [`LISTEN_ADDRESS`].
 pub fn kind_config(o: &KindOptions) -> Value {
     let mut nodes = vec![json!({ "role": "control-plane" })];
     for i in 0..o.workers {
@@ -46,7 +52,12 @@ pub fn kind_config(o: &KindOptions) -> Value {
                 .port_mappings
                 .iter()
                 .map(|(container, host)| {
-                    json!({ "containerPort": container, "hostPort": host, "protocol": "TCP" })
+                    json!({
+                        "containerPort": container,
+                        "hostPort": host,
+                        "listenAddress": LISTEN_ADDRESS,
+                        "protocol": "TCP",
+                    })
                 })
                 .collect();
         }
@@ -83,6 +94,9 @@ pub fn kind_config_yaml(o: &KindOptions) -> String {
 pub struct KindFile {
     pub name: Option<String>,
     pub host_ports: Vec<u16>,
+    /// `(listenAddress, hostPort)` of every mapping; kind's default
+    /// address is `0.0.0.0` (every interface).
+    pub listens: Vec<(IpAddr, u16)>,
 }
 
 pub fn read_kind_file(path: &Path) -> anyhow::Result<KindFile> {
@@ -98,7 +112,8 @@ pub fn parse_kind_file(text: &str) -> Result<KindFile, String> {
         return Err("not a kind Cluster (kind: Cluster)".into());
     }
     let name = obj.get("name").and_then(Value::as_str).map(str::to_string);
-    let host_ports = obj
+    let mut listens = Vec::new();
+    let mappings = obj
         .get("nodes")
         .and_then(Value::as_array)
         .into_iter()
@@ -108,21 +123,63 @@ pub fn parse_kind_file(text: &str) -> Result<KindFile, String> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default()
-        })
-        .filter_map(|m| m.get("hostPort").and_then(Value::as_u64))
-        .filter_map(|p| u16::try_from(p).ok())
-        .collect();
-    Ok(KindFile { name, host_ports })
+        });
+    for m in mappings {
+        let Some(port) = m
+            .get("hostPort")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+        else {
+            continue;
+        };
+        let addr = match m.get("listenAddress").and_then(Value::as_str) {
+            Some(a) => a
+                .parse()
+                .map_err(|_| format!("listenAddress {a:?} is not an IP address"))?,
+            None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        };
+        listens.push((addr, port));
+    }
+    Ok(KindFile {
+        name,
+        host_ports: listens.iter().map(|(_, p)| *p).collect(),
+        listens,
+    })
+}
+
+/// The sha256 of the kind config a cluster was created from, kept next to
+/// its kubeconfig so a re-run can tell that the file changed since.
+pub fn config_record_path(name: &str) -> std::path::PathBuf {
+    super::state_dir().join(format!("kind-config-{name}.sha256"))
+}
+
+pub fn record_config(name: &str, config: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(config)?;
+    let path = config_record_path(name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    crate::fsutil::write_atomic(&path, super::flux_install::sha256_hex(&bytes).as_bytes())?;
+    Ok(())
+}
+
+/// `Some(true)` when `config` differs from the one the cluster was created
+/// from; `None` when nothing was recorded (a cluster from an older run).
+pub fn config_changed(name: &str, config: &Path) -> Option<bool> {
+    let recorded = std::fs::read_to_string(config_record_path(name)).ok()?;
+    let now = std::fs::read(config).ok()?;
+    Some(recorded.trim() != super::flux_install::sha256_hex(&now))
 }
 
 /// `kind get clusters` lists `name`.
 pub fn exists(t: &Toolbox, name: &str) -> anyhow::Result<bool> {
-    let out = Cmd::new(&t.kind).args(["get", "clusters"]).read()?;
+    let out = t.kind_cmd().args(["get", "clusters"]).read()?;
     Ok(out.lines().any(|l| l.trim() == name))
 }
 
 pub fn create(t: &Toolbox, name: &str, config: &Path, wait: Option<&str>) -> anyhow::Result<()> {
-    let mut cmd = Cmd::new(&t.kind)
+    let mut cmd = t
+        .kind_cmd()
         .args(["create", "cluster", "--name", name, "--config"])
         .arg(config);
     if let Some(w) = wait {
@@ -133,7 +190,7 @@ pub fn create(t: &Toolbox, name: &str, config: &Path, wait: Option<&str>) -> any
 }
 
 pub fn delete(t: &Toolbox, name: &str) -> anyhow::Result<()> {
-    Cmd::new(&t.kind)
+    t.kind_cmd()
         .args(["delete", "cluster", "--name", name])
         .read()?;
     Ok(())
@@ -141,15 +198,39 @@ pub fn delete(t: &Toolbox, name: &str) -> anyhow::Result<()> {
 
 /// The node container names.
 pub fn nodes(t: &Toolbox, name: &str) -> anyhow::Result<Vec<String>> {
-    let out = Cmd::new(&t.kind)
-        .args(["get", "nodes", "--name", name])
-        .read()?;
+    let out = t.kind_cmd().args(["get", "nodes", "--name", name]).read()?;
     Ok(out
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect())
+}
+
+/// The node containers that are not running (the engine restarted: kind's
+/// nodes do not come back on their own).
+pub fn stopped_nodes(t: &Toolbox, name: &str) -> anyhow::Result<Vec<String>> {
+    let mut stopped = Vec::new();
+    for node in nodes(t, name)? {
+        if super::registry::state(t, &node)? != super::registry::State::Running {
+            stopped.push(node);
+        }
+    }
+    Ok(stopped)
+}
+
+/// Starts the stopped node containers (`docker start`).
+pub fn start_nodes(t: &Toolbox, nodes: &[String]) -> anyhow::Result<()> {
+    Cmd::new(&t.docker).arg("start").args(nodes).read()?;
+    Ok(())
+}
+
+/// What to tell a user whose cluster's nodes are stopped.
+pub fn stopped_message(name: &str, stopped: &[String]) -> String {
+    format!(
+        "cluster {name} is stopped ({} of its node containers are not running, e.g. after a Docker restart): run `cargo xtask bootstrap` to start it, or `cargo xtask bootstrap --recreate` for a fresh one",
+        stopped.len()
+    )
 }
 
 /// The kubectl context kind writes.
@@ -176,6 +257,7 @@ mod tests {
         assert_eq!(maps[0]["hostPort"], 80);
         assert_eq!(maps[1]["containerPort"], 30443);
         assert_eq!(maps[1]["hostPort"], 443);
+        assert!(maps.iter().all(|m| m["listenAddress"] == "127.0.0.1"));
         assert!(nodes[2].get("extraPortMappings").is_none());
         let patch = c["containerdConfigPatches"][0].as_str().unwrap();
         assert!(patch.contains("config_path = \"/etc/containerd/certs.d\""));
@@ -197,6 +279,8 @@ mod tests {
         let parsed = parse_kind_file(&text).unwrap();
         assert_eq!(parsed.name.as_deref(), Some("local"));
         assert_eq!(parsed.host_ports, vec![80, 443]);
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(parsed.listens, vec![(loopback, 80), (loopback, 443)]);
     }
 
     #[test]
@@ -206,6 +290,21 @@ mod tests {
             ..Default::default()
         });
         assert!(c["networking"].get("kubeProxyMode").is_none());
+    }
+
+    #[test]
+    fn a_mapping_without_listen_address_binds_every_interface() {
+        let f = parse_kind_file(
+            "kind: Cluster\nnodes:\n- role: worker\n  extraPortMappings:\n  - {containerPort: 1, hostPort: 8080}\n",
+        )
+        .unwrap();
+        assert_eq!(f.listens, vec![("0.0.0.0".parse().unwrap(), 8080)]);
+        assert!(
+            parse_kind_file(
+                "kind: Cluster\nnodes:\n- extraPortMappings:\n  - {hostPort: 1, listenAddress: lan}\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]

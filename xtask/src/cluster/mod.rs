@@ -1,5 +1,5 @@
 //! Local clusters: the Kind cluster with its registries that `cargo xtask
-//! bootstrap` brings up ([`bootstrap`], [`kind`], [`registry`],
+//! bootstrap` brings up ([`bootstrap`], [`engine`], [`kind`], [`registry`],
 //! [`flux_install`], [`age_key`]), and Flux objects over kubectl ([`flux`]).
 //!
 //! Every docker, kind, kubectl and helm call goes through [`crate::runner::Cmd`].
@@ -10,6 +10,7 @@
 
 pub mod age_key;
 pub mod bootstrap;
+pub mod engine;
 pub mod flux;
 pub mod flux_install;
 pub mod kind;
@@ -19,6 +20,7 @@ pub mod steps;
 
 use std::path::PathBuf;
 
+use crate::runner::Cmd;
 use crate::tools;
 
 /// Resolved paths of the CLIs a local cluster needs.
@@ -74,6 +76,24 @@ impl Toolbox {
             kubectl: it.next().expect("kubectl"),
             helm: it.next().expect("helm"),
         })
+    }
+
+    /// A `kind` command. With Podman as the engine, kind is told so
+    /// (`KIND_EXPERIMENTAL_PROVIDER=podman`); otherwise it picks Docker
+    /// whenever both are installed.
+    pub fn kind_cmd(&self) -> Cmd {
+        let cmd = Cmd::new(&self.kind);
+        if engine::is_podman(&self.docker)
+            && std::env::var_os("KIND_EXPERIMENTAL_PROVIDER").is_none_or(|v| v.is_empty())
+        {
+            return cmd.env("KIND_EXPERIMENTAL_PROVIDER", "podman");
+        }
+        cmd
+    }
+
+    /// The engine answers, or the one-line message `bootstrap`'s preflight gives.
+    pub fn require_engine(&self) -> anyhow::Result<engine::EngineInfo> {
+        Ok(engine::check(&self.docker)?)
     }
 
     /// Only what `down` needs (docker and kind).

@@ -3,6 +3,8 @@
 //! `local-registry-hosting` ConfigMap (KEP-1755). The text and objects come
 //! from pure functions; the docker calls are thin.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use super::Toolbox;
@@ -15,7 +17,9 @@ pub const REGISTRY_NAME: &str = "platform-registry";
 /// The repository the artifact is pushed to.
 pub const REPOSITORY: &str = "platform";
 pub const DEFAULT_PORT: u16 = 5050;
-pub const IMAGE: &str = "registry:2";
+/// Distribution 3: a pull-through cache whose upstream is unreachable at
+/// start still serves (2.8 crash-loops offline), as kind's recipe uses.
+pub const IMAGE: &str = "registry:3";
 /// The docker network kind creates.
 pub const KIND_NETWORK: &str = "kind";
 /// Every container this tool starts carries this label.
@@ -28,6 +32,9 @@ pub struct Registry {
     pub name: String,
     /// The host name containerd sees in image references (`localhost:5050`, `docker.io`).
     pub host: String,
+    /// Other names image references may use for it (`platform-registry:5000`,
+    /// the `hostFromContainerRuntime` of KEP-1755); each gets a hosts.toml.
+    pub aliases: Vec<String>,
     /// For a pull-through cache: the upstream URL.
     pub upstream: Option<String>,
     /// Published on 127.0.0.1 (the local registry only).
@@ -46,6 +53,7 @@ pub fn local(port: u16) -> Registry {
     Registry {
         name: REGISTRY_NAME.into(),
         host: format!("localhost:{port}"),
+        aliases: vec![format!("{REGISTRY_NAME}:5000")],
         upstream: None,
         host_port: Some(port),
     }
@@ -62,6 +70,7 @@ pub fn mirrors() -> Vec<Registry> {
         .map(|(host, upstream)| Registry {
             name: mirror_name(host),
             host: (*host).into(),
+            aliases: Vec::new(),
             upstream: Some((*upstream).into()),
             host_port: None,
         })
@@ -89,6 +98,13 @@ impl Registry {
     /// Where containerd looks for this registry's hosts file on a node.
     pub fn hosts_dir(&self) -> String {
         format!("{CERTS_D}/{}", self.host)
+    }
+
+    /// Every name containerd may be asked to pull from: the host, then the aliases.
+    pub fn hosts(&self) -> Vec<&str> {
+        std::iter::once(self.host.as_str())
+            .chain(self.aliases.iter().map(String::as_str))
+            .collect()
     }
 
     pub fn hosts_toml(&self) -> String {
@@ -135,44 +151,142 @@ pub enum State {
 }
 
 pub fn state(t: &Toolbox, name: &str) -> anyhow::Result<State> {
+    Ok(inspect(t, name)?.map_or(State::Absent, |(s, _)| s))
+}
+
+/// The container's state and image; `None` when it does not exist.
+pub fn inspect(t: &Toolbox, name: &str) -> anyhow::Result<Option<(State, String)>> {
     let out = Cmd::new(&t.docker)
-        .args(["inspect", "-f", "{{.State.Running}}", name])
+        .args([
+            "inspect",
+            "-f",
+            "{{.State.Running}} {{.Config.Image}}",
+            name,
+        ])
         .output()?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         if err.to_lowercase().contains("no such") || err.trim().is_empty() {
-            return Ok(State::Absent);
+            return Ok(None);
         }
         anyhow::bail!("docker inspect {name} failed: {}", err.trim());
     }
-    Ok(match String::from_utf8_lossy(&out.stdout).trim() {
-        "true" => State::Running,
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    let state = match words.next() {
+        Some("true") => State::Running,
         _ => State::Stopped,
-    })
+    };
+    Ok(Some((state, words.next().unwrap_or("").to_string())))
 }
 
-/// Runs, starts or reuses the container. Returns what was done.
-pub fn ensure(t: &Toolbox, r: &Registry) -> anyhow::Result<&'static str> {
-    Ok(match state(t, &r.name)? {
-        State::Running => "reused",
-        State::Stopped => {
-            Cmd::new(&t.docker).args(["start", &r.name]).read()?;
-            "started"
-        }
-        State::Absent => {
+/// Runs, starts or reuses the container. A container of another image (a
+/// `registry:2` from an older run) is replaced: the mirrors are caches and
+/// bootstrap publishes the local registry's artifact again.
+pub fn ensure(t: &Toolbox, r: &Registry) -> anyhow::Result<String> {
+    Ok(match inspect(t, &r.name)? {
+        Some((_, image)) if image != IMAGE => {
+            Cmd::new(&t.docker)
+                .args(["rm", "-f", "-v", &r.name])
+                .read()?;
             Cmd::new(&t.docker).args(r.run_args()).read()?;
-            "created"
+            format!("replaced ({image} -> {IMAGE})")
+        }
+        Some((State::Running, _)) => "reused".into(),
+        Some(_) => {
+            Cmd::new(&t.docker).args(["start", &r.name]).read()?;
+            "started".into()
+        }
+        None => {
+            Cmd::new(&t.docker).args(r.run_args()).read()?;
+            "created".into()
         }
     })
 }
 
-/// The host port the running local registry publishes (it may differ from
-/// the one asked for when the container predates the flag).
+/// Polls until the registry answers `GET /v2/`, so a crash-looping mirror
+/// is named here rather than as an image pull failure minutes later. The
+/// local registry is asked on its published port; the mirrors publish none,
+/// so they are asked inside their container (the image's busybox wget).
+pub fn wait_ready(t: &Toolbox, r: &Registry, timeout: Duration) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let why = match r.host_port {
+            Some(port) => match probe_v2(port) {
+                Ok(()) => return Ok(started.elapsed()),
+                Err(e) => format!("127.0.0.1:{port}: {e}"),
+            },
+            None => {
+                let out = Cmd::new(&t.docker)
+                    .args(["exec", &r.name, "wget", "-q", "-O", "/dev/null"])
+                    .arg("http://127.0.0.1:5000/v2/")
+                    .output()?;
+                let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                if out.status.success() {
+                    return Ok(started.elapsed());
+                }
+                // An image without wget cannot be asked: running has to do.
+                if err.contains("executable file not found") && state(t, &r.name)? == State::Running
+                {
+                    return Ok(started.elapsed());
+                }
+                err
+            }
+        };
+        if started.elapsed() >= timeout {
+            let logs = Cmd::new(&t.docker)
+                .args(["logs", "--tail", "5", &r.name])
+                .output()
+                .map(|o| {
+                    let mut l = String::from_utf8_lossy(&o.stdout).into_owned();
+                    l.push_str(&String::from_utf8_lossy(&o.stderr));
+                    l.trim().replace('\n', " | ")
+                })
+                .unwrap_or_default();
+            anyhow::bail!(
+                "{} does not answer /v2/ after {}s ({why}); its last log lines: {logs}",
+                r.name,
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `GET /v2/` on 127.0.0.1:`port`: a registry answers 200 (or 401 when it
+/// asks for credentials).
+pub fn probe_v2(port: u16) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    match &head[9..12] {
+        b"200" | b"401" => Ok(()),
+        other => Err(std::io::Error::other(format!(
+            "127.0.0.1:{port}/v2/ answered HTTP {}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
+/// The host port the local registry publishes (it may differ from the one
+/// asked for when the container predates the flag); `None` when it
+/// publishes none (`docker port` then exits 1).
 pub fn published_port(t: &Toolbox, name: &str) -> anyhow::Result<Option<u16>> {
     let out = Cmd::new(&t.docker)
         .args(["port", name, "5000/tcp"])
-        .read()?;
-    Ok(out
+        .output()?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("No public port") || err.to_lowercase().contains("no such") {
+            return Ok(None);
+        }
+        anyhow::bail!("docker port {name} failed: {}", err.trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.rsplit(':').next())
         .find_map(|p| p.trim().parse().ok()))
@@ -197,9 +311,9 @@ pub fn connect(t: &Toolbox, name: &str) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Writes `hosts.toml` for `r` into node container `node`.
-pub fn write_hosts(t: &Toolbox, node: &str, r: &Registry) -> Result<(), RunError> {
-    let dir = r.hosts_dir();
+/// Writes `hosts.toml` for `r` under the name `host` into node container `node`.
+pub fn write_hosts(t: &Toolbox, node: &str, r: &Registry, host: &str) -> Result<(), RunError> {
+    let dir = format!("{CERTS_D}/{host}");
     Cmd::new(&t.docker)
         .args(["exec", "-i", node, "sh", "-c"])
         .arg(format!("mkdir -p '{dir}' && cat > '{dir}/hosts.toml'"))
@@ -259,7 +373,7 @@ mod tests {
         let a = local(5050).run_args().join(" ");
         assert_eq!(
             a,
-            "run -d --restart=always --name platform-registry --label dev.devantler.platform=registry -p 127.0.0.1:5050:5000 registry:2"
+            "run -d --restart=always --name platform-registry --label dev.devantler.platform=registry -p 127.0.0.1:5050:5000 registry:3"
         );
         let m = mirrors()[1].run_args().join(" ");
         assert!(
@@ -267,6 +381,28 @@ mod tests {
             "{m}"
         );
         assert!(!m.contains("-p "), "{m}");
+    }
+
+    #[test]
+    fn probe_reads_the_status_of_v2() {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            for status in ["200 OK", "503 Service Unavailable"] {
+                let (mut c, _) = l.accept().unwrap();
+                let mut buf = [0u8; 64];
+                let _ = c.read(&mut buf).unwrap();
+                let reply = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\n{{}}");
+                c.write_all(reply.as_bytes()).unwrap();
+            }
+        });
+        probe_v2(port).unwrap();
+        let err = probe_v2(port).unwrap_err().to_string();
+        assert!(err.contains("answered HTTP 503"), "{err}");
+        t.join().unwrap();
+        // The listener is gone with its thread.
+        assert!(probe_v2(port).is_err());
     }
 
     #[test]
@@ -280,6 +416,14 @@ mod tests {
                 .remove(0);
         assert_eq!(v1["host"], "localhost:5050");
         assert_eq!(v1["hostFromClusterNetwork"], "platform-registry:5000");
+        // containerd finds a hosts.toml (plain HTTP) for the name the
+        // ConfigMap tells tools to put in image references.
+        let runtime = v1["hostFromContainerRuntime"].as_str().unwrap();
+        assert!(local(5050).hosts().contains(&runtime), "{runtime}");
+        assert_eq!(
+            local(5050).hosts(),
+            ["localhost:5050", "platform-registry:5000"]
+        );
         assert!(v1["help"].as_str().unwrap().starts_with("https://"));
     }
 }

@@ -1,6 +1,7 @@
 //! Numbered step lines with a spinner and a duration (indicatif on a
 //! terminal; plain lines otherwise, e.g. in CI or under test).
 
+use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -124,6 +125,62 @@ impl Steps {
     }
 }
 
+/// One deadline for every wait after the cluster exists, and what each
+/// wait took of it, so a timeout can say where the time went.
+pub struct Budget {
+    pub total: Duration,
+    started: Instant,
+    spent: RefCell<Vec<(String, Duration)>>,
+}
+
+impl Budget {
+    pub fn start(total: Duration) -> Self {
+        Self {
+            total,
+            started: Instant::now(),
+            spent: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// What is left (at least a second, so a wait still looks once).
+    pub fn remaining(&self) -> Duration {
+        self.total
+            .saturating_sub(self.started.elapsed())
+            .max(Duration::from_secs(1))
+    }
+
+    pub fn record(&self, what: &str, took: Duration) {
+        self.spent.borrow_mut().push((what.to_string(), took));
+    }
+
+    /// Times `f` and records it under `what`, failed or not.
+    pub fn time<T, E>(&self, what: &str, f: impl FnOnce(Duration) -> Result<T, E>) -> Result<T, E> {
+        let started = Instant::now();
+        let r = f(self.remaining());
+        self.record(what, started.elapsed());
+        r
+    }
+
+    /// `12m03s of 20m: Kustomization flux-system/apps 6m10s, cilium 4m02s, ...`
+    /// (the five longest waits).
+    pub fn report(&self) -> String {
+        let mut spent = self.spent.borrow().clone();
+        spent.sort_by_key(|s| std::cmp::Reverse(s.1));
+        let top: Vec<String> = spent
+            .iter()
+            .take(5)
+            .map(|(w, d)| format!("{w} {}", fmt_duration(*d)))
+            .collect();
+        format!(
+            "{} of {} used{}{}",
+            fmt_duration(self.started.elapsed()),
+            fmt_duration(self.total),
+            if top.is_empty() { "" } else { "; longest: " },
+            top.join(", ")
+        )
+    }
+}
+
 /// `850ms`, `12.3s`, `2m05s`.
 pub fn fmt_duration(d: Duration) -> String {
     let ms = d.as_millis();
@@ -145,6 +202,28 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(850)), "850ms");
         assert_eq!(fmt_duration(Duration::from_millis(12_340)), "12.3s");
         assert_eq!(fmt_duration(Duration::from_secs(125)), "2m05s");
+    }
+
+    #[test]
+    fn the_budget_names_where_the_time_went() {
+        let b = Budget::start(Duration::from_secs(1200));
+        assert!(b.remaining() > Duration::from_secs(1190));
+        b.record("cilium", Duration::from_secs(130));
+        b.record("Kustomization flux-system/apps", Duration::from_secs(370));
+        let r: Result<(), &str> = b.time("nodes", |left| {
+            assert!(left <= Duration::from_secs(1200));
+            Err("timed out")
+        });
+        assert!(r.is_err());
+        let report = b.report();
+        assert!(
+            report.contains("of 20m00s used; longest: Kustomization flux-system/apps 6m10s, cilium 2m10s, nodes "),
+            "{report}"
+        );
+        assert_eq!(
+            Budget::start(Duration::ZERO).remaining(),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -36,8 +36,9 @@ pub struct Args {
     /// Delete the cluster and the local registry first (mirrors are kept).
     #[arg(long)]
     recreate: bool,
-    /// How long to wait for nodes, controllers and Flux objects, in all.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    /// How long to wait for Cilium, CoreDNS, the nodes, the Flux controllers
+    /// and every Flux object, in all; the clock starts once the cluster exists.
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
     timeout: Duration,
     /// Host port of the local registry (127.0.0.1 only).
     #[arg(long, env = "XTASK_REGISTRY_PORT", default_value_t = registry::DEFAULT_PORT)]
@@ -65,6 +66,7 @@ impl Args {
         }
         o.recreate = self.recreate;
         o.timeout = self.timeout;
+        o.registry_wait = self.timeout.min(o.registry_wait);
         o.registry_port = self.registry_port;
         o.mirrors = self.mirrors;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -80,11 +82,27 @@ impl Args {
                     fmt_duration(s.total),
                     s.digest
                 );
+                eprintln!("waits: {}", s.budget);
                 eprintln!(
                     "kubectl: kubectl --context kind-{} ... (or KUBECONFIG={})",
                     o.cluster,
                     s.kubeconfig.display()
                 );
+                match &s.ca {
+                    bootstrap::CaFile::Saved(ca) => {
+                        let ca = ca.display();
+                        eprintln!(
+                            "trust the cluster's CA so browsers accept the URLs: {ca}\n  \
+                             macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}\n  \
+                             Debian/Ubuntu: sudo cp {ca} /usr/local/share/ca-certificates/ && sudo update-ca-certificates\n  \
+                             Fedora:        sudo cp {ca} /etc/pki/ca-trust/source/anchors/ && sudo update-ca-trust\n  \
+                             Firefox keeps its own store: Settings > Privacy & Security > Certificates > Import"
+                        );
+                    }
+                    bootstrap::CaFile::FetchWith(how) => eprintln!(
+                        "trust the cluster's CA so browsers accept the URLs; fetch it with:\n  {how}"
+                    ),
+                }
                 if !s.urls.is_empty() {
                     let hosts: Vec<&str> = s
                         .urls

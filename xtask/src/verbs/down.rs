@@ -7,6 +7,7 @@ use crate::cluster::{self, Toolbox, kind, registry};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The kind cluster to delete.
     #[arg(long, default_value = "local")]
     cluster: String,
     /// Also delete the mirror caches (the next bootstrap pulls everything again).
@@ -17,6 +18,7 @@ pub struct Args {
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let t = Toolbox::resolve_for_down()?;
+        t.require_engine()?;
         if kind::exists(&t, &self.cluster)? {
             kind::delete(&t, &self.cluster)?;
             eprintln!("deleted cluster {}", self.cluster);

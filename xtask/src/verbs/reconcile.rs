@@ -14,6 +14,7 @@ use crate::render::{self, RenderOptions};
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The kind cluster to publish to and reconcile.
     #[arg(long, default_value = "local")]
     cluster: String,
     /// How long to wait for every object to be Ready.
@@ -28,11 +29,16 @@ impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let root = self.root.unwrap_or_else(crate::project_root);
         let t = Toolbox::resolve().map_err(|m| anyhow::anyhow!(m.join("; ")))?;
+        t.require_engine()?;
         if !kind::exists(&t, &self.cluster)? {
             anyhow::bail!(
                 "cluster {} does not exist: run `cargo xtask bootstrap` first",
                 self.cluster
             );
+        }
+        let stopped = kind::stopped_nodes(&t, &self.cluster)?;
+        if !stopped.is_empty() {
+            anyhow::bail!(kind::stopped_message(&self.cluster, &stopped));
         }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()

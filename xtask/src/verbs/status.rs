@@ -16,8 +16,11 @@ pub enum Output {
 
 #[derive(clap::Args)]
 pub struct Args {
+    /// The kind cluster to read (the name `bootstrap --cluster` gave it).
     #[arg(long, default_value = "local")]
     cluster: String,
+    /// `text`: a table like `flux get all`; `json`: one JSON document on
+    /// stdout, always (the state, or `{"error": ...}` when it cannot be read).
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -67,20 +70,40 @@ pub fn table(rows: &[cluster::flux::FluxObjectStatus]) -> String {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        match (self.read(), self.output) {
+            (Ok(code), _) => Ok(code),
+            // JSON readers get a document even when there is no state to show.
+            (Err(e), Output::Json) => {
+                let v = json!({
+                    "cluster": self.cluster,
+                    "ready": false,
+                    "error": format!("{e:#}"),
+                });
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                Ok(ExitCode::FAILURE)
+            }
+            (Err(e), Output::Text) => Err(e),
+        }
+    }
+
+    fn read(&self) -> anyhow::Result<ExitCode> {
         let t = Toolbox::resolve().map_err(|m| anyhow::anyhow!(m.join("; ")))?;
+        t.require_engine()?;
         if !kind::exists(&t, &self.cluster)? {
             anyhow::bail!(
                 "cluster {} does not exist: run `cargo xtask bootstrap` first",
                 self.cluster
             );
         }
+        let stopped = kind::stopped_nodes(&t, &self.cluster)?;
+        if !stopped.is_empty() {
+            anyhow::bail!(kind::stopped_message(&self.cluster, &stopped));
+        }
         bootstrap::write_kubeconfig(&t, &self.cluster)?;
         let rows = cluster::kube(&t, &self.cluster).status()?;
-        let port = registry::published_port(&t, registry::REGISTRY_NAME)
-            .ok()
-            .flatten();
+        let port = registry::published_port(&t, registry::REGISTRY_NAME);
         let (reference, digest) = match port {
-            Some(port) => {
+            Ok(Some(port)) => {
                 let reference = format!("oci://localhost:{port}/{}:latest", registry::REPOSITORY);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -96,10 +119,25 @@ impl Args {
                     .map_err(|e| e.to_string());
                 (Some(reference), digest)
             }
-            None => (
+            Ok(None)
+                if registry::state(&t, registry::REGISTRY_NAME)? == registry::State::Absent =>
+            {
+                (
+                    None,
+                    Err(format!(
+                        "{} does not exist: run `cargo xtask bootstrap`",
+                        registry::REGISTRY_NAME
+                    )),
+                )
+            }
+            Ok(None) => (
                 None,
-                Err(format!("{} is not running", registry::REGISTRY_NAME)),
+                Err(format!(
+                    "{} publishes no port: `cargo xtask bootstrap` recreates it",
+                    registry::REGISTRY_NAME
+                )),
             ),
+            Err(e) => (None, Err(format!("{e:#}"))),
         };
         let all_ready = rows.iter().all(|r| r.ready == "True" || r.suspended);
         match self.output {
