@@ -35,6 +35,8 @@ enum Command {
     Package(verbs::package::Args),
     /// Push the Flux OCI artifact to a registry.
     Publish(verbs::publish::Args),
+    /// Point tags at a manifest the registry already has, by tag or digest, without uploading.
+    Promote(verbs::promote::Args),
     /// Bring up the local Kind cluster, registry, Cilium and Flux, publish, and wait until Ready.
     Bootstrap(verbs::bootstrap::Args),
     /// Publish the tree and make Flux reconcile it now, then wait until Ready.
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Secrets(args) => args.run(),
         Command::Package(args) => args.run(),
         Command::Publish(args) => args.run(),
+        Command::Promote(args) => args.run(),
         Command::E2e(args) => args.run(),
         Command::Bootstrap(args) => args.run(),
         Command::Reconcile(args) => args.run(),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ fn opts(root: &Path) -> PackageOptions {
 fn publish_cmd(tree: &Path, registry: &str) -> Command {
     let mut c = Command::cargo_bin("xtask").unwrap();
     c.arg("publish")
-        .args(["--path"])
+        .args(["--root"])
         .arg(tree)
         .args([
             "--created",
@@ -531,4 +531,113 @@ fn an_oras_pushed_flux_artifact_is_inspected() {
         ann.contains(&("org.opencontainers.image.revision".into(), REVISION.into())),
         "{ann:?}"
     );
+}
+
+fn promote_cmd(registry: &str, args: &[&str]) -> Command {
+    let mut c = Command::cargo_bin("xtask").unwrap();
+    c.arg("promote")
+        .args(["--registry", registry])
+        .args(args)
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .env_remove("REGISTRY_USERNAME")
+        .env_remove("REGISTRY_PASSWORD")
+        .env_remove("GITHUB_TOKEN");
+    c
+}
+
+/// Files the registry holds under its blob store (content, not tag links).
+fn blob_files(reg: &Registry) -> Vec<PathBuf> {
+    reg.stored_files()
+        .into_iter()
+        .filter(|p| p.components().any(|c| c.as_os_str() == "blobs"))
+        .collect()
+}
+
+#[test]
+fn promote_retags_by_tag_or_digest_without_uploading() {
+    let Some(reg) = Registry::start(None) else {
+        return;
+    };
+    let tree = tempfile::tempdir().unwrap();
+    make_tree(tree.path());
+    let url = reg.url("platform/manifests");
+    let mut c = publish_cmd(tree.path(), &url);
+    c.args(["--tag", "abc1234"]);
+    run_ok(c);
+    let digest = artifact::package(&opts(tree.path()))
+        .unwrap()
+        .manifest_digest;
+    let blobs = blob_files(&reg);
+
+    // By tag, to two tags: old and new digests reported, no blob uploaded.
+    let (stdout, stderr) = run_ok(promote_cmd(
+        &url,
+        &[
+            "--from", "abc1234", "--to", "dev", "--to", "v1.2.3", "--output", "json",
+        ],
+    ));
+    let out: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["digest"], digest.as_str(), "{stderr}");
+    for (i, tag) in ["dev", "v1.2.3"].iter().enumerate() {
+        assert_eq!(out["tags"][i]["tag"], *tag);
+        assert_eq!(out["tags"][i]["old"], serde_json::Value::Null);
+        assert_eq!(out["tags"][i]["new"], digest.as_str());
+        assert_eq!(out["tags"][i]["changed"], true);
+    }
+    assert_eq!(blob_files(&reg), blobs, "promote uploaded a blob");
+    let inspected = |tag: &str| {
+        let out = Command::cargo_bin("xtask")
+            .unwrap()
+            .args([
+                "package",
+                "--inspect",
+                &format!("{url}:{tag}"),
+                "--output",
+                "json",
+            ])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["digest"].as_str().unwrap().to_string()
+    };
+    assert_eq!(inspected("dev"), digest);
+    assert_eq!(inspected("v1.2.3"), digest);
+
+    // By digest; an unchanged tag says so, in text.
+    let (_, stderr) = run_ok(promote_cmd(&url, &["--from", &digest, "--to", "dev"]));
+    assert!(
+        stderr.contains(&format!("dev: {digest} -> {digest} (unchanged)")),
+        "{stderr}"
+    );
+
+    // A tag moving from another digest names both.
+    let other = tree.path().join("apps/other.yaml");
+    std::fs::write(
+        &other,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: o\n",
+    )
+    .unwrap();
+    let mut c = publish_cmd(tree.path(), &url);
+    c.args(["--tag", "def5678"]);
+    run_ok(c);
+    let newer = artifact::package(&opts(tree.path()))
+        .unwrap()
+        .manifest_digest;
+    let (_, stderr) = run_ok(promote_cmd(&url, &["--from", "def5678", "--to", "dev"]));
+    assert!(
+        stderr.contains(&format!("dev: {digest} -> {newer}")),
+        "{stderr}"
+    );
+
+    // A missing --from is refused and moves nothing.
+    let before = reg.stored_files();
+    let err = run_err(promote_cmd(&url, &["--from", "nope", "--to", "prod"]));
+    assert!(
+        err.contains("there is no manifest nope") && err.contains("nothing to promote"),
+        "{err}"
+    );
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let err = run_err(promote_cmd(&url, &["--from", &missing, "--to", "prod"]));
+    assert!(err.contains("nothing to promote"), "{err}");
+    assert_eq!(reg.stored_files(), before);
 }

@@ -18,6 +18,7 @@
 pub mod auth;
 mod git;
 mod layout;
+mod promote;
 pub mod registry;
 pub mod tarball;
 pub mod tree;
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 pub use auth::{Auth, resolve_auth};
 pub use git::{GitDefaults, git_defaults, normalize_source, uncommitted_files};
 pub use layout::{read_oci_layout, write_oci_layout};
+pub use promote::{PromoteOutcome, TagMove, promote};
 pub use registry::{
     Inspection, PublishOutcome, RegistryRef, inspect_layout, inspect_registry, publish,
 };
@@ -76,6 +78,10 @@ pub enum ArtifactError {
     AuthRequired { host: String },
     #[error("registry {host}: {detail}")]
     Registry { host: String, detail: String },
+    #[error(
+        "there is no manifest {what}: nothing to promote (publish it first, or check the tag or digest)"
+    )]
+    Missing { what: String },
     #[error("credentials: {0}")]
     Credentials(String),
     #[error("{what} is not a Flux artifact: {detail}")]

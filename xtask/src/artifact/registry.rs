@@ -118,7 +118,7 @@ impl RegistryRef {
         format!("oci://{}/{}@{digest}", self.host, self.repository)
     }
 
-    fn reference(&self, tag: &str) -> Reference {
+    pub(super) fn reference(&self, tag: &str) -> Reference {
         Reference::with_tag(self.host.clone(), self.repository.clone(), tag.to_string())
     }
 }
@@ -163,7 +163,7 @@ const PLAIN_HTTP_PLACEHOLDER_ROOT: &str = concat!(
     "-----END CERTIFICATE-----\n",
 );
 
-fn client(r: &RegistryRef, insecure: bool) -> Client {
+pub(super) fn client(r: &RegistryRef, insecure: bool) -> Client {
     ensure_crypto_provider();
     let plain_http = insecure || r.is_local();
     let protocol = if plain_http {
@@ -191,7 +191,7 @@ fn client(r: &RegistryRef, insecure: bool) -> Client {
     })
 }
 
-fn registry_auth(auth: &Auth) -> RegistryAuth {
+pub(super) fn registry_auth(auth: &Auth) -> RegistryAuth {
     match auth {
         Auth::Anonymous => RegistryAuth::Anonymous,
         Auth::Basic { username, password } => {
@@ -200,7 +200,7 @@ fn registry_auth(auth: &Auth) -> RegistryAuth {
     }
 }
 
-fn is_not_found(e: &OciDistributionError) -> bool {
+pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
             matches!(
@@ -219,7 +219,7 @@ fn is_not_found(e: &OciDistributionError) -> bool {
 
 /// Turns an oci-client error into one that says what went wrong in words:
 /// unreachable, credentials refused, or anything else.
-fn classify(host: &str, e: OciDistributionError) -> ArtifactError {
+pub(super) fn classify(host: &str, e: OciDistributionError) -> ArtifactError {
     let host = host.to_string();
     let detail = chain(&e);
     match &e {
@@ -258,7 +258,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The digest a tag points at, `None` when the tag does not exist.
-async fn tag_digest(
+pub(super) async fn tag_digest(
     c: &Client,
     r: &RegistryRef,
     tag: &str,

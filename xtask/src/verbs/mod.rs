@@ -7,6 +7,7 @@ pub mod diff;
 pub mod down;
 pub mod e2e;
 pub mod package;
+pub mod promote;
 pub mod publish;
 pub mod reconcile;
 pub mod secrets;

@@ -1,0 +1,63 @@
+//! `cargo xtask promote`: point tags at a manifest the registry already has
+//! (by tag or digest), without uploading a blob: the release step that moves
+//! `prod` to the digest `main` published.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::package::Output;
+use crate::artifact;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The repository: oci://HOST/REPOSITORY.
+    #[arg(long, env = "XTASK_REGISTRY", value_name = "oci://HOST/REPO")]
+    registry: String,
+    /// The manifest to promote: a tag, or a digest (sha256:...).
+    #[arg(long, value_name = "TAG|DIGEST")]
+    from: String,
+    /// A tag to point at it; repeatable.
+    #[arg(long = "to", value_name = "TAG", required = true)]
+    to: Vec<String>,
+    /// Credentials, USER:TOKEN. Else REGISTRY_USERNAME/REGISTRY_PASSWORD,
+    /// GITHUB_TOKEN for ghcr.io, then the docker config and its helpers.
+    #[arg(long, value_name = "USER:TOKEN")]
+    creds: Option<String>,
+    /// Allow plain http to a registry that is not local.
+    #[arg(long)]
+    insecure: bool,
+    /// How to print what moved.
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let target = artifact::RegistryRef::parse(&self.registry)?;
+        let auth = artifact::resolve_auth(&target.host, self.creds.as_deref())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let outcome = rt.block_on(artifact::promote(
+            &self.registry,
+            &self.from,
+            &self.to,
+            &auth.auth,
+            self.insecure,
+        ))?;
+        match self.output {
+            Output::Text => {
+                for t in &outcome.tags {
+                    let old = t.old.as_deref().unwrap_or("(none)");
+                    let note = if t.changed { "" } else { " (unchanged)" };
+                    eprintln!("{}: {old} -> {}{note}", t.tag, t.new);
+                }
+                println!("{}", outcome.reference);
+            }
+            Output::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
