@@ -187,7 +187,7 @@ fn corpus() -> Vec<Case> {
                 ("cm.yaml", &cm("  a: b\n")),
                 (
                     "comp/kustomization.yaml",
-                    "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonLabels:\n  component: on\n",
+                    "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonLabels:\n  component: enabled\n",
                 ),
             ],
             "  components:\n    - comp\n",
@@ -337,13 +337,26 @@ fn corpus() -> Vec<Case> {
         ),
         sub_case(
             "replace-anchored",
-            "  a: ${s/#Hello/Bye}\n  b: ${s/%gz/xz}\n  c: ${s/#/pre-}\n  d: ${s/#x/y}\n",
+            "  a: ${s/#Hello/Bye}\n  b: ${s/%gz/xz}\n  d: ${s/#x/y}\n",
             s,
         ),
         sub_case("replace-escapes", "  a: ${p/\\//_}\n  b: ${p//\\//:}\n", s),
         sub_case("unicode-name-with-default", "  a: ${café:=latte}\n", s),
         sub_failing("dash-default-is-not-an-operator", "  a: ${s-d}\n", s),
         sub_failing("dash-in-name", "  a: ${my-var}\n", s),
+        sub_failing("replace-empty-pattern", "  a: ${s/#/pre-}\n", s),
+        failing(
+            "component-label-read-as-a-yaml-1-1-bool",
+            &[
+                ("kustomization.yaml", KUSTOMIZATION),
+                ("cm.yaml", &cm("  a: b\n")),
+                (
+                    "comp/kustomization.yaml",
+                    "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncommonLabels:\n  component: on\n",
+                ),
+            ],
+            "  components:\n    - comp\n",
+        ),
         sub_failing("undefined-variable", "  a: ${nope}\n", s),
         sub_failing("undefined-in-function", "  a: ${nope^^}\n", s),
         sub_failing("empty-braces", "  a: x${}\n", s),
@@ -372,7 +385,7 @@ fn corpus() -> Vec<Case> {
         case(
             "typed-fields",
             &deploy,
-            "  postBuild:\n    substitute:\n      unused: x\n  patches:\n    - patch: |\n        - op: replace\n          path: /spec/replicas\n          value: ${r}\n      target:\n        kind: Deployment\n",
+            "  postBuild:\n    substitute:\n      r: \"5\"\n  patches:\n    - patch: |\n        - op: replace\n          path: /spec/replicas\n          value: ${r}\n      target:\n        kind: Deployment\n",
         ),
         case(
             "replicas-from-variable",

@@ -345,118 +345,78 @@ fn trim_longest(s: &str, pattern: &str) -> String {
     s.to_string()
 }
 
-/// Go's `path.Match`: `*` and `?` do not match `/`; `[...]` classes with
-/// ranges and `^` negation; `\` escapes. `Err` for a malformed pattern.
+/// envsubst's fork of Go's `path.Match`: `*` matches any run of characters
+/// and `?` any one (`/` included); `[...]` classes with ranges and `^`
+/// negation; `\\` escapes. `Err` for a malformed pattern met while matching.
 fn glob_match(pattern: &str, name: &str) -> Result<bool, ()> {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
+    /// Matches the class starting just past `[` against `c`; returns
+    /// whether it matched and the index past `]`.
     fn class(p: &[char], mut i: usize, c: char) -> Result<(bool, usize), ()> {
-        // p[i] is just past '['.
         let negate = p.get(i) == Some(&'^');
         if negate {
             i += 1;
         }
         let mut matched = false;
-        let mut first = true;
+        let mut ranges = 0;
         loop {
-            match p.get(i) {
-                None => return Err(()),
-                Some(']') if !first => return Ok((matched != negate, i + 1)),
-                _ => {}
+            if p.get(i) == Some(&']') && ranges > 0 {
+                return Ok((matched != negate, i + 1));
             }
-            first = false;
-            let mut lo = p[i];
-            if lo == '\\' {
-                i += 1;
-                lo = *p.get(i).ok_or(())?;
-            } else if lo == '-' || lo == ']' {
-                return Err(());
-            }
-            i += 1;
+            let (lo, next) = escaped_char(p, i)?;
+            i = next;
             let mut hi = lo;
             if p.get(i) == Some(&'-') {
-                i += 1;
-                hi = *p.get(i).ok_or(())?;
-                if hi == '\\' {
-                    i += 1;
-                    hi = *p.get(i).ok_or(())?;
-                } else if hi == ']' || hi == '-' {
-                    return Err(());
-                }
-                i += 1;
+                let (h, next) = escaped_char(p, i + 1)?;
+                hi = h;
+                i = next;
             }
             if lo <= c && c <= hi {
                 matched = true;
             }
+            ranges += 1;
         }
     }
-    fn validate(p: &[char], mut i: usize) -> Result<(), ()> {
-        while i < p.len() {
-            match p[i] {
-                '\\' => {
-                    if i + 1 >= p.len() {
-                        return Err(());
-                    }
-                    i += 2;
-                }
-                '[' => i = class(p, i + 1, '\0')?.1,
-                _ => i += 1,
-            }
+    fn escaped_char(p: &[char], i: usize) -> Result<(char, usize), ()> {
+        match p.get(i) {
+            None | Some('-' | ']') => Err(()),
+            Some('\\') => p.get(i + 1).map(|&c| (c, i + 2)).ok_or(()),
+            Some(&c) => Ok((c, i + 1)),
         }
-        Ok(())
     }
     fn go(p: &[char], pi: usize, n: &[char], ni: usize) -> Result<bool, ()> {
-        if pi == p.len() {
+        let Some(&token) = p.get(pi) else {
             return Ok(ni == n.len());
+        };
+        if token == '*' {
+            for k in ni..=n.len() {
+                if go(p, pi + 1, n, k)? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
         }
-        match p[pi] {
-            '*' => {
-                let mut k = ni;
-                loop {
-                    if go(p, pi + 1, n, k)? {
-                        return Ok(true);
-                    }
-                    if k == n.len() || n[k] == '/' {
-                        return Ok(false);
-                    }
-                    k += 1;
-                }
-            }
-            '?' => {
-                if ni < n.len() && n[ni] != '/' {
-                    go(p, pi + 1, n, ni + 1)
-                } else {
-                    validate(p, pi + 1).map(|()| false)
-                }
-            }
+        let Some(&c) = n.get(ni) else {
+            return Ok(false);
+        };
+        match token {
+            '?' => go(p, pi + 1, n, ni + 1),
             '[' => {
-                let Some(&c) = n.get(ni) else {
-                    return class(p, pi + 1, '\0')
-                        .and_then(|(_, next)| validate(p, next))
-                        .map(|()| false);
-                };
                 let (ok, next) = class(p, pi + 1, c)?;
-                if ok && c != '/' {
+                if ok {
                     go(p, next, n, ni + 1)
                 } else {
-                    validate(p, next).map(|()| false)
+                    Ok(false)
                 }
             }
-            '\\' => {
-                let &lit = p.get(pi + 1).ok_or(())?;
-                if n.get(ni) == Some(&lit) {
-                    go(p, pi + 2, n, ni + 1)
-                } else {
-                    validate(p, pi + 2).map(|()| false)
-                }
-            }
-            lit => {
-                if n.get(ni) == Some(&lit) {
-                    go(p, pi + 1, n, ni + 1)
-                } else {
-                    validate(p, pi + 1).map(|()| false)
-                }
-            }
+            '\\' => match p.get(pi + 1) {
+                None => Err(()),
+                Some(&lit) if lit == c => go(p, pi + 2, n, ni + 1),
+                Some(_) => Ok(false),
+            },
+            lit if lit == c => go(p, pi + 1, n, ni + 1),
+            _ => Ok(false),
         }
     }
     go(&p, 0, &n, 0)
@@ -750,12 +710,8 @@ fn parse_remove_func(p: &mut Scanner, param: String, accept: Accept) -> Result<N
 
 fn parse_replace_func(p: &mut Scanner, param: String) -> Result<Node, ParseError> {
     let name = func_name(p, accept_replace_func, ParseError::BadSubstitution)?;
-    let mut args = Vec::new();
-    if p.peek() == '/' {
-        args.push(Node::Text(String::new()));
-    } else {
-        args.push(parse_param(p, accept_not_slash, SCAN_IDENT | SCAN_ESCAPE)?);
-    }
+    // envsubst 1.7 has no empty pattern: `${v/#/x}` is a parse error.
+    let mut args = vec![parse_param(p, accept_not_slash, SCAN_IDENT | SCAN_ESCAPE)?];
     p.accept = accept_slash;
     p.mode = SCAN_IDENT;
     if p.scan() != Token::Ident {
@@ -928,8 +884,12 @@ mod tests {
             ("${s/%gz/xz}", "Hello-World.tar.xz"),
             ("${s/o/}", "Hell-World.tar.gz"),
             ("${p/\\//_}", "a_b/c.txt"),
-            ("${p##*/}", "b/c.txt"),
-            ("${s/#/pre-}", "pre-Hello-World.tar.gz"),
+            ("${p##*/}", "c.txt"),
+            ("${p#*/}", "b/c.txt"),
+            ("${p%/*}", "a/b"),
+            ("${s#H?l}", "lo-World.tar.gz"),
+            ("${s#[A-Z]}", "ello-World.tar.gz"),
+            ("${s#[^A-Z]}", "Hello-World.tar.gz"),
         ];
         for (input, want) in cases {
             assert_eq!(sub(input, &v).unwrap(), want, "{input}");
@@ -958,6 +918,11 @@ mod tests {
         assert_eq!(
             sub("${#}", &[]),
             Err(SubstError::Parse(ParseError::BadSubstitution))
+        );
+        // No empty replace pattern in envsubst 1.7.
+        assert_eq!(
+            sub("${x/#/pre}", &[("x", "v")]),
+            Err(SubstError::Parse(ParseError::FuncSubstitution))
         );
     }
 

@@ -190,7 +190,8 @@ fn plain_to_json(s: &str) -> Result<Value, String> {
         Plain::Null => Value::Null,
         Plain::Bool(b) => Value::Bool(b),
         Plain::Int(i) => Value::from(i),
-        Plain::Uint(u) => Value::from(u),
+        // Beyond int64, Kubernetes' JSON reader falls back to a float.
+        Plain::Uint(u) => float_to_json(u as f64)?,
         Plain::Float(f) => float_to_json(f)?,
         Plain::Merge | Plain::Str => Value::String(s.to_string()),
     })
