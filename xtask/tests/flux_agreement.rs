@@ -241,6 +241,19 @@ fn corpus() -> Vec<Case> {
             "",
         ),
         case(
+            "file-outside-the-folder",
+            &[
+                ("kustomization.yaml", "resources:\n  - ../shared/cm.yaml\n"),
+                ("../shared/cm.yaml", &cm("  shared: \"true\"\n")),
+            ],
+            "",
+        ),
+        case(
+            "folder-without-manifests",
+            &[("notes.md", "nothing to apply")],
+            "",
+        ),
+        case(
             "build-metadata",
             &deploy,
             "  buildMetadata:\n    - originAnnotations\n",
@@ -373,8 +386,8 @@ fn corpus() -> Vec<Case> {
             "  postBuild:\n    substitute:\n      y1: \"yes\"\n      y2: \"on\"\n      y3: \"y\"\n      n1: \"Off\"\n      nul: \"null\"\n      tilde: \"~\"\n",
         ),
         sub_case(
-            "quoted-context-stays-string",
-            "  a: \"${z7}\"\n  b: '${y1}'\n  c: \"v${z7}\"\n",
+            "quotes-kustomize-drops-do-not-protect",
+            "  a: \"${z7}\"\n  b: '${y1}'\n  c: \"v${z7}\"\n  d: \"${z7} x\"\n",
             "  postBuild:\n    substitute:\n      z7: \"007\"\n      y1: \"yes\"\n",
         ),
         sub_case(

@@ -237,8 +237,9 @@ pub fn apply(
 ) -> Result<Vec<Value>, RenderError> {
     // As in kustomize-controller: no postBuild, or no variables without
     // `Always`, means no substitution.
+    let always = always(flux)?;
     let substituting =
-        flux.object.pointer("/spec/postBuild").is_some() && (!vars.is_empty() || always(flux)?);
+        flux.object.pointer("/spec/postBuild").is_some() && (!vars.is_empty() || always);
     let common = flux.object.pointer("/spec/commonMetadata");
     docs.into_iter()
         .map(|doc| {
