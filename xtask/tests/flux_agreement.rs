@@ -19,6 +19,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -775,7 +776,10 @@ fn build_agrees_with_flux_build_kustomization() {
             }
         }
     }
-    eprintln!(
+    // Written to the process's stderr, past the test harness's capture, so
+    // that `cargo xtask test` (and CI) show the corpus size.
+    let _ = writeln!(
+        std::io::stderr(),
         "flux agreement corpus: {} small Kustomizations + {real} Kustomizations of the real tree = {}",
         corpus.len(),
         corpus.len() + real
