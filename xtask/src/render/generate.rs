@@ -476,6 +476,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spec_merges_into_the_kustomization_as_flux_does() {
+        let spec = json!({
+            "targetNamespace": "team",
+            "namePrefix": "p-",
+            "patches": [{"patch": "x", "target": {"kind": "Deployment", "name": ""}}],
+            "images": [
+                {"name": "nginx", "newTag": "2"},
+                {"name": "busybox", "newName": "mirror/busybox"}
+            ],
+            "components": ["present", "missing"],
+            "ignoreMissingComponents": true,
+        });
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("present")).unwrap();
+        let mut doc = json!({
+            "namespace": "old",
+            "patches": [{"patch": "first"}],
+            "images": [{"name": "nginx", "newName": "mirror/nginx", "digest": "sha256:1"}],
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        merge_spec(&spec, dir.path(), &mut doc);
+        assert_eq!(
+            Value::Object(doc),
+            json!({
+                "namespace": "team",
+                "namePrefix": "p-",
+                "patches": [{"patch": "first"}, {"patch": "x", "target": {"kind": "Deployment"}}],
+                // A new tag replaces the digest too; the name is kept.
+                "images": [
+                    {"name": "nginx", "newName": "mirror/nginx", "newTag": "2"},
+                    {"name": "busybox", "newName": "mirror/busybox"}
+                ],
+                "components": ["present"],
+            })
+        );
+    }
+
+    #[test]
     fn remote_and_absolute_components_are_not_local() {
         assert!(is_local_relative("../components/x"));
         assert!(is_local_relative("components/x"));
