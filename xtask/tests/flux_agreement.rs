@@ -747,26 +747,64 @@ fn build_agrees_with_flux_build_kustomization() {
     for cluster in render::list_clusters(&root) {
         let rendered = render::render_cluster(&root, &cluster, &RenderOptions::default())
             .unwrap_or_else(|e| panic!("{cluster}: {e}"));
-        let results: Vec<(String, Vec<String>)> = rendered
-            .kustomizations
+        // The root Kustomization (the cluster folder itself) and the others.
+        let root_ks = rendered
+            .root_objects
+            .iter()
+            .find(|o| {
+                render::is_flux_kustomization(o)
+                    && o.pointer("/spec/path")
+                        .and_then(Value::as_str)
+                        .is_some_and(|p| {
+                            p.trim_start_matches("./").trim_end_matches('/')
+                                == format!("clusters/{cluster}")
+                        })
+            })
+            .unwrap_or_else(|| panic!("{cluster}: no root Kustomization"));
+        assert!(
+            root_ks.pointer("/spec/postBuild/substituteFrom").is_none(),
+            "{cluster}: the root Kustomization's substituteFrom would need the merged variables"
+        );
+        let root_vars: BTreeMap<String, String> = root_ks
+            .pointer("/spec/postBuild/substitute")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut jobs: Vec<(String, &Value, &BTreeMap<String, String>, PathBuf, &[Value])> = vec![(
+            format!(
+                "{cluster}/{}",
+                root_ks["metadata"]["name"].as_str().unwrap_or_default()
+            ),
+            root_ks,
+            &root_vars,
+            root.join("clusters").join(&cluster),
+            &rendered.root_objects,
+        )];
+        for k in &rendered.kustomizations {
+            jobs.push((
+                format!("{cluster}/{}", k.flux.name),
+                &k.flux.object,
+                &k.variables,
+                root.join(&k.flux.path),
+                &k.objects,
+            ));
+        }
+        let results: Vec<(String, Vec<String>)> = jobs
             .par_iter()
-            .map(|k| {
-                let label = format!("{cluster}/{}", k.flux.name);
-                let diffs = match flux_build(
-                    &flux,
-                    &root,
-                    &k.flux.object,
-                    &k.variables,
-                    &root.join(&k.flux.path),
-                ) {
+            .map(|(label, object, variables, path, objects)| {
+                let diffs = match flux_build(&flux, &root, object, variables, path) {
                     Ok(theirs) => {
-                        let mut d = compare(&k.objects, &theirs);
-                        d.extend(check_written(&label, &k.objects));
+                        let mut d = compare(objects, &theirs);
+                        d.extend(check_written(label, objects));
                         d
                     }
                     Err(e) => vec![format!("flux failed: {e}")],
                 };
-                (label, diffs)
+                (label.clone(), diffs)
             })
             .collect();
         for (label, diffs) in results {
@@ -785,7 +823,7 @@ fn build_agrees_with_flux_build_kustomization() {
         corpus.len() + real
     );
     assert!(corpus.len() >= 60, "the corpus must hold at least 60 cases");
-    assert!(real >= 12, "every Kustomization of the real tree: {real}");
+    assert!(real >= 15, "every Kustomization of the real tree: {real}");
     assert!(
         failures.is_empty(),
         "{} difference(s) with flux:\n\n{}",

@@ -171,7 +171,8 @@ pub struct RenderedKustomization {
 #[derive(Debug, Clone)]
 pub struct RenderedCluster {
     pub name: String,
-    /// The cluster folder's own objects (what the root `flux-system` Kustomization applies).
+    /// The cluster folder's own objects: what the root `flux-system`
+    /// Kustomization applies, rendered like the others when it is declared.
     pub root_objects: Vec<Value>,
     /// In dependency order.
     pub kustomizations: Vec<RenderedKustomization>,
@@ -260,18 +261,16 @@ pub fn render_cluster(
         return Err(RenderError::NoCluster(cluster_dir));
     }
     let index = SourceIndex::scan(root, &cluster_dir);
-    let root_objects: Vec<Value> = flux_build(&cluster_dir, &cluster_dir)?
-        .into_iter()
-        .map(|d| d.object)
-        .collect();
+    let root_docs = flux_build(&cluster_dir, &cluster_dir)?;
+    let raw_root: Vec<Value> = root_docs.iter().map(|d| d.object.clone()).collect();
     let cluster_path = normalize(&format!("clusters/{cluster}"));
 
-    // The root Kustomization applies the cluster folder itself; it is already rendered.
-    let declared: Vec<FluxKustomization> = root_objects
+    // The root Kustomization applies the cluster folder itself: it is
+    // rendered here, its postBuild and labels are applied at the end.
+    let (root_flux, declared): (Vec<FluxKustomization>, Vec<FluxKustomization>) = raw_root
         .iter()
         .filter_map(|o| FluxKustomization::from_object(o, &index))
-        .filter(|k| k.path != cluster_path)
-        .collect();
+        .partition(|k| k.path == cluster_path);
     for k in &declared {
         if !root.join(&k.path).is_dir() {
             return Err(RenderError::MissingPath {
@@ -302,7 +301,7 @@ pub fn render_cluster(
 
     let mut warnings = Vec::new();
     let sources = post_build::VariableSources::collect(
-        root_objects.iter().chain(
+        raw_root.iter().chain(
             outputs
                 .iter()
                 .flat_map(|(docs, _)| docs.iter().map(|d| &d.object)),
@@ -324,6 +323,19 @@ pub fn render_cluster(
             elapsed,
         });
     }
+    let root_objects = match root_flux.first() {
+        Some(flux) => {
+            let prepared = generate::prepare(root, flux)?;
+            let docs = if prepared.dir == cluster_dir {
+                root_docs
+            } else {
+                flux_build(&prepared.dir, &cluster_dir)?
+            };
+            let variables = post_build::variables(cluster, flux, &sources)?;
+            post_build::apply(flux, docs, &variables, &cluster_dir, root)?
+        }
+        None => raw_root,
+    };
     Ok(RenderedCluster {
         name: cluster.to_string(),
         root_objects,
