@@ -622,6 +622,16 @@ fn flux_build(
     yaml11::parse_stream(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// One Kustomization of the real tree: label, declared object, merged
+/// variables, folder, and our objects.
+type RealJob<'a> = (
+    String,
+    &'a Value,
+    &'a BTreeMap<String, String>,
+    PathBuf,
+    &'a [Value],
+);
+
 enum Outcome {
     Agree,
     Differ(Vec<String>),
@@ -774,7 +784,7 @@ fn build_agrees_with_flux_build_kustomization() {
                     .collect()
             })
             .unwrap_or_default();
-        let mut jobs: Vec<(String, &Value, &BTreeMap<String, String>, PathBuf, &[Value])> = vec![(
+        let mut jobs: Vec<RealJob> = vec![(
             format!(
                 "{cluster}/{}",
                 root_ks["metadata"]["name"].as_str().unwrap_or_default()
