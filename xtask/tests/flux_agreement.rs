@@ -356,6 +356,18 @@ fn corpus() -> Vec<Case> {
         ),
         sub_case("replace-escapes", "  a: ${p/\\//_}\n  b: ${p//\\//:}\n", s),
         sub_case("unicode-name-with-default", "  a: ${café:=latte}\n", s),
+        sub_case(
+            "defaults-edge-cases",
+            "  a: ${unset:=a$$b}\n  b: ${unset=}\n  c: ${unset:=$${s}}\n  d: ${unset:=${s^^}}\n  e: ${s:1:2}x${#p}\n",
+            s,
+        ),
+        sub_failing(
+            "default-arguments-are-expanded-first",
+            "  a: ${s:=${nope}}\n",
+            s,
+        ),
+        sub_failing("remove-without-pattern", "  a: ${s#}\n", s),
+        sub_failing("question-without-colon", "  a: ${s?x}\n", s),
         sub_failing("dash-default-is-not-an-operator", "  a: ${s-d}\n", s),
         sub_failing("dash-in-name", "  a: ${my-var}\n", s),
         sub_failing("replace-empty-pattern", "  a: ${s/#/pre-}\n", s),
