@@ -144,11 +144,14 @@ fn string(out: &mut String, s: &str, level: usize) {
 /// A literal block keeps the text byte for byte when no line starts or ends
 /// with white space and every character is printable.
 fn literal_allowed(s: &str) -> bool {
-    s.lines().all(|line| {
-        !line.starts_with([' ', '\t'])
-            && !line.ends_with([' ', '\t'])
-            && line.chars().all(|c| c == '\t' || printable(c))
-    }) && !s.contains('\r')
+    // A first line with text fixes the block's indentation.
+    !s.starts_with('\n')
+        && s.lines().all(|line| {
+            !line.starts_with([' ', '\t'])
+                && !line.ends_with([' ', '\t'])
+                && line.chars().all(|c| c == '\t' || printable(c))
+        })
+        && !s.contains('\r')
 }
 
 fn literal(out: &mut String, s: &str, level: usize) {
@@ -350,6 +353,7 @@ mod tests {
                 "yes": "on", "n": "1_000", "octal": "0755", "multi": "a\nb\n", "kept": "x\n\n",
                 "strip": "line1\nline2", "lead": "  a\nb", "trailing": "a \nb", "quote": "say \"hi\"\\",
                 "ctl": "bell\u{7}", "unicode": "café ☕", "empty": "", "date": "2001-12-14",
+                "newline": "\n", "leading": "\nx", "crlf": "a\r\nb",
             },
             "spec": {"replicas": 3, "ratio": 1.5, "big": 1e300, "on": true, "none": null,
                      "list": [{"a": 1, "b": [1, [2, 3]]}, "s", [], {}], "empty": {}},

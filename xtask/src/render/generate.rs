@@ -262,10 +262,10 @@ pub fn prepare(root: &Path, flux: &FluxKustomization) -> Result<Prepared, Render
     })
 }
 
-fn io_error(path: &Path, err: std::io::Error) -> RenderError {
-    RenderError::Kustomize {
-        dir: path.to_path_buf(),
-        message: format!("preparing the generated kustomization: {err}"),
+fn io_error(path: &Path, source: std::io::Error) -> RenderError {
+    RenderError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }
 

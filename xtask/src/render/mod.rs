@@ -34,6 +34,11 @@ pub enum RenderError {
     Kustomize { dir: PathBuf, message: String },
     #[error(transparent)]
     Tool(#[from] ToolError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{dir}: output is not valid YAML: {message}")]
     Yaml { dir: PathBuf, message: String },
     #[error("Kustomization {name} ({file}): path {path} does not exist")]
