@@ -366,4 +366,34 @@ mod tests {
         assert!(text.contains("\"yes\": \"on\""), "{text}");
         assert!(text.contains("multi: |\n    a\n    b\n"), "{text}");
     }
+
+    /// Many strings built from the characters that matter to YAML, as keys
+    /// and values: both readers give back exactly what was written.
+    #[test]
+    fn generated_strings_round_trip_through_both_readers() {
+        let alphabet: Vec<char> = " :#-\n'\"\t y0.e_[{,!&*|>%@`~\\é\u{85}\u{2028}1onN+x"
+            .chars()
+            .collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) as usize
+        };
+        let mut map = serde_json::Map::new();
+        for i in 0..4000 {
+            let len = next() % 7;
+            let s: String = (0..len)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            map.insert(format!("{s}{i}"), json!(s));
+        }
+        let value = Value::Object(map);
+        let text = to_string(&value);
+        let v12: Value = serde_yaml::from_str(&text).unwrap();
+        let v11 = crate::render::yaml11::parse_stream(&text).unwrap();
+        assert_eq!(v12, value);
+        assert_eq!(v11[0], value);
+    }
 }
