@@ -956,4 +956,164 @@ mod tests {
         let (text, missing) = substitute_lenient("oops ${", |_| None);
         assert_eq!((text.as_str(), missing.len()), ("oops ${", 0));
     }
+
+    /// The expansion table of fluxcd/pkg/envsubst 1.7.1's own tests.
+    #[test]
+    fn envsubst_expansion_table() {
+        let z = "abcABC123ABCabc";
+        let path = "/home/bozo/ideas/thoughts.for.today";
+        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+            (&[], "abcdEFGH28ij", "abcdEFGH28ij"),
+            (&[("var01", "abcdEFGH28ij")], "${#var01}", "12"),
+            (&[("var01", "abcdEFGH28ij")], "${var01^}", "AbcdEFGH28ij"),
+            (&[("var01", "abcdEFGH28ij")], "${var01^^}", "ABCDEFGH28IJ"),
+            (&[("var01", "ABCDEFGH28IJ")], "${var01,}", "aBCDEFGH28IJ"),
+            (&[("var01", "ABCDEFGH28IJ")], "${var01,,}", "abcdefgh28ij"),
+            (
+                &[("path_name", path)],
+                "${path_name:11}",
+                "ideas/thoughts.for.today",
+            ),
+            (&[("path_name", path)], "${path_name:11:5}", "ideas"),
+            (&[("var", "abc")], "${var=xyz}", "abc"),
+            (&[], "${var=xyz}", "xyz"),
+            (
+                &[("default_var", "foo")],
+                "something ${var=${default_var}}",
+                "something foo",
+            ),
+            (
+                &[("default_var", "foo1")],
+                "foo: ${var=${default_var}-suffix}",
+                "foo: foo1-suffix",
+            ),
+            (
+                &[("default_var", "foo1")],
+                "foo: ${var=prefix${default_var}-suffix}",
+                "foo: prefixfoo1-suffix",
+            ),
+            (&[], "${var:=xyz}", "xyz"),
+            (&[("stringZ", z)], "${stringZ/%abc/XYZ}", "abcABC123ABCXYZ"),
+            (&[("stringZ", z)], "${stringZ/#abc/XYZ}", "XYZABC123ABCabc"),
+            (&[("stringZ", z)], "${stringZ//abc/xyz}", "xyzABC123ABCxyz"),
+            (&[("stringZ", z)], "${stringZ/abc/xyz}", "xyzABC123ABCabc"),
+            (
+                &[("filename", "bash.string.txt")],
+                "${filename#*.}",
+                "string.txt",
+            ),
+            (&[("filename", "path/to/file")], "${filename#*/}", "to/file"),
+            (
+                &[("filename", "/path/to/file")],
+                "${filename#*/}",
+                "path/to/file",
+            ),
+            (&[("filename", "bash.string.txt")], "${filename##*.}", "txt"),
+            (&[("filename", "path/to/file")], "${filename##*/}", "file"),
+            (&[("filename", "/path/to/file")], "${filename##*/}", "file"),
+            (
+                &[("filename", "bash.string.txt")],
+                "${filename%.*}",
+                "bash.string",
+            ),
+            (
+                &[("filename", "bash.string.txt")],
+                "${filename%%.*}",
+                "bash",
+            ),
+            (
+                &[("var01", "abcdEFGH28ij")],
+                "${var=${var01^^}}",
+                "ABCDEFGH28IJ",
+            ),
+            (&[("var01", "abcdEFGH28ij")], "$${var01}", "${var01}"),
+            (
+                &[("var01", "abcdEFGH28ij")],
+                "some text ${var01}$${var$${var01}$var01${var01}",
+                "some text abcdEFGH28ij${var${var01}$var01abcdEFGH28ij",
+            ),
+            (
+                &[("default_var", "foo")],
+                "something $${var=${default_var}}",
+                "something ${var=foo}",
+            ),
+            (&[("stringZ", "foo/bar")], r"${stringZ/\//-}", "foo-bar"),
+            (
+                &[("stringZ", "foo/bar/baz")],
+                r"${stringZ//\//-}",
+                "foo-bar-baz",
+            ),
+            (
+                &[("default_var", "foo")],
+                r"\\something ${var=${default_var}}",
+                r"\\something foo",
+            ),
+            (&[("stringZ", "foo.bar")], "${stringZ/./}", "foobar"),
+            (&[("foo", "")], "${foo}", ""),
+            (&[], "${missing:-fallback}", "fallback"),
+            (&[], "${missing=assigned}", "assigned"),
+        ];
+        for (pairs, input, want) in cases {
+            assert_eq!(sub(input, pairs).as_deref(), Ok(*want), "{input}");
+        }
+        for input in [
+            "${missing}",
+            "${#missing}",
+            "${missing^}",
+            "${missing^^}",
+            "${missing,}",
+            "${missing,,}",
+            "${missing:0}",
+            "${missing:0:10}",
+            "${missing/pattern/replacement}",
+            "${missing//pattern/replacement}",
+            "${missing/#pattern/replacement}",
+            "${missing/%pattern/replacement}",
+            "${missing#pattern}",
+            "${missing##pattern}",
+            "${missing%pattern}",
+            "${missing%%pattern}",
+        ] {
+            assert_eq!(
+                sub(input, &[]),
+                Err(SubstError::Undefined("missing".into())),
+                "{input}"
+            );
+        }
+    }
+
+    /// The function tests of fluxcd/pkg/envsubst 1.7.1.
+    #[test]
+    fn envsubst_function_table() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let n = "123456789123456789";
+        assert_eq!(apply("#", "Hello World", &[]), "11");
+        assert_eq!(apply(",,", "Hello World", &[]), "hello world");
+        assert_eq!(apply(",", "HELLO WORLD", &[]), "hELLO WORLD");
+        assert_eq!(apply(",", "", &[]), "");
+        assert_eq!(apply("^^", "Hello World", &[]), "HELLO WORLD");
+        assert_eq!(apply("^", "hello world", &[]), "Hello world");
+        assert_eq!(apply("^", "", &[]), "");
+        assert_eq!(
+            apply(":=", "Hello World", &a(&["Hola Mundo"])),
+            "Hello World"
+        );
+        assert_eq!(apply(":=", "", &a(&["Hola Mundo"])), "Hola Mundo");
+        assert_eq!(
+            apply(
+                ":=",
+                "",
+                &a(&["Hola Mundo", "-Bonjour le monde", "-Halló heimur"])
+            ),
+            "Hola Mundo-Bonjour le monde-Halló heimur"
+        );
+        assert_eq!(apply(":", n, &a(&["0", "8"])), "12345678");
+        assert_eq!(apply(":", n, &a(&["1", "8"])), "23456789");
+        assert_eq!(apply(":", n, &a(&["9"])), "123456789");
+        assert_eq!(apply(":", n, &a(&["9", "50"])), "123456789");
+        assert_eq!(apply(":", n, &a(&["-3", "2"])), "78");
+        assert_eq!(apply(":", n, &a(&["-300", "3"])), "123");
+        assert_eq!(apply(":", "12345678", &a(&["9", "1"])), "");
+        assert_eq!(apply(":", "hello world", &a(&["2", "-1"])), "llo worl");
+    }
 }
