@@ -449,15 +449,21 @@ fn push(doc: &mut Map<String, Value>, key: &str, value: Value) {
     }
 }
 
-/// Copies the tree kustomize may read (the artifact), skipping what git
-/// ignores and hidden folders.
+/// Copies the tree kustomize may read (the artifact): every file, except
+/// git's folder and build output; symbolic links are not followed.
 fn copy_tree(root: &Path, to: &Path) -> Result<(), RenderError> {
-    for entry in ignore::WalkBuilder::new(root).build().flatten() {
+    let walker = ignore::WalkBuilder::new(root)
+        .standard_filters(false)
+        .filter_entry(|e| {
+            e.depth() != 1 || !matches!(e.file_name().to_str(), Some(".git" | "target"))
+        })
+        .build();
+    for entry in walker.flatten() {
         let path = entry.path();
         let Ok(rel) = path.strip_prefix(root) else {
             continue;
         };
-        if rel.as_os_str().is_empty() || rel.starts_with("target") {
+        if rel.as_os_str().is_empty() {
             continue;
         }
         let target = to.join(rel);
