@@ -14,6 +14,7 @@ pub mod sops;
 pub mod tools;
 pub mod validate;
 pub mod verbs;
+pub mod yaml_out;
 
 use std::path::{Path, PathBuf};
 

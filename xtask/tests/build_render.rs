@@ -316,3 +316,98 @@ fn real_clusters_render_with_the_expected_objects() {
         );
     }
 }
+
+/// A spec field the render cannot honour stops it with the field's name,
+/// instead of a render that silently differs from what Flux applies.
+#[test]
+fn spec_fields_that_cannot_be_honoured_are_errors_naming_the_field() {
+    if !kustomize_available() {
+        return;
+    }
+    let cases = [
+        (
+            "  prune: true",
+            "  prune: true\n  ignore: |\n    *.txt",
+            "spec.ignore",
+        ),
+        (
+            "  prune: true",
+            "  prune: true\n  patchesStrategicMerge: []",
+            "spec.patchesStrategicMerge",
+        ),
+        (
+            "  postBuild:",
+            "  postBuild:\n    substituteStrategy: Sometimes",
+            "spec.postBuild.substituteStrategy",
+        ),
+        (
+            "  prune: true",
+            "  prune: true\n  components:\n    - https://example.com/c",
+            "spec.components[0]",
+        ),
+        (
+            "  prune: true",
+            "  prune: true\n  patches:\n    - path: p.yaml\n      patch: x",
+            "spec.patches[0].path",
+        ),
+        (
+            "  prune: true",
+            "  prune: true\n  images:\n    - newTag: \"1\"",
+            "spec.images[0].name",
+        ),
+        (
+            "      - kind: ConfigMap\n        name: base",
+            "      - kind: Configmap\n        name: base",
+            "spec.postBuild.substituteFrom[0].kind",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let tree = copy_of("basic");
+        edit(&tree.path().join("clusters/demo/apps.yaml"), from, to);
+        let err = render::render_cluster(tree.path(), "demo", &RenderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "Kustomization apps (clusters/demo/apps.yaml): {field} "
+            )),
+            "{field}: {err}"
+        );
+    }
+}
+
+/// Every object carries the labels kustomize-controller adds, substituted
+/// values take YAML 1.1 types, and the written YAML quotes what a YAML 1.1
+/// reader would retype.
+#[test]
+fn objects_carry_the_ownership_labels_and_written_yaml_is_quoted() {
+    if !kustomize_available() {
+        return;
+    }
+    let tree = copy_of("basic");
+    edit(
+        &tree.path().join("clusters/demo/apps.yaml"),
+        "      tier: inline",
+        "      tier: inline\n      flag: \"yes\"",
+    );
+    edit(
+        &tree.path().join("apps/web/deployment.yaml"),
+        "            - name: TOKEN",
+        "            - name: FLAG\n              value: \"${flag}\"\n            - name: ON\n              value: \"on\"\n            - name: TOKEN",
+    );
+    let rendered = render::render_cluster(tree.path(), "demo", &RenderOptions::default()).unwrap();
+    for k in &rendered.kustomizations {
+        for o in &k.objects {
+            let labels = &o["metadata"]["labels"];
+            assert_eq!(labels[render::OWNER_NAME_LABEL], k.flux.name.as_str());
+            assert_eq!(labels[render::OWNER_NAMESPACE_LABEL], "flux-system");
+        }
+    }
+    let deployment = &rendered.kustomizations[1].objects[1];
+    let env = &deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+    // kustomize drops the quotes around `${flag}`, so Flux reads `yes` as YAML 1.1 does.
+    assert_eq!(env[0]["value"], true);
+    assert_eq!(env[1]["value"], "on");
+    let apps = render::to_yaml_stream(&rendered.kustomizations[1].objects);
+    assert!(apps.contains("value: \"on\""), "{apps}");
+}

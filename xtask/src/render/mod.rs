@@ -1,23 +1,28 @@
 //! Renders a cluster the way Flux would: kustomize on the cluster folder finds
-//! the Flux Kustomizations, each one's `path` is built with kustomize, and its
-//! postBuild substitution is applied with values from the ConfigMaps and
-//! Secrets that `substituteFrom` names, found in the rendered tree.
+//! the Flux Kustomizations; for each one, the generator step merges its spec
+//! into the folder's kustomization ([`generate`]), kustomize builds it, and
+//! [`post_build`] substitutes variables from the ConfigMaps and Secrets that
+//! `substituteFrom` names (found in the rendered tree) and adds the labels
+//! kustomize-controller adds.
 
+pub mod generate;
+pub mod post_build;
 pub mod substitute;
+pub mod yaml11;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::runner::RunError;
 use crate::tools::{self, ToolError};
 
+pub use post_build::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, substitution_disabled};
+
 pub const FLUX_KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io/";
-const SUBSTITUTE_KEY: &str = "kustomize.toolkit.fluxcd.io/substitute";
 /// What a Secret-sourced variable renders as unless `reveal_secrets` is set.
 pub const REDACTED_PREFIX: &str = "sops-redacted-";
 
@@ -29,6 +34,11 @@ pub enum RenderError {
     Kustomize { dir: PathBuf, message: String },
     #[error(transparent)]
     Tool(#[from] ToolError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{dir}: output is not valid YAML: {message}")]
     Yaml { dir: PathBuf, message: String },
     #[error("Kustomization {name} ({file}): path {path} does not exist")]
@@ -61,6 +71,13 @@ pub enum RenderError {
         object: String,
         source: substitute::SubstError,
         hint: Option<String>,
+    },
+    #[error("Kustomization {name} ({file}): {field} {reason}")]
+    Field {
+        name: String,
+        file: String,
+        field: String,
+        reason: String,
     },
     #[error(
         "Kustomization {name}: variable name {var:?} from {origin} is invalid, it must match ^[_[:alpha:]][_[:alpha:][:digit:]]*$"
@@ -150,6 +167,8 @@ pub struct RenderedKustomization {
     pub flux: FluxKustomization,
     /// The objects after kustomize build and postBuild substitution.
     pub objects: Vec<Value>,
+    /// The postBuild variables, merged as Flux merges them.
+    pub variables: BTreeMap<String, String>,
     pub elapsed: Duration,
 }
 
@@ -157,7 +176,8 @@ pub struct RenderedKustomization {
 #[derive(Debug, Clone)]
 pub struct RenderedCluster {
     pub name: String,
-    /// The cluster folder's own objects (what the root `flux-system` Kustomization applies).
+    /// The cluster folder's own objects: what the root `flux-system`
+    /// Kustomization applies, rendered like the others when it is declared.
     pub root_objects: Vec<Value>,
     /// In dependency order.
     pub kustomizations: Vec<RenderedKustomization>,
@@ -193,6 +213,28 @@ pub fn kustomize_build(dir: &Path) -> Result<Vec<Value>, RenderError> {
     })
 }
 
+/// Runs kustomize on `dir` as Flux does (no load restrictions) and returns
+/// its output; errors name `shown`, the folder the user knows.
+fn kustomize_build_text(dir: &Path, shown: &Path) -> Result<String, RenderError> {
+    let kustomize = tools::kustomize()?;
+    kustomize
+        .build(dir)
+        .args(["--load-restrictor", "LoadRestrictionsNone"])
+        .read()
+        .map_err(|err| match err {
+            RunError::Failed { stderr, .. } => RenderError::Kustomize {
+                dir: shown.to_path_buf(),
+                message: stderr,
+            },
+            other => RenderError::Tool(other.into()),
+        })
+}
+
+/// Builds a folder as Flux reads it (YAML 1.1 types).
+fn flux_build(dir: &Path, shown: &Path) -> Result<Vec<post_build::Document>, RenderError> {
+    post_build::documents(shown, &kustomize_build_text(dir, shown)?)
+}
+
 /// Parses a multi-document YAML stream into JSON values, skipping empty documents.
 pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
     use serde::Deserialize;
@@ -207,14 +249,10 @@ pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
     Ok(objects)
 }
 
-/// Writes objects as one multi-document YAML stream.
+/// Writes objects as one multi-document YAML stream that every reader reads
+/// the same (see [`crate::yaml_out`]).
 pub fn to_yaml_stream(objects: &[Value]) -> String {
-    let mut out = String::new();
-    for object in objects {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(object).unwrap_or_default());
-    }
-    out
+    crate::yaml_out::to_stream(objects)
 }
 
 /// Renders one cluster: `root` is the repository (artifact) root.
@@ -228,15 +266,16 @@ pub fn render_cluster(
         return Err(RenderError::NoCluster(cluster_dir));
     }
     let index = SourceIndex::scan(root, &cluster_dir);
-    let root_objects = kustomize_build(&cluster_dir)?;
+    let root_docs = flux_build(&cluster_dir, &cluster_dir)?;
+    let raw_root: Vec<Value> = root_docs.iter().map(|d| d.object.clone()).collect();
     let cluster_path = normalize(&format!("clusters/{cluster}"));
 
-    // The root Kustomization applies the cluster folder itself; it is already rendered.
-    let declared: Vec<FluxKustomization> = root_objects
+    // The root Kustomization applies the cluster folder itself: it is
+    // rendered here, its postBuild and labels are applied at the end.
+    let (root_flux, declared): (Vec<FluxKustomization>, Vec<FluxKustomization>) = raw_root
         .iter()
         .filter_map(|o| FluxKustomization::from_object(o, &index))
-        .filter(|k| k.path != cluster_path)
-        .collect();
+        .partition(|k| k.path == cluster_path);
     for k in &declared {
         if !root.join(&k.path).is_dir() {
             return Err(RenderError::MissingPath {
@@ -248,14 +287,16 @@ pub fn render_cluster(
     }
     let order = dependency_order(cluster, &declared)?;
 
-    let built: Vec<(Result<Vec<Value>, RenderError>, Duration)> = order
+    type Built = (Result<Vec<post_build::Document>, RenderError>, Duration);
+    let built: Vec<Built> = order
         .par_iter()
         .map(|&i| {
             let started = Instant::now();
-            (
-                kustomize_build(&root.join(&declared[i].path)),
-                started.elapsed(),
-            )
+            let flux = &declared[i];
+            let shown = root.join(&flux.path);
+            let result = generate::prepare(root, flux)
+                .and_then(|prepared| flux_build(&prepared.dir, &shown));
+            (result, started.elapsed())
         })
         .collect();
     let mut outputs = Vec::with_capacity(built.len());
@@ -264,24 +305,42 @@ pub fn render_cluster(
     }
 
     let mut warnings = Vec::new();
-    let sources = VariableSources::collect(
-        root_objects
-            .iter()
-            .chain(outputs.iter().flat_map(|(o, _)| o)),
+    let sources = post_build::VariableSources::collect(
+        raw_root.iter().chain(
+            outputs
+                .iter()
+                .flat_map(|(docs, _)| docs.iter().map(|d| &d.object)),
+        ),
         opts,
         &mut warnings,
     );
 
     let mut kustomizations = Vec::with_capacity(order.len());
-    for (&i, (objects, elapsed)) in order.iter().zip(outputs) {
+    for (&i, (docs, elapsed)) in order.iter().zip(outputs) {
         let flux = declared[i].clone();
-        let objects = apply_post_build(cluster, &flux, objects, &sources, root)?;
+        let variables = post_build::variables(cluster, &flux, &sources)?;
+        let dir = root.join(&flux.path);
+        let objects = post_build::apply(&flux, docs, &variables, &dir, root)?;
         kustomizations.push(RenderedKustomization {
             flux,
             objects,
+            variables,
             elapsed,
         });
     }
+    let root_objects = match root_flux.first() {
+        Some(flux) => {
+            let prepared = generate::prepare(root, flux)?;
+            let docs = if prepared.dir == cluster_dir {
+                root_docs
+            } else {
+                flux_build(&prepared.dir, &cluster_dir)?
+            };
+            let variables = post_build::variables(cluster, flux, &sources)?;
+            post_build::apply(flux, docs, &variables, &cluster_dir, root)?
+        }
+        None => raw_root,
+    };
     Ok(RenderedCluster {
         name: cluster.to_string(),
         root_objects,
@@ -367,197 +426,6 @@ pub fn dependency_order(
     Ok(order)
 }
 
-/// ConfigMaps and Secrets of a cluster, by `kind/namespace/name`, as variables.
-struct VariableSources {
-    by_key: HashMap<String, BTreeMap<String, String>>,
-}
-
-impl VariableSources {
-    fn collect<'a>(
-        objects: impl Iterator<Item = &'a Value>,
-        opts: &RenderOptions,
-        warnings: &mut Vec<String>,
-    ) -> Self {
-        let mut by_key = HashMap::new();
-        for object in objects {
-            let kind = str_at(object, &["kind"]).unwrap_or("");
-            if kind != "ConfigMap" && kind != "Secret" {
-                continue;
-            }
-            let name = str_at(object, &["metadata", "name"]).unwrap_or("");
-            let namespace = str_at(object, &["metadata", "namespace"]).unwrap_or("default");
-            let vars = if kind == "Secret" {
-                secret_variables(object, name, opts, warnings)
-            } else {
-                string_map(object.get("data"))
-            };
-            by_key.insert(format!("{kind}/{namespace}/{name}"), vars);
-        }
-        Self { by_key }
-    }
-}
-
-fn secret_variables(
-    object: &Value,
-    name: &str,
-    opts: &RenderOptions,
-    warnings: &mut Vec<String>,
-) -> BTreeMap<String, String> {
-    let encrypted = object.get("sops").is_some();
-    let decrypted = match (&opts.decryptor, encrypted) {
-        (Some(decrypt), true) => match decrypt(object) {
-            Ok(plain) => Some(plain),
-            Err(err) => {
-                warnings.push(format!(
-                    "Secret {name}: cannot decrypt ({err}); its variables render as placeholders"
-                ));
-                None
-            }
-        },
-        (_, true) => {
-            warnings.push(format!(
-                "Secret {name} is SOPS-encrypted and no age identity is available (SOPS_AGE_KEY_FILE or ~/.config/sops/age/keys.txt); its variables render as placeholders"
-            ));
-            None
-        }
-        (_, false) => Some(object.clone()),
-    };
-    let mut vars = BTreeMap::new();
-    let source = decrypted.as_ref().unwrap_or(object);
-    let engine = base64::engine::general_purpose::STANDARD;
-    if let Some(data) = source.get("data").and_then(Value::as_object) {
-        for (k, v) in data {
-            let text = v.as_str().unwrap_or_default();
-            let value = engine
-                .decode(text)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .unwrap_or_default();
-            vars.insert(k.clone(), value);
-        }
-    }
-    vars.extend(string_map(source.get("stringData")));
-    let reveal = decrypted.is_some() && (opts.reveal_secrets || !encrypted);
-    if !reveal {
-        for (k, v) in vars.iter_mut() {
-            *v = format!("{REDACTED_PREFIX}{}", k.replace('_', "-"));
-        }
-    }
-    vars
-}
-
-fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
-    value
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    let s = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    (k.clone(), s)
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn apply_post_build(
-    cluster: &str,
-    flux: &FluxKustomization,
-    objects: Vec<Value>,
-    sources: &VariableSources,
-    root: &Path,
-) -> Result<Vec<Value>, RenderError> {
-    let Some(post_build) = flux.object.pointer("/spec/postBuild") else {
-        return Ok(objects);
-    };
-    let mut vars = BTreeMap::new();
-    for reference in post_build
-        .get("substituteFrom")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let kind = str_at(reference, &["kind"]).unwrap_or("ConfigMap");
-        let source = str_at(reference, &["name"]).unwrap_or("");
-        let optional = reference
-            .get("optional")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        match sources
-            .by_key
-            .get(&format!("{kind}/{}/{source}", flux.namespace))
-        {
-            Some(values) => {
-                for (k, v) in values {
-                    vars.insert(k.clone(), v.replace('\n', ""));
-                }
-            }
-            None if optional => {}
-            None => {
-                return Err(RenderError::MissingSource {
-                    name: flux.name.clone(),
-                    kind: kind.to_string(),
-                    from: source.to_string(),
-                    cluster: cluster.to_string(),
-                });
-            }
-        }
-    }
-    for (k, v) in string_map(post_build.get("substitute")) {
-        vars.insert(k, v.replace('\n', ""));
-    }
-    if let Some(bad) = vars.keys().find(|k| !substitute::is_valid_name(k)) {
-        return Err(RenderError::BadVariableName {
-            name: flux.name.clone(),
-            var: bad.clone(),
-            origin: "substituteFrom/substitute".into(),
-        });
-    }
-    // As in kustomize-controller: no variables, no substitution.
-    if vars.is_empty() {
-        return Ok(objects);
-    }
-    objects
-        .into_iter()
-        .map(|object| {
-            if substitution_disabled(&object) {
-                return Ok(object);
-            }
-            let text = serde_yaml::to_string(&object).unwrap_or_default();
-            let describe = || describe(&object);
-            let replaced =
-                substitute::substitute(&text, &vars).map_err(|source| RenderError::Substitute {
-                    name: flux.name.clone(),
-                    object: describe(),
-                    hint: match &source {
-                        substitute::SubstError::Undefined(var) => find_use(root, var),
-                        _ => None,
-                    },
-                    source,
-                })?;
-            let mut parsed = parse_stream(&replaced).map_err(|message| RenderError::Yaml {
-                dir: root.join(&flux.path),
-                message: format!("{} after substitution: {message}", describe()),
-            })?;
-            Ok(parsed.pop().unwrap_or(Value::Null))
-        })
-        .collect()
-}
-
-/// True when an object opts out of substitution (label or annotation).
-pub fn substitution_disabled(object: &Value) -> bool {
-    ["labels", "annotations"].iter().any(|field| {
-        object
-            .pointer(&format!("/metadata/{field}"))
-            .and_then(|m| m.get(SUBSTITUTE_KEY))
-            .and_then(Value::as_str)
-            == Some("disabled")
-    })
-}
-
 /// `Kind namespace/name` of an object, for messages.
 pub fn describe(object: &Value) -> String {
     let kind = str_at(object, &["kind"]).unwrap_or("?");
@@ -573,7 +441,7 @@ pub fn is_flux_kustomization(object: &Value) -> bool {
         && str_at(object, &["apiVersion"]).is_some_and(|v| v.starts_with(FLUX_KUSTOMIZE_GROUP))
 }
 
-fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter()
         .try_fold(value, |v, key| v.get(key))
         .and_then(Value::as_str)
@@ -588,7 +456,7 @@ fn normalize(path: &str) -> PathBuf {
 }
 
 /// Where a variable is used in the manifest folders, for error messages.
-fn find_use(root: &Path, var: &str) -> Option<String> {
+pub(crate) fn find_use(root: &Path, var: &str) -> Option<String> {
     let needle = format!("${{{var}");
     let mut hits = Vec::new();
     for dir in crate::MANIFEST_DIRS {
@@ -715,53 +583,5 @@ mod tests {
             PathBuf::from("clusters/local")
         );
         assert_eq!(normalize("platform/kind"), PathBuf::from("platform/kind"));
-    }
-
-    #[test]
-    fn substitution_can_be_disabled_by_label_or_annotation() {
-        let by_label = json!({"metadata": {"labels": {SUBSTITUTE_KEY: "disabled"}}});
-        let by_annotation = json!({"metadata": {"annotations": {SUBSTITUTE_KEY: "disabled"}}});
-        let enabled = json!({"metadata": {"annotations": {SUBSTITUTE_KEY: "enabled"}}});
-        assert!(substitution_disabled(&by_label));
-        assert!(substitution_disabled(&by_annotation));
-        assert!(!substitution_disabled(&enabled));
-    }
-
-    #[test]
-    fn plain_secret_values_come_from_data_and_string_data() {
-        let secret = json!({
-            "kind": "Secret",
-            "metadata": {"name": "s"},
-            "data": {"a": "YWxwaGE="},
-            "stringData": {"b": "beta"}
-        });
-        let mut warnings = Vec::new();
-        let vars = secret_variables(&secret, "s", &RenderOptions::default(), &mut warnings);
-        assert_eq!(vars["a"], "alpha");
-        assert_eq!(vars["b"], "beta");
-        assert!(warnings.is_empty());
-    }
-
-    #[test]
-    fn encrypted_secret_without_key_renders_placeholders_and_warns() {
-        let secret = json!({
-            "kind": "Secret",
-            "metadata": {"name": "variables-cluster"},
-            "stringData": {"nextcloud_password": "ENC[AES256_GCM,data:xx,iv:yy,tag:zz,type:str]"},
-            "sops": {"mac": "ENC[...]"}
-        });
-        let mut warnings = Vec::new();
-        let vars = secret_variables(
-            &secret,
-            "variables-cluster",
-            &RenderOptions::default(),
-            &mut warnings,
-        );
-        assert_eq!(
-            vars["nextcloud_password"],
-            "sops-redacted-nextcloud-password"
-        );
-        assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].contains("no age identity"), "{}", warnings[0]);
     }
 }

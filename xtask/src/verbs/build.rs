@@ -1,5 +1,6 @@
 //! `cargo xtask build`: render every Flux Kustomization of a cluster, as
-//! `flux build kustomization` does, into `target/manifests/<cluster>/`.
+//! `flux build kustomization` does, into `target/manifests/<cluster>/`, in
+//! YAML that YAML 1.1 and 1.2 readers read alike ([`crate::yaml_out`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -158,12 +159,12 @@ fn write_cluster(dir: &Path, rendered: &RenderedCluster) -> std::io::Result<()> 
     std::fs::create_dir_all(dir)?;
     crate::fsutil::write_atomic(
         &dir.join("flux-system.yaml"),
-        render::to_yaml_stream(&rendered.root_objects).as_bytes(),
+        crate::yaml_out::to_stream(&rendered.root_objects).as_bytes(),
     )?;
     for k in &rendered.kustomizations {
         crate::fsutil::write_atomic(
             &dir.join(format!("{}.yaml", k.flux.name)),
-            render::to_yaml_stream(&k.objects).as_bytes(),
+            crate::yaml_out::to_stream(&k.objects).as_bytes(),
         )?;
     }
     Ok(())
