@@ -228,6 +228,35 @@ fn wrong_recipient() {
     );
 }
 
+/// An in-cluster URL with nothing behind it in the cluster; the other URL of
+/// the same object is served by the HelmRelease podinfo and is no finding.
+#[test]
+fn in_cluster_address_with_nothing_deployed() {
+    let Some(f) = expect(
+        "address-unknown",
+        Check::Address,
+        "apps/demo/deployment.yaml",
+        Some(31),
+        "http://api.demo.svc.cluster.local names Service demo/api, but cluster test deploys no Service or HelmRelease api in namespace demo",
+    ) else {
+        return;
+    };
+    assert_eq!(f.object.as_deref(), Some("Deployment demo/web"));
+    assert_eq!(
+        f.path.as_deref(),
+        Some(".spec.template.spec.containers[0].env[2].value")
+    );
+}
+
+/// The same URLs once a Service of that name exists in that namespace.
+#[test]
+fn in_cluster_address_served_by_a_service_is_clean() {
+    let Some(report) = run_case(Some("address-known"), |_| {}) else {
+        return;
+    };
+    assert!(report.findings.is_empty(), "{}", report.render_text());
+}
+
 #[test]
 fn outputs_and_annotations() {
     let Some(report) = run_case(Some("depends-on-nothing"), |_| {}) else {
