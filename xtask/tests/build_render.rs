@@ -268,6 +268,11 @@ fn real_clusters_render_with_the_expected_objects() {
             "cloudnative-pg",
             "metrics-server",
             "reloader",
+            "dex",
+            "oauth2-proxy",
+            "vpa",
+            "goldilocks",
+            "headlamp",
         ] {
             assert!(
                 has(1, "HelmRelease", release),
@@ -295,7 +300,7 @@ fn real_clusters_render_with_the_expected_objects() {
             "{cluster}: OCIRepository flux-system"
         );
         let domain = match cluster.as_str() {
-            "local" => "platform.lan",
+            "local" => "platform.localhost",
             "dev" => "dev.platform.devantler.tech",
             _ => "platform.devantler.tech",
         };
@@ -314,6 +319,119 @@ fn real_clusters_render_with_the_expected_objects() {
             cluster != "local",
             "{cluster}: talos-only controllers"
         );
+        assert_eq!(
+            has(1, "Deployment", "kubelet-serving-cert-approver"),
+            cluster != "local",
+            "{cluster}: Talos kubelets need their serving CSRs approved"
+        );
+    }
+}
+
+/// The manifest folders of the real tree in a temporary copy, to edit.
+fn real_tree_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["clusters", "platform", "infrastructure", "apps"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        common::copy_tree(&common::root().join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn whoami_replicas(root: &Path) -> serde_json::Value {
+    let rendered = render::render_cluster(root, "local", &RenderOptions::default()).unwrap();
+    let apps = &rendered.kustomizations[3];
+    let whoami = apps
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "HelmRelease" && o["metadata"]["name"] == "whoami")
+        .expect("HelmRelease whoami");
+    whoami["spec"]["values"]["replicaCount"].clone()
+}
+
+#[test]
+fn a_cluster_value_overrides_the_base_default() {
+    if !kustomize_available() {
+        return;
+    }
+    let tree = real_tree_copy();
+    // The base ConfigMap variables-base sets whoami_replicas: "2".
+    assert_eq!(whoami_replicas(tree.path()), 2);
+    edit(
+        &tree
+            .path()
+            .join("clusters/local/variables/variables-cluster-config-map.yaml"),
+        "  cluster_name: local\n",
+        "  cluster_name: local\n  whoami_replicas: \"5\"\n",
+    );
+    assert_eq!(
+        whoami_replicas(tree.path()),
+        5,
+        "variables-cluster must win over variables-base"
+    );
+}
+
+#[test]
+fn helm_release_defaults_are_set_on_the_releases_themselves() {
+    if !kustomize_available() {
+        return;
+    }
+    let root = common::root();
+    for cluster in render::list_clusters(&root) {
+        let rendered = render::render_cluster(&root, &cluster, &RenderOptions::default())
+            .unwrap_or_else(|e| panic!("{cluster}: {e}"));
+        let mut releases = 0;
+        for o in rendered.kustomizations.iter().flat_map(|k| &k.objects) {
+            // No Kyverno policy mutates HelmReleases any more.
+            if o["kind"] == "ClusterPolicy" {
+                assert!(
+                    !serde_json::to_string(o).unwrap().contains("HelmRelease"),
+                    "{cluster}: {}",
+                    o["metadata"]["name"]
+                );
+            }
+            if o["kind"] != "HelmRelease" {
+                continue;
+            }
+            releases += 1;
+            let name = &o["metadata"]["name"];
+            let label = |l: &str| {
+                o["metadata"]["labels"][format!("helm.toolkit.fluxcd.io/{l}")] == "enabled"
+            };
+            let spec = &o["spec"];
+            if label("crds") {
+                assert_eq!(
+                    spec["install"]["crds"], "CreateReplace",
+                    "{cluster}: {name}"
+                );
+                assert_eq!(
+                    spec["upgrade"]["crds"], "CreateReplace",
+                    "{cluster}: {name}"
+                );
+            } else {
+                assert!(spec["install"]["crds"].is_null(), "{cluster}: {name}");
+            }
+            if label("remediation") {
+                assert_eq!(
+                    spec["install"]["remediation"]["retries"], 3,
+                    "{cluster}: {name}"
+                );
+                assert_eq!(
+                    spec["upgrade"]["remediation"]["retries"], 3,
+                    "{cluster}: {name}"
+                );
+            } else {
+                assert!(
+                    spec["install"]["remediation"].is_null(),
+                    "{cluster}: {name}"
+                );
+            }
+            assert_eq!(
+                spec["test"]["enable"] == true,
+                label("helm-test"),
+                "{cluster}: {name}"
+            );
+        }
+        assert!(releases >= 15, "{cluster}: {releases} HelmReleases");
     }
 }
 

@@ -228,6 +228,81 @@ fn wrong_recipient() {
     );
 }
 
+/// An in-cluster URL with nothing behind it in the cluster; the other URL of
+/// the same object is served by the HelmRelease podinfo and is no finding.
+#[test]
+fn in_cluster_address_with_nothing_deployed() {
+    let Some(f) = expect(
+        "address-unknown",
+        Check::Address,
+        "apps/demo/deployment.yaml",
+        Some(31),
+        "http://api.demo.svc.cluster.local names Service demo/api, but cluster test deploys no Service or HelmRelease api in namespace demo",
+    ) else {
+        return;
+    };
+    assert_eq!(f.object.as_deref(), Some("Deployment demo/web"));
+    assert_eq!(
+        f.path.as_deref(),
+        Some(".spec.template.spec.containers[0].env[2].value")
+    );
+}
+
+/// The same URLs once a Service of that name exists in that namespace.
+#[test]
+fn in_cluster_address_served_by_a_service_is_clean() {
+    let Some(report) = run_case(Some("address-known"), |_| {}) else {
+        return;
+    };
+    assert!(report.findings.is_empty(), "{}", report.render_text());
+}
+
+/// The case the rule was written for: the real tree without oauth2-proxy,
+/// which Traefik's forward-auth Middleware calls, fails in every cluster.
+#[test]
+fn forward_auth_without_oauth2_proxy_is_caught_in_every_cluster() {
+    let root = common::root();
+    let Some(schemas) = schemas() else { return };
+    if common::tool("kustomize").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["clusters", "platform", "infrastructure", "apps"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        common::copy_tree(&root.join(sub), &dir.path().join(sub));
+    }
+    std::fs::copy(root.join(".sops.yaml"), dir.path().join(".sops.yaml")).unwrap();
+    let kfile = dir
+        .path()
+        .join("infrastructure/controllers/kustomization.yaml");
+    let text = std::fs::read_to_string(&kfile).unwrap();
+    assert!(text.contains("  - oauth2-proxy/\n"), "{text}");
+    std::fs::write(&kfile, text.replace("  - oauth2-proxy/\n", "")).unwrap();
+    let mut opts = Options::new(dir.path());
+    opts.schema_locations = vec![schemas.display().to_string()];
+    let report = validate::run(&opts).unwrap();
+    let found: Vec<&Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == Check::Address)
+        .collect();
+    assert_eq!(found.len(), 3, "{}", report.render_text());
+    for (f, cluster) in found.iter().zip(["dev", "local", "prod"]) {
+        assert_eq!(
+            f.file,
+            "infrastructure/configs/middlewares/forward-auth.yaml"
+        );
+        assert_eq!(f.object.as_deref(), Some("Middleware traefik/forward-auth"));
+        assert!(
+            f.message.contains(&format!(
+                "cluster {cluster} deploys no Service or HelmRelease oauth2-proxy"
+            )),
+            "{f:?}"
+        );
+    }
+    assert_eq!(report.errors(), 3, "{}", report.render_text());
+}
+
 #[test]
 fn outputs_and_annotations() {
     let Some(report) = run_case(Some("depends-on-nothing"), |_| {}) else {

@@ -8,7 +8,9 @@
 //! 4. [`flux`]: paths, sourceRefs, dependsOn, cycles, postBuild variables,
 //!    HelmRelease sources and chart pins, per cluster.
 //! 5. [`secrets`]: plaintext Secrets and SOPS recipients.
+//! 6. [`addresses`]: in-cluster addresses name what the same cluster deploys.
 
+pub mod addresses;
 pub mod bench;
 pub mod flux;
 pub mod kustomize;
@@ -46,6 +48,7 @@ pub enum Check {
     Flux,
     Secrets,
     Helm,
+    Address,
 }
 
 impl Check {
@@ -57,6 +60,7 @@ impl Check {
             Check::Flux => "flux",
             Check::Secrets => "secrets",
             Check::Helm => "helm",
+            Check::Address => "address",
         }
     }
 }
@@ -516,9 +520,10 @@ pub fn run(opts: &Options) -> Result<Report> {
         })
         .collect();
     let mut items: Vec<Item> = Vec::new();
-    for c in checks {
+    for (cluster, c) in clusters.iter().zip(checks) {
         report.flux_kustomizations += c.kustomizations.len();
         findings.extend(c.findings);
+        findings.extend(addresses::check_cluster(&tree, cluster, &c.items));
         items.extend(c.items);
     }
     // One finding per root cause: a kustomize chain that repeats a YAML
