@@ -597,3 +597,12 @@ fn the_source_annotation_is_the_https_url_of_origin_or_absent() {
     tree.git(&["remote", "remove", "origin"]);
     assert_eq!(source_of(&tree), None);
 }
+
+#[test]
+fn the_real_tree_passes_the_gate() {
+    // What `publish` would ship from this repository: structure-checked
+    // without keys, as in CI; a new plaintext value anywhere fails here.
+    if let Err(e) = xtask::ship::gate_tree(&common::root(), None) {
+        panic!("{e}");
+    }
+}
