@@ -28,7 +28,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-pub use auth::{Auth, resolve_auth};
+pub use auth::{Auth, Resolved, resolve_auth};
 pub use git::{GitDefaults, git_defaults, normalize_source, uncommitted_files};
 pub use layout::{read_oci_layout, write_oci_layout};
 pub use promote::{PromoteOutcome, TagMove, promote};

@@ -214,14 +214,6 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
     })
 }
 
-fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string()
-}
-
 /// The Cilium HelmRelease of the rendered tree, as a Helm install.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HelmInstall {
@@ -575,7 +567,7 @@ pub fn wait_api(kube: &Kube, timeout: Duration) -> anyhow::Result<()> {
             anyhow::bail!(
                 "the API server does not answer after {}s ({}): `cargo xtask bootstrap --recreate` makes a fresh cluster",
                 timeout.as_secs(),
-                first_line(&String::from_utf8_lossy(&out.stderr))
+                engine::first_line(&String::from_utf8_lossy(&out.stderr))
             );
         }
         std::thread::sleep(Duration::from_secs(1));

@@ -195,7 +195,8 @@ pub fn rootless_findings(
     (problems, warnings)
 }
 
-fn first_line(s: &str) -> String {
+/// The first non-empty line of a tool's message.
+pub(crate) fn first_line(s: &str) -> String {
     s.lines()
         .map(str::trim)
         .find(|l| !l.is_empty())

@@ -19,6 +19,26 @@ pub enum Output {
     Json,
 }
 
+/// How to reach a registry; shared by `publish`, `promote` and `package --inspect`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RegistryAccess {
+    /// Credentials, USER:TOKEN. Else REGISTRY_USERNAME/REGISTRY_PASSWORD,
+    /// GITHUB_TOKEN for ghcr.io, then the docker config and its helpers.
+    #[arg(long, value_name = "USER:TOKEN")]
+    pub creds: Option<String>,
+    /// Allow plain http to a registry that is not local (localhost,
+    /// 127.0.0.1 and [::1] always use it).
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl RegistryAccess {
+    /// The credentials for `host`, found as docker finds them.
+    pub fn auth(&self, host: &str) -> anyhow::Result<artifact::Resolved> {
+        Ok(artifact::resolve_auth(host, self.creds.as_deref())?)
+    }
+}
+
 /// What to package and how to stamp it; shared with `publish`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PackageArgs {
@@ -95,12 +115,9 @@ pub struct Args {
     /// oci://HOST/REPO[:TAG] (a registry), oci:DIR[:TAG] or DIR (a layout).
     #[arg(long, value_name = "REF")]
     inspect: Option<String>,
-    /// Registry credentials for --inspect (else docker config / env).
-    #[arg(long, value_name = "USER:TOKEN")]
-    creds: Option<String>,
-    /// Allow plain http for --inspect of a non-local registry.
-    #[arg(long)]
-    insecure: bool,
+    /// For --inspect of a registry.
+    #[command(flatten)]
+    access: RegistryAccess,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -108,7 +125,7 @@ pub struct Args {
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         if let Some(reference) = &self.inspect {
-            return inspect(reference, self.creds.as_deref(), self.insecure, self.output);
+            return inspect(reference, &self.access, self.output);
         }
         let shipment = self.pkg.ship(DirtyTree::Stamp)?;
         let tags = if self.tags.is_empty() {
@@ -182,20 +199,19 @@ fn layout_ref(reference: &str) -> (PathBuf, Option<String>) {
     }
 }
 
-fn inspect(
-    reference: &str,
-    creds: Option<&str>,
-    insecure: bool,
-    output: Output,
-) -> anyhow::Result<ExitCode> {
+fn inspect(reference: &str, access: &RegistryAccess, output: Output) -> anyhow::Result<ExitCode> {
     let insp = if reference.contains("://") {
         let r = artifact::RegistryRef::parse(reference)?;
-        let auth = artifact::resolve_auth(&r.host, creds)?;
+        let auth = access.auth(&r.host)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        rt.block_on(artifact::inspect_registry(reference, &auth.auth, insecure))?
+        rt.block_on(artifact::inspect_registry(
+            reference,
+            &auth.auth,
+            access.insecure,
+        ))?
     } else {
         let (dir, tag) = layout_ref(reference);
         artifact::inspect_layout(&dir, tag.as_deref())?

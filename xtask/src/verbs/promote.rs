@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::package::Output;
+use super::package::{Output, RegistryAccess};
 use crate::artifact;
 
 #[derive(clap::Args)]
@@ -20,13 +20,8 @@ pub struct Args {
     /// A tag to point at it; repeatable.
     #[arg(long = "to", value_name = "TAG", required = true)]
     to: Vec<String>,
-    /// Credentials, USER:TOKEN. Else REGISTRY_USERNAME/REGISTRY_PASSWORD,
-    /// GITHUB_TOKEN for ghcr.io, then the docker config and its helpers.
-    #[arg(long, value_name = "USER:TOKEN")]
-    creds: Option<String>,
-    /// Allow plain http to a registry that is not local.
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    access: RegistryAccess,
     /// How to print what moved.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -35,7 +30,7 @@ pub struct Args {
 impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let target = artifact::RegistryRef::parse(&self.registry)?;
-        let auth = artifact::resolve_auth(&target.host, self.creds.as_deref())?;
+        let auth = self.access.auth(&target.host)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -45,7 +40,7 @@ impl Args {
             &self.from,
             &self.to,
             &auth.auth,
-            self.insecure,
+            self.access.insecure,
         ))?;
         match self.output {
             Output::Text => {

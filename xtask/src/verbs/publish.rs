@@ -10,7 +10,7 @@ use crate::artifact;
 use crate::ship::DirtyTree;
 use anyhow::Context;
 
-use super::package::{Output, PackageArgs};
+use super::package::{Output, PackageArgs, RegistryAccess};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,17 +27,12 @@ pub struct Args {
     /// Tag to write; repeatable [default: the short commit sha and latest].
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
-    /// Allow plain http to a registry that is not local.
-    #[arg(long)]
-    insecure: bool,
+    #[command(flatten)]
+    access: RegistryAccess,
     /// Publish even though shipped files differ from the commit; the
     /// artifact is then tagged `<sha>-dirty-<content>`, never the commit's tag.
     #[arg(long)]
     allow_dirty: bool,
-    /// Credentials, USER:TOKEN. Else REGISTRY_USERNAME/REGISTRY_PASSWORD,
-    /// GITHUB_TOKEN for ghcr.io, then the docker config and its helpers.
-    #[arg(long, value_name = "USER:TOKEN")]
-    creds: Option<String>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -46,7 +41,7 @@ impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let target = artifact::RegistryRef::parse(&self.registry)?;
-        let auth = artifact::resolve_auth(&target.host, self.creds.as_deref())?;
+        let auth = self.access.auth(&target.host)?;
         if crate::runner::verbose() {
             eprintln!("credentials for {}: {}", target.host, auth.origin);
         }
@@ -77,7 +72,7 @@ impl Args {
             &self.registry,
             &tags,
             &auth.auth,
-            self.insecure,
+            self.access.insecure,
             progress,
         ))?;
         let took = started.elapsed();
