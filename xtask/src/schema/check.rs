@@ -476,9 +476,9 @@ fn fits_i64(value: &Value) -> bool {
         Value::Number(n) => {
             n.is_i64()
                 || (!n.is_u64()
-                    && n
-                        .as_f64()
-                        .is_some_and(|f| (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)))
+                    && n.as_f64().is_some_and(|f| {
+                        (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)
+                    }))
         }
         _ => true,
     }

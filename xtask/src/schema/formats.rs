@@ -11,7 +11,9 @@ pub struct Quantity(pub f64);
 /// Why a string is not a quantity (the two errors of `resource.ParseQuantity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum QuantityError {
-    #[error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+    #[error(
+        "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    )]
     Format,
     #[error("unable to parse quantity's suffix")]
     Suffix,
@@ -119,8 +121,7 @@ fn is_full_date(s: &str) -> bool {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return false;
     }
-    let (Some(y), Some(m), Some(d)) = (digits(&s[..4]), digits(&s[5..7]), digits(&s[8..10]))
-    else {
+    let (Some(y), Some(m), Some(d)) = (digits(&s[..4]), digits(&s[5..7]), digits(&s[8..10])) else {
         return false;
     };
     (1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m)
@@ -229,7 +230,9 @@ mod tests {
         ] {
             assert!(parse_quantity(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1GB", "1Gb", "abc", "1 Gi", "1Mi2", "1e", "--1", "1.2.3"] {
+        for bad in [
+            "", "1GB", "1Gb", "abc", "1 Gi", "1Mi2", "1e", "--1", "1.2.3",
+        ] {
             assert!(parse_quantity(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_quantity("1Ki").unwrap(), Quantity(1024.0));

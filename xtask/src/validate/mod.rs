@@ -615,7 +615,11 @@ pub fn run(opts: &Options) -> Result<Report> {
         .map(|group| {
             let verdict = judge(&registry, &group[0].object, opts);
             if let Some(m) = &verdict.missing {
-                *missing_counts.lock().expect("lock").entry(m.clone()).or_default() += 1;
+                *missing_counts
+                    .lock()
+                    .expect("lock")
+                    .entry(m.clone())
+                    .or_default() += 1;
             }
             let found = group
                 .iter()
@@ -687,7 +691,10 @@ fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
             .into_iter()
             .map(|v| {
                 let function = v.mirrors.split([' ', ',']).next().unwrap_or(v.mirrors);
-                (v.path, format!("{} (the API server's {function})", v.message))
+                (
+                    v.path,
+                    format!("{} (the API server's {function})", v.message),
+                )
             }),
     );
     Verdict {
@@ -749,7 +756,12 @@ fn place(verdict: &Verdict, it: &Item, tree: &tree::Tree, opts: &Options) -> Vec
 fn incomplete(it: &Item, tree: &tree::Tree) -> Option<Finding> {
     let absent: Vec<&str> = ["apiVersion", "kind"]
         .into_iter()
-        .filter(|k| it.object.get(*k).and_then(Value::as_str).is_none_or(str::is_empty))
+        .filter(|k| {
+            it.object
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
         .collect();
     if absent.is_empty() {
         return None;
@@ -769,7 +781,11 @@ fn incomplete(it: &Item, tree: &tree::Tree) -> Option<Finding> {
         ),
     );
     if let Some(name) = it.object.pointer("/metadata/name").and_then(Value::as_str) {
-        let kind = it.object.get("kind").and_then(Value::as_str).unwrap_or("object");
+        let kind = it
+            .object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
         f = f.with_object(format!("{kind} {name}"));
     }
     Some(f)

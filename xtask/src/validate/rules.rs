@@ -374,7 +374,9 @@ fn object_name(gvk: &Gvk, object: &Value, out: &mut Out) {
 }
 
 fn namespace(_: &Gvk, object: &Value, out: &mut Out) {
-    if let Some(ns) = object.pointer("/metadata/namespace").and_then(Value::as_str)
+    if let Some(ns) = object
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
         && !ns.is_empty()
         && !is_dns1123_label(ns)
     {
@@ -465,14 +467,13 @@ fn containers(gvk: &Gvk, object: &Value, out: &mut Out) {
                 if !is_dns1123_label(name) {
                     out.add(
                         format!("{path}.name"),
-                        format!("Invalid value {name:?}: a container name must be a DNS-1123 label"),
+                        format!(
+                            "Invalid value {name:?}: a container name must be a DNS-1123 label"
+                        ),
                     );
                 }
                 if !names.insert(name.to_string()) {
-                    out.add(
-                        format!("{path}.name"),
-                        format!("Duplicate value {name:?}"),
-                    );
+                    out.add(format!("{path}.name"), format!("Duplicate value {name:?}"));
                 }
             }
         }
@@ -586,7 +587,9 @@ fn resources(gvk: &Gvk, object: &Value, out: &mut Out) {
                 } else if !name.contains('/') && !is_standard_container_resource(name) {
                     out.add(
                         kp.clone(),
-                        format!("Invalid value {name:?}: must be a standard resource for containers"),
+                        format!(
+                            "Invalid value {name:?}: must be a standard resource for containers"
+                        ),
                     );
                 }
                 // A malformed string is the schema check's (format quantity).
@@ -730,7 +733,9 @@ fn workload_selector(_: &Gvk, object: &Value, out: &mut Out) {
 fn service(_: &Gvk, object: &Value, out: &mut Out) {
     let empty = Value::Object(Map::new());
     let spec = at(object, "spec").unwrap_or(&empty);
-    let ty = str_at(spec, "type").filter(|t| !t.is_empty()).unwrap_or("ClusterIP");
+    let ty = str_at(spec, "type")
+        .filter(|t| !t.is_empty())
+        .unwrap_or("ClusterIP");
     const TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
     if !TYPES.contains(&ty) {
         out.add(
@@ -885,7 +890,10 @@ fn secret(_: &Gvk, object: &Value, out: &mut Out) {
 fn configmap(_: &Gvk, object: &Value, out: &mut Out) {
     let size = data_keys(object, &["data", "binaryData"], out);
     if size > 1024 * 1024 {
-        out.add("data", "Too long: a ConfigMap may hold at most 1 MiB of data");
+        out.add(
+            "data",
+            "Too long: a ConfigMap may hold at most 1 MiB of data",
+        );
     }
     if let (Some(data), Some(binary)) = (obj(object, "data"), obj(object, "binaryData")) {
         for k in data.keys().filter(|k| binary.contains_key(*k)) {
@@ -910,34 +918,51 @@ mod tests {
     #[test]
     fn every_rule_names_what_it_mirrors() {
         for r in RULES {
-            assert!(r.mirrors.contains("Validate") || r.mirrors.contains("validate"), "{}", r.name);
+            assert!(
+                r.mirrors.contains("Validate") || r.mirrors.contains("validate"),
+                "{}",
+                r.name
+            );
         }
     }
 
     #[test]
     fn service_type_protocol_and_ports() {
-        let found = run(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-            "spec": {"type": "SuperBalancer", "ports": [{"port": 80}]}}));
+        let found = run(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"type": "SuperBalancer", "ports": [{"port": 80}]}}),
+        );
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].path, "spec.type");
         assert!(found[0].mirrors.starts_with("ValidateService"));
-        let found = run(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-            "spec": {"ports": [{"port": 70000, "protocol": "SCTPX"}]}}));
+        let found = run(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 70000, "protocol": "SCTPX"}]}}),
+        );
         let paths: Vec<&str> = found.iter().map(|v| v.path.as_str()).collect();
         assert_eq!(paths, ["spec.ports[0].port", "spec.ports[0].protocol"]);
-        assert!(run(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-            "spec": {"ports": [{"port": 80, "targetPort": "http"}]}})).is_empty());
+        assert!(
+            run(
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"ports": [{"port": 80, "targetPort": "http"}]}})
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn names_per_kind() {
         let cm = run(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a.b"}}));
         assert!(cm.is_empty(), "{cm:?}");
-        let svc = run(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1abc"},
-            "spec": {"clusterIP": "None"}}));
+        let svc = run(
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1abc"},
+            "spec": {"clusterIP": "None"}}),
+        );
         assert_eq!(svc.len(), 1, "{svc:?}");
-        let role = run(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": "system:Things"}}));
+        let role = run(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "system:Things"}}),
+        );
         assert!(role.is_empty(), "{role:?}");
     }
 
@@ -961,8 +986,10 @@ mod tests {
                 "spec.template.metadata.labels",
             ]
         );
-        let job = run(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
-            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "i"}]}}}}));
+        let job = run(
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a", "image": "i"}]}}}}),
+        );
         assert_eq!(job.len(), 1, "{job:?}");
         assert!(job[0].message.starts_with("Required value"));
     }
