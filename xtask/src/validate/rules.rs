@@ -509,10 +509,8 @@ fn container_ports(gvk: &Gvk, object: &Value, out: &mut Out) {
                 }
             }
             match int_at(p, "containerPort") {
-                None | Some(0) => {
-                    if p.get("containerPort").is_none_or(Value::is_number) {
-                        out.add(format!("{pp}.containerPort"), "Required value");
-                    }
+                None | Some(0) if p.get("containerPort").is_none_or(Value::is_number) => {
+                    out.add(format!("{pp}.containerPort"), "Required value");
                 }
                 Some(n) if !is_port_num(n) => out.add(
                     format!("{pp}.containerPort"),
