@@ -507,3 +507,84 @@ fn format_problem(node: &Node, s: &str) -> Option<&'static str> {
         _ => "is not an RFC 3339 date-time (format date-time)",
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::schema::compile::{Compiler, NoLoader};
+
+    fn compile(schema: Value, builtin: bool) -> Compiled {
+        let mut c = Compiler::new(&NoLoader);
+        c.builtin = builtin;
+        c.add_document("s", Arc::new(schema));
+        let root = c.compile_pointer("s", "").unwrap();
+        c.finish(root)
+    }
+
+    fn schema() -> Value {
+        json!({"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"},
+            "duration": {"type": "string"},
+            "mode": {"type": "string", "default": "fast", "enum": ["fast", "slow"]},
+            "note": {"type": "string", "nullable": true},
+            "items": {"type": "array", "items": {"type": "object", "required": ["id"],
+                "properties": {"id": {"type": "string"}}}},
+        }})
+    }
+
+    #[test]
+    fn null_is_unset_unless_nullable_or_defaulted() {
+        for builtin in [false, true] {
+            let c = compile(schema(), builtin);
+            // Optional nulls are pruned (CRD) or unset (built-in); nullable keeps null.
+            let ok = json!({"name": "a", "duration": null, "mode": null, "note": null});
+            assert!(validate(&c, &ok, true).is_empty(), "{builtin}");
+            // A required null is a missing field either way.
+            let errors = validate(&c, &json!({"name": null}), true);
+            assert_eq!(errors.len(), 1, "{builtin}: {errors:?}");
+            assert_eq!(errors[0].path, "name");
+        }
+    }
+
+    #[test]
+    fn null_list_items_differ_between_crds_and_built_in_types() {
+        let obj = json!({"name": "a", "items": [null]});
+        // CRDs do not prune inside lists: null is not an object.
+        let crd = validate(&compile(schema(), false), &obj, true);
+        assert!(crd[0].message.contains("got null"), "{crd:?}");
+        // A built-in list item decodes to the zero struct, whose required
+        // fields are then missing.
+        let builtin = validate(&compile(schema(), true), &obj, true);
+        assert_eq!(builtin[0].path, "items[0].id", "{builtin:?}");
+    }
+
+    #[test]
+    fn formats() {
+        let c = compile(
+            json!({"type": "object", "properties": {
+                "t": {"type": "string", "format": "date-time"},
+                "b": {"type": "string", "format": "byte"},
+                "n": {"type": "integer", "format": "int64"},
+            }}),
+            true,
+        );
+        assert!(
+            validate(
+                &c,
+                &json!({"t": "2024-01-01T00:00:00Z", "b": "YQ==", "n": 1}),
+                true
+            )
+            .is_empty()
+        );
+        let errors = validate(
+            &c,
+            &json!({"t": "yesterday", "b": "a!", "n": 18_446_744_073_709_551_615u64}),
+            true,
+        );
+        assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+}
