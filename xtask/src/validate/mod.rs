@@ -771,6 +771,20 @@ fn incomplete(it: &Item, tree: &tree::Tree) -> Option<Finding> {
     } else {
         source_of(it, tree).unwrap_or_else(|| (it.file.clone(), None))
     };
+    // The document's first line of YAML, past comments and blank lines.
+    let line = line.map(|l| {
+        let text = tree
+            .files
+            .iter()
+            .find(|f| f.rel == file)
+            .map(|f| f.text.as_str());
+        let skip = text
+            .into_iter()
+            .flat_map(|t| t.split('\n').skip(l - 1))
+            .take_while(|s| s.trim().is_empty() || s.trim_start().starts_with('#'))
+            .count();
+        l + skip
+    });
     let mut f = Finding::error(
         Check::Schema,
         &file,
