@@ -139,6 +139,12 @@ pub static RULES: &[Rule] = &[
         check: restart_policy,
     },
     Rule {
+        name: "activeDeadlineSeconds",
+        mirrors: "ValidatePodSpec (a positive int32) in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(WORKLOADS),
+        check: active_deadline,
+    },
+    Rule {
         name: "workload replicas and selector",
         mirrors: "ValidateDeploymentSpec / ValidateReplicaSetSpec / ValidateStatefulSetSpec / ValidateDaemonSetSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
         scope: Scope::Kinds(&[
@@ -618,6 +624,20 @@ fn resources(gvk: &Gvk, object: &Value, out: &mut Out) {
                 );
             }
         }
+    }
+}
+
+fn active_deadline(gvk: &Gvk, object: &Value, out: &mut Out) {
+    let Some(base) = pod_spec_path(gvk) else {
+        return;
+    };
+    if let Some(n) = at(object, base).and_then(|s| int_at(s, "activeDeadlineSeconds"))
+        && !(1..=i64::from(i32::MAX)).contains(&n)
+    {
+        out.add(
+            format!("{base}.activeDeadlineSeconds"),
+            format!("Invalid value {n}: must be between 1 and 2147483647, inclusive"),
+        );
     }
 }
 
