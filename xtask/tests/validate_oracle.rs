@@ -816,6 +816,47 @@ fn corpus() -> Vec<(String, String)> {
         "metadata": {"name": "hr-no-chart-name", "namespace": "default"},
         "spec": {"interval": "10m", "chart": {"spec": {"sourceRef": {"kind": "HelmRepository", "name": "podinfo"}}}}}),
     );
+    // Extended resources: whole numbers, requests equal to limits.
+    let pod_res = |name: &str, res: Value| {
+        serde_yaml::to_string(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"containers": [{"name": "web", "image": "nginx", "resources": res}]}}),
+        )
+        .unwrap()
+    };
+    for (name, res) in [
+        (
+            "pod-extended-fraction",
+            json!({"limits": {"example.com/gpu": "500m"}}),
+        ),
+        (
+            "pod-extended-unequal",
+            json!({"requests": {"example.com/gpu": "1"}, "limits": {"example.com/gpu": "2"}}),
+        ),
+        (
+            "pod-extended-equal",
+            json!({"requests": {"example.com/gpu": "2"}, "limits": {"example.com/gpu": "2"}}),
+        ),
+    ] {
+        cases.push((name.to_string(), pod_res(name, res)));
+    }
+    // Docker config Secrets: the config must be JSON.
+    let docker = |name: &str, data: &str| {
+        serde_yaml::to_string(
+            &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson", "data": {".dockerconfigjson": data}}),
+        )
+        .unwrap()
+    };
+    // {"auths":{}} and "not json", base64-encoded.
+    cases.push((
+        "secret-dockerconfig-valid".into(),
+        docker("secret-dockerconfig-valid", "eyJhdXRocyI6e319"),
+    ));
+    cases.push((
+        "secret-dockerconfig-not-json".into(),
+        docker("secret-dockerconfig-not-json", "bm90IGpzb24="),
+    ));
     // Written as text: 1e20 is no JSON integer serde_json can hold.
     cases.push((
         "pod-int64-overflow".into(),

@@ -614,8 +614,27 @@ fn resources(gvk: &Gvk, object: &Value, out: &mut Out) {
                 }
             }
         }
+        for (slot, kind) in ["limits", "requests"].into_iter().enumerate() {
+            for (name, v) in &parsed[slot] {
+                if name.contains('/') && !name.starts_with("kubernetes.io/") && v.fract() != 0.0 {
+                    out.add(
+                        key_path(&format!("{path}.resources.{kind}"), name),
+                        format!("Invalid value {v}: an extended resource must be a whole number"),
+                    );
+                }
+            }
+        }
         for (name, request) in &parsed[1] {
+            let extended = name.contains('/') && !name.starts_with("kubernetes.io/");
             if let Some(limit) = parsed[0].get(name)
+                && extended
+                && request != limit
+            {
+                out.add(
+                    key_path(&format!("{path}.resources.requests"), name),
+                    format!("Invalid value: must be equal to {name} limit"),
+                );
+            } else if let Some(limit) = parsed[0].get(name)
                 && request > limit
             {
                 out.add(
@@ -890,6 +909,29 @@ fn secret(_: &Gvk, object: &Value, out: &mut Out) {
     for k in required {
         if !has(k) {
             out.add(key_path("data", k), "Required value");
+        }
+    }
+    // The docker config itself must be JSON (stringData as written, data
+    // once decoded; undecodable data is the schema's format byte).
+    if str_at(object, "type") == Some("kubernetes.io/dockerconfigjson") {
+        use base64::Engine as _;
+        let key = ".dockerconfigjson";
+        let text = obj(object, "stringData")
+            .and_then(|m| m.get(key))
+            .and_then(Value::as_str)
+            .map(|s| s.as_bytes().to_vec())
+            .or_else(|| {
+                let raw = obj(object, "data")?.get(key)?.as_str()?;
+                let clean: String = raw.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+                base64::engine::general_purpose::STANDARD.decode(clean).ok()
+            });
+        if let Some(bytes) = text
+            && serde_json::from_slice::<Value>(&bytes).is_err()
+        {
+            out.add(
+                key_path("data", key),
+                "Invalid value: the docker config is not JSON",
+            );
         }
     }
     if str_at(object, "type") == Some("kubernetes.io/service-account-token")
