@@ -857,6 +857,23 @@ fn corpus() -> Vec<(String, String)> {
         "secret-dockerconfig-not-json".into(),
         docker("secret-dockerconfig-not-json", "bm90IGpzb24="),
     ));
+    // Names the batch controllers turn into labels: length limits.
+    let long = |n: usize| format!("batch-{}", "x".repeat(n - 6));
+    let job_named = |name: &str| {
+        serde_yaml::to_string(&json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "web", "image": "nginx"}]}}}}))
+        .unwrap()
+    };
+    let cron_named = |name: &str| {
+        serde_yaml::to_string(&json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+            "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "web", "image": "nginx"}]}}}}}}))
+        .unwrap()
+    };
+    cases.push(("job-name-63".into(), job_named(&long(63))));
+    cases.push(("job-name-64".into(), job_named(&long(64))));
+    cases.push(("cronjob-name-52".into(), cron_named(&long(52))));
+    cases.push(("cronjob-name-53".into(), cron_named(&long(53))));
     // Written as text: 1e20 is no JSON integer serde_json can hold.
     cases.push((
         "pod-int64-overflow".into(),

@@ -86,7 +86,7 @@ const WORKLOADS: &[&str] = &[
 pub static RULES: &[Rule] = &[
     Rule {
         name: "object name",
-        mirrors: "ValidateObjectMeta with the kind's name function (ValidateNamespaceName, ValidateServiceName, NameIsDNSSubdomain, ValidateRBACName, ...) in k8s.io/apimachinery/pkg/api/validation and k8s.io/kubernetes/pkg/apis/*/validation",
+        mirrors: "ValidateObjectMeta with the kind's name function (ValidateNamespaceName, ValidateServiceName, ValidateStatefulSetName, NameIsDNSSubdomain, ValidateRBACName, ...) in k8s.io/apimachinery/pkg/api/validation and k8s.io/kubernetes/pkg/apis/*/validation; the name lengths of ValidateJob and ValidateCronJobCreate (batch)",
         scope: Scope::All,
         check: object_name,
     },
@@ -373,6 +373,20 @@ fn object_name(gvk: &Gvk, object: &Value, out: &mut Out) {
                 out.add(
                     "metadata.name",
                     format!("Invalid value {name:?}: a {} name must be {what}", gvk.kind),
+                );
+            }
+            // The controllers put these names into label values (and a
+            // CronJob's Jobs add an 11-character suffix): ValidateJob /
+            // ValidateCronJobCreate bound them.
+            let max = match (gvk.group.as_str(), gvk.kind.as_str()) {
+                ("batch", "CronJob") => 52,
+                ("batch", "Job") => 63,
+                _ => usize::MAX,
+            };
+            if name.len() > max {
+                out.add(
+                    "metadata.name",
+                    format!("Invalid value {name:?}: must be no more than {max} characters"),
                 );
             }
         }
