@@ -874,6 +874,87 @@ fn corpus() -> Vec<(String, String)> {
     cases.push(("job-name-64".into(), job_named(&long(64))));
     cases.push(("cronjob-name-52".into(), cron_named(&long(52))));
     cases.push(("cronjob-name-53".into(), cron_named(&long(53))));
+    // Ingresses: hosts, paths, backends.
+    let ing = |name: &str, host: &str, path: &str, path_type: &str, backend: Value| {
+        serde_yaml::to_string(&json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
+            "spec": {"rules": [{"host": host, "http": {"paths": [{"path": path, "pathType": path_type, "backend": backend}]}}]}}))
+        .unwrap()
+    };
+    let to = |svc: &str, port: Value| json!({"service": {"name": svc, "port": port}});
+    for (name, host, path, path_type, backend) in [
+        (
+            "ing-wildcard-host",
+            "*.example.com",
+            "/",
+            "Prefix",
+            to("web", json!({"number": 80})),
+        ),
+        (
+            "ing-ip-host",
+            "10.0.0.1",
+            "/",
+            "Prefix",
+            to("web", json!({"number": 80})),
+        ),
+        (
+            "ing-bad-host",
+            "bad_host.example.com",
+            "/",
+            "Prefix",
+            to("web", json!({"number": 80})),
+        ),
+        (
+            "ing-relative-path",
+            "a.example.com",
+            "api",
+            "Prefix",
+            to("web", json!({"number": 80})),
+        ),
+        (
+            "ing-dot-path",
+            "a.example.com",
+            "/a/../b",
+            "Exact",
+            to("web", json!({"number": 80})),
+        ),
+        (
+            "ing-impl-path",
+            "a.example.com",
+            "/api(/|$)(.*)",
+            "ImplementationSpecific",
+            to("web", json!({"name": "http"})),
+        ),
+        (
+            "ing-port-too-big",
+            "a.example.com",
+            "/",
+            "Prefix",
+            to("web", json!({"number": 70000})),
+        ),
+        (
+            "ing-port-both",
+            "a.example.com",
+            "/",
+            "Prefix",
+            to("web", json!({"number": 80, "name": "http"})),
+        ),
+        (
+            "ing-no-port",
+            "a.example.com",
+            "/",
+            "Prefix",
+            to("web", json!({})),
+        ),
+        (
+            "ing-service-dotted",
+            "a.example.com",
+            "/",
+            "Prefix",
+            to("web.svc", json!({"number": 80})),
+        ),
+    ] {
+        cases.push((name.to_string(), ing(name, host, path, path_type, backend)));
+    }
     // Written as text: 1e20 is no JSON integer serde_json can hold.
     cases.push((
         "pod-int64-overflow".into(),

@@ -162,6 +162,12 @@ pub static RULES: &[Rule] = &[
         check: service,
     },
     Rule {
+        name: "ingress",
+        mirrors: "ValidateIngressSpec (validateIngressRules, validateHTTPIngressPath, validateIngressBackend) in k8s.io/kubernetes/pkg/apis/networking/validation",
+        scope: Scope::Kinds(&["networking.k8s.io/Ingress"]),
+        check: ingress,
+    },
+    Rule {
         name: "secret",
         mirrors: "ValidateSecret in k8s.io/kubernetes/pkg/apis/core/validation",
         scope: Scope::Kinds(&["/Secret"]),
@@ -882,6 +888,148 @@ fn service(_: &Gvk, object: &Value, out: &mut Out) {
     }
     if let Some(map) = spec.get("selector").and_then(Value::as_object) {
         check_labels(map, "spec.selector", out);
+    }
+}
+
+// ---- Ingress (k8s.io/kubernetes/pkg/apis/networking/validation) ----
+
+fn ingress_backend(backend: &Value, path: &str, out: &mut Out) {
+    let service = backend.get("service").filter(|s| s.is_object());
+    let resource = backend.get("resource").filter(|r| r.is_object());
+    match (service, resource) {
+        (Some(_), Some(_)) => out.add(
+            path,
+            "Invalid value: cannot set both resource and service backends",
+        ),
+        (None, None) => out.add(
+            path,
+            "Invalid value: resource or service backend is required",
+        ),
+        (None, Some(_)) => {}
+        (Some(svc), None) => {
+            match str_at(svc, "name") {
+                None | Some("") => out.add(format!("{path}.service.name"), "Required value"),
+                Some(name) if !is_dns1035_label(name) => out.add(
+                    format!("{path}.service.name"),
+                    format!("Invalid value {name:?}: a Service name must be a DNS-1035 label"),
+                ),
+                _ => {}
+            }
+            let port = svc.get("port");
+            let name = port
+                .and_then(|p| str_at(p, "name"))
+                .filter(|n| !n.is_empty());
+            let number = port.and_then(|p| int_at(p, "number")).filter(|n| *n != 0);
+            match (name, number) {
+                (Some(_), Some(_)) => out.add(
+                    path,
+                    "Invalid value: cannot set both port name & port number",
+                ),
+                (Some(n), None) if !is_port_name(n) => out.add(
+                    format!("{path}.service.port.name"),
+                    format!("Invalid value {n:?}: a port name must be an IANA_SVC_NAME"),
+                ),
+                (None, Some(n)) if !is_port_num(n) => out.add(
+                    format!("{path}.service.port.number"),
+                    format!("Invalid value {n}: must be between 1 and 65535, inclusive"),
+                ),
+                (None, None) => out.add(path, "Required value: port name or number is required"),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn ingress(_: &Gvk, object: &Value, out: &mut Out) {
+    let empty = Value::Object(Map::new());
+    let spec = at(object, "spec").unwrap_or(&empty);
+    let rules: Vec<&Value> = spec
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(b) = spec.get("defaultBackend").filter(|b| b.is_object()) {
+        ingress_backend(b, "spec.defaultBackend", out);
+    } else if rules.is_empty() {
+        out.add(
+            "spec",
+            "Invalid value: either `defaultBackend` or `rules` must be specified",
+        );
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let rp = format!("spec.rules[{i}]");
+        if let Some(host) = str_at(rule, "host").filter(|h| !h.is_empty()) {
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                out.add(
+                    format!("{rp}.host"),
+                    format!("Invalid value {host:?}: must be a DNS name, not an IP address"),
+                );
+            }
+            let ok = match host.strip_prefix("*.") {
+                Some(rest) => is_dns1123_subdomain(rest) && host.len() <= 253,
+                None => !host.contains('*') && is_dns1123_subdomain(host),
+            };
+            if !ok {
+                out.add(
+                    format!("{rp}.host"),
+                    format!("Invalid value {host:?}: must be a DNS-1123 subdomain, optionally with a leading '*.'"),
+                );
+            }
+        }
+        let Some(http) = rule.get("http").filter(|h| h.is_object()) else {
+            continue;
+        };
+        let paths: Vec<&Value> = http
+            .get("paths")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .collect();
+        if paths.is_empty() {
+            out.add(format!("{rp}.http.paths"), "Required value");
+        }
+        for (j, p) in paths.iter().enumerate() {
+            let pp = format!("{rp}.http.paths[{j}]");
+            let path = str_at(p, "path").unwrap_or("");
+            match str_at(p, "pathType") {
+                // A missing or unknown pathType is the schema's (required, enum).
+                Some("Exact" | "Prefix") => {
+                    if !path.starts_with('/') {
+                        out.add(
+                            format!("{pp}.path"),
+                            format!("Invalid value {path:?}: must be an absolute path"),
+                        );
+                    }
+                    for bad in ["//", "/./", "/../", "%2f", "%2F"] {
+                        if path.contains(bad) {
+                            out.add(
+                                format!("{pp}.path"),
+                                format!("Invalid value {path:?}: must not contain '{bad}'"),
+                            );
+                        }
+                    }
+                    for bad in ["/..", "/."] {
+                        if path.ends_with(bad) {
+                            out.add(
+                                format!("{pp}.path"),
+                                format!("Invalid value {path:?}: cannot end with '{bad}'"),
+                            );
+                        }
+                    }
+                }
+                Some("ImplementationSpecific") if !path.is_empty() && !path.starts_with('/') => {
+                    out.add(
+                        format!("{pp}.path"),
+                        format!("Invalid value {path:?}: must be an absolute path"),
+                    );
+                }
+                _ => {}
+            }
+            if let Some(b) = p.get("backend").filter(|b| b.is_object()) {
+                ingress_backend(b, &format!("{pp}.backend"), out);
+            }
+        }
     }
 }
 
