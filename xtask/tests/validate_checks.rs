@@ -140,6 +140,42 @@ fn wrong_type() {
 }
 
 #[test]
+fn missing_api_version() {
+    let Some(f) = expect(
+        "missing-api-version",
+        Check::Schema,
+        "apps/demo/settings.yaml",
+        Some(2),
+        "the object has no apiVersion: the API server cannot decode it",
+    ) else {
+        return;
+    };
+    assert_eq!(f.object.as_deref(), Some("ConfigMap settings"));
+}
+
+#[test]
+fn identical_objects_are_reported_in_every_file() {
+    let Some(report) = run_case(Some("identical-objects"), |_| {}) else {
+        return;
+    };
+    let files: Vec<&str> = report.findings.iter().map(|f| f.file.as_str()).collect();
+    assert_eq!(
+        files,
+        ["apps/copy/settings.yaml", "apps/demo/settings.yaml"],
+        "{}",
+        report.render_text()
+    );
+    for f in &report.findings {
+        assert_eq!(
+            f.path.as_deref(),
+            Some("metadata.labels[\"tier\"]"),
+            "{f:?}"
+        );
+        assert!(f.message.contains("ValidateLabels"), "{f:?}");
+    }
+}
+
+#[test]
 fn missing_crd_schema() {
     expect(
         "missing-crd-schema",

@@ -138,9 +138,25 @@ impl Validator<'_> {
     }
 
     fn check(&mut self, id: NodeId, value: &Value, path: &mut String) {
-        let node: &Node = self.schema.node(id);
-        if value.is_null() && node.nullable {
-            return;
+        let schema = self.schema;
+        let node: &Node = schema.node(id);
+        if value.is_null() {
+            // As the API server: a nullable field keeps null; a defaulted one
+            // gets its default (CRD defaulting; for built-in types the schema's
+            // default is the Go zero value); a built-in field gets the zero
+            // value its Go type decodes null to. Anything else must not be null.
+            if node.nullable {
+                return;
+            }
+            if let Some(d) = &node.default {
+                return self.check(id, d, path);
+            }
+            if node.zero_null {
+                if let Some(zero) = self.zero_value(id) {
+                    self.check(id, &zero, path);
+                }
+                return;
+            }
         }
         // Type.
         if node.int_or_string {
@@ -218,6 +234,36 @@ impl Validator<'_> {
         }
     }
 
+    /// A `null` field of an object that the API server treats as absent:
+    /// CRDs prune non-nullable nulls without a default
+    /// (`PruneNonNullableNullsWithoutDefaults` in apiextensions-apiserver);
+    /// built-in types decode them to a zero value that means "unset".
+    fn null_is_unset(&self, id: NodeId) -> bool {
+        let node = self.schema.node(id);
+        !node.nullable && node.default.is_none()
+    }
+
+    /// The Go zero value a built-in node decodes `null` to; `None` when it
+    /// cannot be told (no type) or is no constraint (a Quantity's zero is 0).
+    fn zero_value(&self, id: NodeId) -> Option<Value> {
+        let node = self.schema.node(id);
+        if node.int_or_string {
+            return Some(Value::from(0));
+        }
+        if node.format.as_deref() == Some("quantity") {
+            return None;
+        }
+        match node.types.first() {
+            Some(Ty::Object) => Some(Value::Object(serde_json::Map::new())),
+            Some(Ty::Array) => Some(Value::Array(Vec::new())),
+            Some(Ty::String) => Some(Value::String(String::new())),
+            Some(Ty::Integer | Ty::Number) => Some(Value::from(0)),
+            Some(Ty::Boolean) => Some(Value::Bool(false)),
+            Some(Ty::Null) => None,
+            None => node.all_of.first().and_then(|r| self.zero_value(*r)),
+        }
+    }
+
     fn trial(&self, id: NodeId, value: &Value, path: &mut String) -> Vec<SchemaError> {
         let mut sub = Validator {
             schema: self.schema,
@@ -284,7 +330,17 @@ impl Validator<'_> {
         path: &mut String,
     ) {
         for req in &node.required {
-            if !map.contains_key(req) {
+            let unset = match map.get(req) {
+                None => true,
+                Some(v) => {
+                    v.is_null()
+                        && node
+                            .properties
+                            .get(req)
+                            .is_some_and(|c| self.null_is_unset(*c))
+                }
+            };
+            if unset {
                 let len = path.len();
                 push_key(path, req);
                 self.err(path, "required field is missing".into());
@@ -319,9 +375,13 @@ impl Validator<'_> {
             let len = path.len();
             push_key(path, key);
             if let Some(child) = node.properties.get(key) {
-                self.check(*child, v, path);
+                if !(v.is_null() && self.null_is_unset(*child)) {
+                    self.check(*child, v, path);
+                }
             } else if let Some(add) = node.additional {
-                self.check(add, v, path);
+                if !(v.is_null() && self.null_is_unset(add)) {
+                    self.check(add, v, path);
+                }
             } else if node.embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 // Embedded resources always admit their type meta and metadata.
             } else if reject_unknown {
@@ -351,6 +411,12 @@ impl Validator<'_> {
             && len > max
         {
             self.err(path, format!("is longer than {max} characters"));
+        }
+        if let Some(problem) = format_problem(node, s) {
+            self.err(
+                path,
+                format!("{} {problem}", show(&Value::String(s.into()))),
+            );
         }
         if let Some(re) = node.pattern_regex()
             && !re.is_match(s)
@@ -390,6 +456,9 @@ impl Validator<'_> {
             {
                 self.err(path, format!("{} does not fit in int32", show(value)));
             }
+            Some("int64") if is_integer(value) && !fits_i64(value) => {
+                self.err(path, format!("{} does not fit in int64", show(value)));
+            }
             _ => {}
         }
     }
@@ -399,5 +468,123 @@ fn enum_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
+    }
+}
+
+fn fits_i64(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            n.is_i64()
+                || (!n.is_u64()
+                    && n.as_f64().is_some_and(|f| {
+                        (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)
+                    }))
+        }
+        _ => true,
+    }
+}
+
+/// What is wrong with a string under its `format`, if anything. Built-in
+/// nodes follow the Go decoder of their type; CRD nodes follow the format
+/// registry of the API server's OpenAPI validator (kube-openapi strfmt).
+fn format_problem(node: &Node, s: &str) -> Option<&'static str> {
+    let ok = match node.format.as_deref()? {
+        "date-time" if node.zero_null => super::formats::is_rfc3339(s),
+        "date-time" | "datetime" => super::formats::is_strfmt_date_time(s),
+        "byte" if node.zero_null => super::formats::is_go_base64(s),
+        "byte" => super::formats::is_strfmt_base64(s),
+        "quantity" => super::formats::parse_quantity(s).is_ok(),
+        _ => true,
+    };
+    if ok {
+        return None;
+    }
+    Some(match node.format.as_deref() {
+        Some("byte") => "is not base64 (format byte)",
+        Some("quantity") => {
+            "is not a quantity: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        }
+        _ => "is not an RFC 3339 date-time (format date-time)",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::schema::compile::{Compiler, NoLoader};
+
+    fn compile(schema: Value, builtin: bool) -> Compiled {
+        let mut c = Compiler::new(&NoLoader);
+        c.builtin = builtin;
+        c.add_document("s", Arc::new(schema));
+        let root = c.compile_pointer("s", "").unwrap();
+        c.finish(root)
+    }
+
+    fn schema() -> Value {
+        json!({"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"},
+            "duration": {"type": "string"},
+            "mode": {"type": "string", "default": "fast", "enum": ["fast", "slow"]},
+            "note": {"type": "string", "nullable": true},
+            "items": {"type": "array", "items": {"type": "object", "required": ["id"],
+                "properties": {"id": {"type": "string"}}}},
+        }})
+    }
+
+    #[test]
+    fn null_is_unset_unless_nullable_or_defaulted() {
+        for builtin in [false, true] {
+            let c = compile(schema(), builtin);
+            // Optional nulls are pruned (CRD) or unset (built-in); nullable keeps null.
+            let ok = json!({"name": "a", "duration": null, "mode": null, "note": null});
+            assert!(validate(&c, &ok, true).is_empty(), "{builtin}");
+            // A required null is a missing field either way.
+            let errors = validate(&c, &json!({"name": null}), true);
+            assert_eq!(errors.len(), 1, "{builtin}: {errors:?}");
+            assert_eq!(errors[0].path, "name");
+        }
+    }
+
+    #[test]
+    fn null_list_items_differ_between_crds_and_built_in_types() {
+        let obj = json!({"name": "a", "items": [null]});
+        // CRDs do not prune inside lists: null is not an object.
+        let crd = validate(&compile(schema(), false), &obj, true);
+        assert!(crd[0].message.contains("got null"), "{crd:?}");
+        // A built-in list item decodes to the zero struct, whose required
+        // fields are then missing.
+        let builtin = validate(&compile(schema(), true), &obj, true);
+        assert_eq!(builtin[0].path, "items[0].id", "{builtin:?}");
+    }
+
+    #[test]
+    fn formats() {
+        let c = compile(
+            json!({"type": "object", "properties": {
+                "t": {"type": "string", "format": "date-time"},
+                "b": {"type": "string", "format": "byte"},
+                "n": {"type": "integer", "format": "int64"},
+            }}),
+            true,
+        );
+        assert!(
+            validate(
+                &c,
+                &json!({"t": "2024-01-01T00:00:00Z", "b": "YQ==", "n": 1}),
+                true
+            )
+            .is_empty()
+        );
+        let errors = validate(
+            &c,
+            &json!({"t": "yesterday", "b": "a!", "n": 18_446_744_073_709_551_615u64}),
+            true,
+        );
+        assert_eq!(errors.len(), 3, "{errors:?}");
     }
 }

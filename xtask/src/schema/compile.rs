@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Bump when the compiled form or its meaning changes: it keys the disk cache.
-pub const COMPILER_VERSION: u32 = 3;
+pub const COMPILER_VERSION: u32 = 4;
+
+/// The OpenAPI name of `resource.Quantity` (CPU, memory, storage sizes).
+const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 
 /// A JSON type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,9 +64,19 @@ pub struct Node {
     /// Allowed types; empty means any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<Ty>,
-    /// `null` is accepted (OpenAPI `nullable`, or any field of a built-in type).
+    /// `null` is a value here (OpenAPI `nullable` or `type: null`). Elsewhere a
+    /// `null` field means "unset" (see [`Node::default`] and [`Node::zero_null`]).
     #[serde(default, skip_serializing_if = "is_false")]
     pub nullable: bool,
+    /// `default`: what the API server puts in place of an absent or `null`
+    /// field (CRD defaulting; built-in schemas list the Go zero value of
+    /// value-typed fields, such as `{}` for a struct).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// A node of a built-in type: JSON `null` decodes to the Go zero value
+    /// (`{}`, `""`, `0`, `false`, an empty list), which is then validated.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub zero_null: bool,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub properties: IndexMap<String, NodeId>,
     /// The schema had a `properties` keyword (even an empty one).
@@ -190,8 +203,8 @@ pub struct Compiler<'a> {
     memo: HashMap<String, NodeId>,
     loader: &'a dyn DocLoader,
     docs: HashMap<String, Arc<Value>>,
-    /// Every node accepts `null` (built-in types decode null as "unset").
-    pub nulls_ok: bool,
+    /// Nodes of a built-in type: `null` decodes to the Go zero value.
+    pub builtin: bool,
 }
 
 impl<'a> Compiler<'a> {
@@ -201,7 +214,7 @@ impl<'a> Compiler<'a> {
             memo: HashMap::new(),
             loader,
             docs: HashMap::new(),
-            nulls_ok: false,
+            builtin: false,
         }
     }
 
@@ -220,7 +233,12 @@ impl<'a> Compiler<'a> {
         let schema = doc.pointer(pointer)?;
         let id = self.alloc();
         self.memo.insert(key, id);
-        let node = self.build(schema, doc_id);
+        let mut node = self.build(schema, doc_id);
+        // A Quantity is a plain string in OpenAPI; the API server parses it
+        // (resource.ParseQuantity) while decoding, so give it a format we check.
+        if pointer.ends_with(QUANTITY) && node.format.is_none() {
+            node.format = Some("quantity".into());
+        }
         self.nodes[id as usize] = node;
         Some(id)
     }
@@ -311,7 +329,7 @@ impl<'a> Compiler<'a> {
 
     fn build(&mut self, schema: &Value, doc_id: &str) -> Node {
         let mut node = Node {
-            nullable: self.nulls_ok,
+            zero_null: self.builtin,
             ..Node::default()
         };
         let Some(map) = schema.as_object() else {
@@ -339,6 +357,7 @@ impl<'a> Compiler<'a> {
         if map.get("nullable") == Some(&Value::Bool(true)) {
             node.nullable = true;
         }
+        node.default = map.get("default").filter(|d| !d.is_null()).cloned();
         if let Some(props) = map.get("properties").and_then(Value::as_object) {
             node.has_properties = true;
             for (name, sub) in props {

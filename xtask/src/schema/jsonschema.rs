@@ -22,7 +22,10 @@ pub fn export(compiled: &Compiled, strict: bool) -> Value {
             types = vec!["integer", "string"];
         }
         if !types.is_empty() {
-            if node.nullable && !types.contains(&"null") {
+            // JSON schema cannot say "null means unset" (the API server's
+            // reading, see check.rs): admit null so kubeconform is not
+            // stricter than we are.
+            if !types.contains(&"null") {
                 types.push("null");
             }
             s.insert("type".into(), json!(types));
@@ -48,9 +51,7 @@ pub fn export(compiled: &Compiled, strict: bool) -> Value {
         }
         if !node.enum_values.is_empty() {
             let mut values = node.enum_values.clone();
-            if node.nullable {
-                values.push(Value::Null);
-            }
+            values.push(Value::Null);
             s.insert("enum".into(), Value::Array(values));
         }
         if let Some(p) = &node.pattern

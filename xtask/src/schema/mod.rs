@@ -8,6 +8,7 @@
 //!   int-or-string, preserve-unknown-fields, embedded resources, ...).
 //! - [`registry`]: which schema serves which apiVersion/kind, from folders,
 //!   in-tree CRDs and kubeconform-style URL templates; caches under `target/`.
+//! - [`formats`]: `date-time`, `byte` and quantities, as the API server reads them.
 //! - [`fetch`]: fills `.schemas/` from Go modules pinned in `xtask/schemas.toml`.
 //! - [`jsonschema`]: exports a compiled kind as a standalone JSON schema (the
 //!   format kubeconform reads), used by the agreement test and the bench.
@@ -15,6 +16,7 @@
 pub mod check;
 pub mod compile;
 pub mod fetch;
+pub mod formats;
 pub mod jsonschema;
 pub mod registry;
 

@@ -453,6 +453,12 @@ impl Registry {
         self.kinds.keys()
     }
 
+    /// True when the API server serves the kind itself: its schema comes
+    /// from the Kubernetes OpenAPI documents, not from a CRD.
+    pub fn is_builtin(&self, gvk: &Gvk) -> bool {
+        matches!(self.kinds.get(gvk), Some(Source::OpenApi { .. }))
+    }
+
     /// Registers a CRD found in the rendered tree; it wins over folders.
     pub fn add_crd(&mut self, crd: &Value) {
         for (gvk, schema) in crd_versions(crd) {
@@ -563,7 +569,7 @@ impl Registry {
                 let doc = self.doc(file)?;
                 let id = file.display().to_string();
                 compiler.add_document(&id, doc);
-                compiler.nulls_ok = true;
+                compiler.builtin = true;
                 let pointer = format!(
                     "/components/schemas/{}",
                     name.replace('~', "~0").replace('/', "~1")
@@ -612,13 +618,13 @@ impl Registry {
         {
             let id = meta_file.display().to_string();
             compiler.add_document(&id, doc);
-            compiler.nulls_ok = true;
+            compiler.builtin = true;
             if let Some(meta) =
                 compiler.compile_pointer(&id, &format!("/components/schemas/{OBJECT_META}"))
             {
                 compiler.set_property(root, "metadata", meta);
             }
-            compiler.nulls_ok = false;
+            compiler.builtin = false;
         }
         compiler.finish(root)
     }

@@ -9,11 +9,15 @@
 //!    HelmRelease sources and chart pins, per cluster.
 //! 5. [`secrets`]: plaintext Secrets and SOPS recipients.
 //! 6. [`addresses`]: in-cluster addresses name what the same cluster deploys.
+//!
+//! Step 3 also runs [`rules`]: what the API server's own validation rejects
+//! that OpenAPI cannot say (quantities, Service types, ports, names, ...).
 
 pub mod addresses;
 pub mod bench;
 pub mod flux;
 pub mod kustomize;
+pub mod rules;
 pub mod secrets;
 pub mod substitute;
 pub mod tree;
@@ -603,19 +607,34 @@ pub fn run(opts: &Options) -> Result<Report> {
             registry.add_crd(&it.object);
         }
     }
-    let mut seen = HashSet::new();
-    let unique: Vec<&Item> = items
+    let missing_counts: std::sync::Mutex<BTreeMap<String, usize>> = Default::default();
+    // An object without apiVersion or kind cannot be decoded by the API server.
+    for it in &items {
+        if let Some(f) = incomplete(it, &tree) {
+            findings.push(f);
+        }
+    }
+    // Each distinct object is validated once; its findings are reported for
+    // every file that holds it.
+    let mut groups: Vec<Vec<&Item>> = Vec::new();
+    let mut by_text: HashMap<String, usize> = HashMap::new();
+    for it in items.iter().filter(|it| Gvk::of(&it.object).is_some()) {
+        let text = serde_json::to_string(&it.object).unwrap_or_default();
+        match by_text.get(&text) {
+            Some(i) => groups[*i].push(it),
+            None => {
+                by_text.insert(text, groups.len());
+                groups.push(vec![it]);
+            }
+        }
+    }
+    let gvks: Vec<Gvk> = groups
         .iter()
-        .filter(|it| it.object.get("apiVersion").is_some() && it.object.get("kind").is_some())
-        .filter(|it| seen.insert(serde_json::to_string(&it.object).unwrap_or_default()))
-        .collect();
-    let gvks: Vec<Gvk> = unique
-        .iter()
-        .filter_map(|it| Gvk::of(&it.object))
+        .filter_map(|g| Gvk::of(&g[0].object))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    if !registry.has_kubernetes() && !unique.is_empty() {
+    if !registry.has_kubernetes() && !groups.is_empty() {
         let msg = format!(
             "no Kubernetes {} OpenAPI documents in {}: run `cargo xtask validate --fetch-schemas --kubernetes-version {}`",
             schema::normalize_kubernetes_version(&opts.kubernetes_version),
@@ -630,22 +649,29 @@ pub fn run(opts: &Options) -> Result<Report> {
     }
     progress.stage("compile schemas", gvks.len());
     registry.prepare(&gvks);
-    progress.stage("validate objects", unique.len());
-    let results: Vec<(Vec<Finding>, Option<String>)> = unique
+    progress.stage("validate objects", groups.len());
+    let results: Vec<Vec<Finding>> = groups
         .par_iter()
-        .map(|it| {
-            let r = validate_item(&registry, it, &tree, opts);
+        .map(|group| {
+            let verdict = judge(&registry, &group[0].object, opts);
+            if let Some(m) = &verdict.missing {
+                *missing_counts
+                    .lock()
+                    .expect("lock")
+                    .entry(m.clone())
+                    .or_default() += 1;
+            }
+            let found = group
+                .iter()
+                .flat_map(|it| place(&verdict, it, &tree, opts))
+                .collect();
             progress.inc();
-            r
+            found
         })
         .collect();
-    report.objects_checked = unique.len();
-    for (f, missing) in results {
-        findings.extend(f);
-        if let Some(m) = missing {
-            *report.missing_schemas.entry(m).or_default() += 1;
-        }
-    }
+    report.objects_checked = groups.len();
+    report.missing_schemas = missing_counts.into_inner().expect("lock");
+    findings.extend(results.into_iter().flatten());
 
     // 5. Secrets.
     findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
@@ -664,67 +690,239 @@ pub fn run(opts: &Options) -> Result<Report> {
     Ok(report)
 }
 
-fn validate_item(
-    registry: &Registry,
-    it: &Item,
-    tree: &tree::Tree,
-    opts: &Options,
-) -> (Vec<Finding>, Option<String>) {
-    let Some(gvk) = Gvk::of(&it.object) else {
-        return (Vec::new(), None);
+/// What the schema and the server-side rules say of one distinct object.
+struct Verdict {
+    /// `(JSON path, message)` of each problem.
+    errors: Vec<(String, String)>,
+    /// `apiVersion kind` when no schema serves it.
+    missing: Option<String>,
+    label: String,
+}
+
+/// Judges one object as the API server would: its schema (built-in or CRD,
+/// with the server's null handling and formats), then [`rules`].
+fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
+    let label = flux::describe(object);
+    let Some(gvk) = Gvk::of(object) else {
+        return Verdict {
+            errors: Vec::new(),
+            missing: None,
+            label,
+        };
     };
-    let object_label = flux::describe(&it.object);
+    // SOPS-encrypted values are judged after Flux decrypts them, not as
+    // `ENC[...]` text: an empty string stands in for each.
+    let decrypted_view;
+    let object = if object.get("sops").is_some() {
+        let mut view = object.clone();
+        if let Some(m) = view.as_object_mut() {
+            m.remove("sops");
+        }
+        blank_encrypted(&mut view);
+        decrypted_view = view;
+        &decrypted_view
+    } else {
+        object
+    };
+    let mut errors = Vec::new();
+    let mut missing = None;
     match registry.get(&gvk) {
         Lookup::Found(compiled) => {
-            let mut obj = it.object.clone();
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("sops");
-            }
-            let errors = schema::validate(&compiled, &obj, opts.strict);
-            let findings = errors
-                .into_iter()
-                .map(|e| {
-                    let needle = last_key(&e.path).map(|k| format!("{k}:"));
-                    let (file, line) = match &needle {
-                        Some(n) => tree.locate(&it.object, "", Some(n), &it.file),
-                        None => (it.file.clone(), it.line),
-                    };
-                    // Keep the object's own file when the needle found another.
-                    let (file, line) = if file == it.file {
-                        (file, line.or(it.line))
-                    } else {
-                        (it.file.clone(), it.line)
-                    };
-                    Finding {
-                        severity: Severity::Error,
-                        check: Check::Schema,
-                        file,
-                        line,
-                        column: None,
-                        object: Some(object_label.clone()),
-                        path: (!e.path.is_empty()).then_some(e.path),
-                        message: e.message,
-                    }
-                })
-                .collect();
-            (findings, None)
+            errors.extend(
+                schema::validate(&compiled, object, opts.strict)
+                    .into_iter()
+                    .map(|e| (e.path, e.message)),
+            );
         }
-        Lookup::Missing => {
-            let mut f = Finding::error(
-                Check::Schema,
-                &it.file,
-                it.line,
-                format!(
-                    "no schema for {gvk}: add its CRD to a schema folder (xtask/schemas.toml) or pass --skip-missing-schemas"
-                ),
-            )
-            .with_object(object_label);
-            if opts.skip_missing_schemas {
-                f.severity = Severity::Warning;
-            }
-            (vec![f], Some(gvk.to_string()))
+        Lookup::Missing => missing = Some(gvk.to_string()),
+    }
+    errors.extend(
+        rules::check(&gvk, object, registry.is_builtin(&gvk))
+            .into_iter()
+            .map(|v| {
+                let function = v.mirrors.split([' ', ',']).next().unwrap_or(v.mirrors);
+                (
+                    v.path,
+                    format!("{} (the API server's {function})", v.message),
+                )
+            }),
+    );
+    // A value Flux fills at apply time (`${var}` left without a default
+    // here) cannot be judged before: only its type can.
+    errors.retain(|(path, message)| {
+        !unresolved_at(object, path) || message.starts_with("expected ")
+    });
+    Verdict {
+        errors,
+        missing,
+        label,
+    }
+}
+
+/// Replaces every `ENC[AES256_GCM,...]` string with an empty one.
+fn blank_encrypted(value: &mut Value) {
+    match value {
+        Value::String(s) if s.starts_with("ENC[AES256_GCM,") => s.clear(),
+        Value::Array(items) => items.iter_mut().for_each(blank_encrypted),
+        Value::Object(map) => map.values_mut().for_each(blank_encrypted),
+        _ => {}
+    }
+}
+
+/// True when the value at `path` (`a.b[0]["k.e.y"]`, as the schema check and
+/// the rules write paths) is a string holding an unexpanded `${var}`.
+fn unresolved_at(object: &Value, path: &str) -> bool {
+    let mut cur = object;
+    let mut rest = path;
+    while !rest.is_empty() {
+        rest = rest.strip_prefix('.').unwrap_or(rest);
+        let next = if let Some(after) = rest.strip_prefix("[\"") {
+            // A quoted key, JSON-escaped.
+            let Some(end) = after.find("\"]") else {
+                return false;
+            };
+            let key: String = match serde_json::from_str(&format!("\"{}\"", &after[..end])) {
+                Ok(k) => k,
+                Err(_) => return false,
+            };
+            rest = &after[end + 2..];
+            cur.get(key.as_str())
+        } else if let Some(after) = rest.strip_prefix('[') {
+            let Some(end) = after.find(']') else {
+                return false;
+            };
+            let index: Option<usize> = after[..end].parse().ok();
+            rest = &after[end + 1..];
+            index.and_then(|i| cur.get(i))
+        } else {
+            let end = rest.find(['.', '[']).unwrap_or(rest.len());
+            let key = &rest[..end];
+            rest = &rest[end..];
+            cur.get(key)
+        };
+        match next {
+            Some(v) => cur = v,
+            None => return false,
         }
     }
+    cur.as_str()
+        .is_some_and(|s| !substitute::references(s).is_empty())
+}
+
+/// The findings of a verdict, placed in the file (and line) of one item.
+fn place(verdict: &Verdict, it: &Item, tree: &tree::Tree, opts: &Options) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = verdict
+        .errors
+        .iter()
+        .map(|(path, message)| {
+            let needle = last_key(path).map(|k| format!("{k}:"));
+            let (file, line) = match &needle {
+                Some(n) => tree.locate(&it.object, "", Some(n), &it.file),
+                None => (it.file.clone(), it.line),
+            };
+            // Keep the object's own file when the needle found another.
+            let (file, line) = if file == it.file {
+                (file, line.or(it.line))
+            } else {
+                (it.file.clone(), it.line)
+            };
+            Finding {
+                severity: Severity::Error,
+                check: Check::Schema,
+                file,
+                line,
+                column: None,
+                object: Some(verdict.label.clone()),
+                path: (!path.is_empty()).then(|| path.clone()),
+                message: message.clone(),
+            }
+        })
+        .collect();
+    if let Some(gvk) = &verdict.missing {
+        let mut f = Finding::error(
+            Check::Schema,
+            &it.file,
+            it.line,
+            format!(
+                "no schema for {gvk}: add its CRD to a schema folder (xtask/schemas.toml) or pass --skip-missing-schemas"
+            ),
+        )
+        .with_object(verdict.label.clone());
+        if opts.skip_missing_schemas {
+            f.severity = Severity::Warning;
+        }
+        findings.push(f);
+    }
+    findings
+}
+
+/// An error for an object without a string `apiVersion` or `kind`, at the
+/// document that holds it.
+fn incomplete(it: &Item, tree: &tree::Tree) -> Option<Finding> {
+    let absent: Vec<&str> = ["apiVersion", "kind"]
+        .into_iter()
+        .filter(|k| {
+            it.object
+                .get(*k)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        })
+        .collect();
+    if absent.is_empty() {
+        return None;
+    }
+    let (file, line) = if it.line.is_some() {
+        (it.file.clone(), it.line)
+    } else {
+        source_of(it, tree).unwrap_or_else(|| (it.file.clone(), None))
+    };
+    // The document's first line of YAML, past comments and blank lines.
+    let line = line.map(|l| {
+        let text = tree
+            .files
+            .iter()
+            .find(|f| f.rel == file)
+            .map(|f| f.text.as_str());
+        let skip = text
+            .into_iter()
+            .flat_map(|t| t.split('\n').skip(l - 1))
+            .take_while(|s| s.trim().is_empty() || s.trim_start().starts_with('#'))
+            .count();
+        l + skip
+    });
+    let mut f = Finding::error(
+        Check::Schema,
+        &file,
+        line,
+        format!(
+            "the object has no {}: the API server cannot decode it",
+            absent.join(" and no ")
+        ),
+    );
+    if let Some(name) = it.object.pointer("/metadata/name").and_then(Value::as_str) {
+        let kind = it
+            .object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
+        f = f.with_object(format!("{kind} {name}"));
+    }
+    Some(f)
+}
+
+/// The source document of an object that [`tree::Tree::locate`] cannot find
+/// by kind and name: one under the item's directory with the same name and
+/// the same `apiVersion`/`kind` (or lack of them).
+fn source_of(it: &Item, tree: &tree::Tree) -> Option<(String, Option<usize>)> {
+    let dir = it.file.rsplit_once('/').map_or("", |(d, _)| d);
+    let same = |doc: &Value, key: &str| doc.get(key) == it.object.get(key);
+    tree.docs_under(dir)
+        .find(|(_, d)| {
+            d.value.pointer("/metadata/name") == it.object.pointer("/metadata/name")
+                && same(&d.value, "apiVersion")
+                && same(&d.value, "kind")
+        })
+        .map(|(f, d)| (f.rel.clone(), Some(d.start)))
 }
 
 /// Per-check counts of a report, for tests and the bench.
@@ -785,5 +983,32 @@ fn helm_items(
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unexpanded_variables_are_found_by_path() {
+        let o = json!({"metadata": {"labels": {"tier": "${tier}", "app.kubernetes.io/name": "x"}},
+            "spec": {"containers": [{"args": ["--port", "${port}"]}]}});
+        assert!(unresolved_at(&o, "metadata.labels[\"tier\"]"));
+        assert!(!unresolved_at(
+            &o,
+            "metadata.labels[\"app.kubernetes.io/name\"]"
+        ));
+        assert!(unresolved_at(&o, "spec.containers[0].args[1]"));
+        assert!(!unresolved_at(&o, "spec.containers[0].args[0]"));
+        assert!(!unresolved_at(&o, "spec.nothing[3]"));
+    }
+
+    #[test]
+    fn encrypted_values_are_blanked_for_judging() {
+        let mut o = json!({"data": {"t": "ENC[AES256_GCM,data:AA==,iv:x,tag:y,type:str]", "plain": "aGk="}});
+        blank_encrypted(&mut o);
+        assert_eq!(o, json!({"data": {"t": "", "plain": "aGk="}}));
     }
 }

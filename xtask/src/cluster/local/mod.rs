@@ -90,10 +90,19 @@ impl Drop for ControlPlane {
 
 /// The paths of the four binaries, found built at their pinned versions.
 pub fn built_binaries() -> Result<BTreeMap<String, PathBuf>, LocalError> {
+    built(&build::BINARIES)
+}
+
+/// etcd and kube-apiserver, found built: all [`ControlPlane::start_api_server`] needs.
+pub fn api_server_binaries() -> Result<BTreeMap<String, PathBuf>, LocalError> {
+    built(&build::BINARIES[..2])
+}
+
+fn built(names: &[&str]) -> Result<BTreeMap<String, PathBuf>, LocalError> {
     let pins = Pins::project()?;
     let bin_dir = crate::tools::bin_dir();
     let mut out = BTreeMap::new();
-    for name in build::BINARIES {
+    for &name in names {
         let path = build::cached(name, pins.get(name)?, &bin_dir)
             .ok_or_else(|| LocalError::Missing(name.to_string()))?;
         out.insert(name.to_string(), path);
@@ -105,6 +114,18 @@ impl ControlPlane {
     /// Starts etcd, kube-apiserver, the registry and the two Flux controllers,
     /// and installs the Flux CRDs. `say` receives one line per step.
     pub fn start(
+        binaries: &BTreeMap<String, PathBuf>,
+        mut say: impl FnMut(&str),
+    ) -> Result<Self, LocalError> {
+        let mut cp = Self::start_api_server(binaries, &mut say)?;
+        cp.start_flux(binaries, &mut say)?;
+        Ok(cp)
+    }
+
+    /// Starts etcd and kube-apiserver only (no CRDs, no registry, no
+    /// controllers; `registry` stays empty): enough to ask the API server
+    /// what it accepts.
+    pub fn start_api_server(
         binaries: &BTreeMap<String, PathBuf>,
         mut say: impl FnMut(&str),
     ) -> Result<Self, LocalError> {
@@ -215,6 +236,38 @@ impl ControlPlane {
             "kube-apiserver ready on {api_server} ({:.1} s)",
             started.elapsed().as_secs_f64()
         ));
+        Ok(Self {
+            kube,
+            kubeconfig,
+            registry: String::new(),
+            api_server,
+            log_dir,
+            timings,
+            processes,
+            data,
+        })
+    }
+
+    /// The Flux CRDs, the registry and the two Flux controllers, on a
+    /// running API server.
+    fn start_flux(
+        &mut self,
+        binaries: &BTreeMap<String, PathBuf>,
+        mut say: impl FnMut(&str),
+    ) -> Result<(), LocalError> {
+        let bin = |name: &str| {
+            binaries
+                .get(name)
+                .cloned()
+                .ok_or_else(|| LocalError::Missing(name.to_string()))
+        };
+        let dir = self.data.path().to_path_buf();
+        let log_dir = self.log_dir.clone();
+        let log = |name: &str| log_dir.join(format!("{name}.log"));
+        let kube = &self.kube;
+        let kubeconfig = self.kubeconfig.clone();
+        let mut timings = Vec::new();
+        let mut processes = Vec::new();
 
         // The Flux CRDs, from the controllers' own modules.
         let started = Instant::now();
@@ -303,16 +356,10 @@ impl ControlPlane {
             ));
         }
 
-        Ok(Self {
-            kube,
-            kubeconfig,
-            registry: format!("127.0.0.1:{reg_port}"),
-            api_server,
-            log_dir,
-            timings,
-            processes,
-            data,
-        })
+        self.registry = format!("127.0.0.1:{reg_port}");
+        self.timings.extend(timings);
+        self.processes.extend(processes);
+        Ok(())
     }
 
     /// The data directory (certificates, etcd, storage, kubeconfig); removed on drop.
