@@ -749,9 +749,8 @@ fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
     );
     // A value Flux fills at apply time (`${var}` left without a default
     // here) cannot be judged before: only its type can.
-    errors.retain(|(path, message)| {
-        !unresolved_at(object, path) || message.starts_with("expected ")
-    });
+    errors
+        .retain(|(path, message)| !unresolved_at(object, path) || message.starts_with("expected "));
     Verdict {
         errors,
         missing,
