@@ -110,3 +110,58 @@ fn build_renders_every_cluster_by_default() {
     common::assert_success(&out);
     assert!(out_dir.path().join("demo/apps.yaml").is_file());
 }
+
+/// Runs `xtask ARGS` under a pseudo-terminal (`script`), as in a user's
+/// shell, and returns everything it drew. `None` (skip) without `script`.
+fn on_a_terminal(args: &str) -> Option<String> {
+    let script = common::tool("script")?;
+    let bin = assert_cmd::cargo::cargo_bin("xtask");
+    let out = std::process::Command::new(script)
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{} {args}", bin.display()))
+        .arg("/dev/null")
+        .env_remove("CI")
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn packaging_shows_progress_on_a_terminal() {
+    let root = common::root();
+    let Some(drawn) = on_a_terminal(&format!("package --list --root {}", root.display())) else {
+        return;
+    };
+    assert!(
+        drawn.contains(&format!("packaging {}", root.display())),
+        "no progress drawn:\n{drawn}"
+    );
+}
+
+#[test]
+fn validate_progress_never_shows_more_done_than_there_is() {
+    if xtask::tools::kustomize().is_err() {
+        assert!(!common::tools_required(), "kustomize is required");
+        eprintln!("SKIP: kustomize is not installed");
+        return;
+    }
+    let root = common::root();
+    let Some(drawn) = on_a_terminal(&format!("validate --root {}", root.display())) else {
+        return;
+    };
+    let frame = regex::Regex::new(r"\] (\d+)/(\d+)").unwrap();
+    let frames: Vec<(u64, u64)> = frame
+        .captures_iter(&drawn)
+        .map(|c| (c[1].parse().unwrap(), c[2].parse().unwrap()))
+        .collect();
+    assert!(!frames.is_empty(), "no progress drawn:\n{drawn}");
+    for (done, of) in frames {
+        assert!(done <= of, "drew {done}/{of}");
+    }
+}

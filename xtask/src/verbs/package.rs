@@ -74,6 +74,7 @@ impl PackageArgs {
         let spinner = if std::io::stderr().is_terminal() {
             let pb = indicatif::ProgressBar::new_spinner();
             pb.set_message(format!("packaging {}", root.display()));
+            pb.tick(); // drawn at once, not only after the first tick
             pb.enable_steady_tick(std::time::Duration::from_millis(120));
             pb
         } else {
