@@ -120,6 +120,8 @@ fn on_a_terminal(args: &str) -> Option<String> {
         .args(["-q", "-e", "-c"])
         .arg(format!("{} {args}", bin.display()))
         .arg("/dev/null")
+        // script draws nothing when its stdin is closed (as CI may leave it).
+        .stdin(std::process::Stdio::null())
         .env_remove("CI")
         .env("TERM", "xterm")
         .output()
