@@ -273,6 +273,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prose_about_the_sops_format_is_not_a_sops_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("NOTES.md"),
+            "Values look like `ENC[AES256_GCM,data:...,type:str]` under a `sops:` block.\n",
+        )
+        .unwrap();
+        let entries = crate::artifact::tree::collect(dir.path()).unwrap();
+        assert!(check(dir.path(), &entries, None).is_empty());
+    }
+
+    #[test]
     fn decrypted_copies_are_named_so() {
         assert!(decrypted_copy("clusters/local/x.dec.yaml").is_some());
         assert!(decrypted_copy("a/x.enc.yaml.dec").is_some());

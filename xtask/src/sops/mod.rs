@@ -450,6 +450,11 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
     if Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
         return true;
     }
+    // Any other file (docs, scripts) may mention `ENC[...]` in prose: only
+    // the text stores are judged by their text.
+    if format == Format::Binary {
+        return false;
+    }
     std::str::from_utf8(bytes).is_ok_and(|t| {
         t.contains("ENC[AES256_GCM,")
             || t.lines().any(|l| {
