@@ -12,6 +12,8 @@
 
 mod common;
 
+use std::io::Write as _;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Mutex;
@@ -1206,7 +1208,10 @@ fn validate_agrees_with_the_api_server_on_every_object() {
             _ => {}
         }
     }
-    eprintln!(
+    // Written to the process's stderr, past the test harness's capture, so
+    // that `cargo xtask test` (and CI) show the corpus size.
+    let _ = writeln!(
+        std::io::stderr(),
         "oracle corpus: {} objects ({} CRDs installed from .schemas/): the API server accepts {valid}, rejects {invalid}; validate took {:.2} s, the server {:.1} s; {} disagreement(s)",
         cases.len(),
         crds.len(),
