@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::io::Write as _;
+
 use std::path::PathBuf;
 use std::process::Output;
 
@@ -400,7 +402,8 @@ fn every_tamper_is_caught_by_validate_check_and_publish_and_the_file_stays() {
             "{name}: something was pushed"
         );
     }
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "{} tampered variants refused by validate, secrets check and publish",
         cases.len()
     );

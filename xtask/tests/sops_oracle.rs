@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Write as _;
+
 use std::path::{Path, PathBuf};
 
 use xtask::runner::Cmd;
@@ -477,7 +479,8 @@ fn decrypted_edge_scalars_match_sops_byte_for_byte() {
         }
     }
     assert_eq!(ours.lines().count(), theirs.lines().count());
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "{} edge scalars decrypt exactly as sops 3.11 writes them",
         theirs.lines().count()
     );
