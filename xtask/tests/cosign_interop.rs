@@ -145,7 +145,7 @@ fn cosign_verifies_what_publish_signed_and_both_refuse_another_key() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
     let (key, public) = key_pair(&bin, home, "ours");
-    let (_, other_public) = key_pair(&bin, home, "other");
+    let (other_key, other_public) = key_pair(&bin, home, "other");
     let url = reg.url("team/app");
 
     let out = publish(
@@ -203,6 +203,30 @@ fn cosign_verifies_what_publish_signed_and_both_refuse_another_key() {
         "{err}"
     );
 
+    // cosign appends its signature after ours; both verify, for either tool.
+    let out = cosign_cmd(&bin, home)
+        .args(["sign", "--key"])
+        .arg(&other_key)
+        .args([
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--allow-insecure-registry",
+            &image,
+        ])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    for public in [&public, &other_public] {
+        let out = our_verify(home, &format!("{url}@{digest}"), public);
+        common::assert_success(&out);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (v["verified"].as_u64(), v["total"].as_u64()),
+            (Some(1), Some(2))
+        );
+        common::assert_success(&cosign_verify(&bin, home, public, &image));
+    }
+
     // Signing the same digest again with the same key adds nothing.
     let out = publish(
         home,
@@ -212,6 +236,44 @@ fn cosign_verifies_what_publish_signed_and_both_refuse_another_key() {
     );
     common::assert_success(&out);
     assert!(stderr(&out).contains("already signed"), "{}", stderr(&out));
+}
+
+/// Raw bytes from `crane` (manifest or blob) at a loopback registry.
+fn crane(args: &[&str]) -> Vec<u8> {
+    let bin = common::tool("crane").expect("crane is installed with cosign");
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .arg("--insecure")
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    out.stdout
+}
+
+/// The `.sig` image cosign wrote for `digest` (one signature) is, byte for
+/// byte, the one we write for the same payload and signature.
+fn assert_same_sig_image(reg: &Registry, repo: &str, digest: &str) {
+    if common::tool("crane").is_none() {
+        return;
+    }
+    let sig_ref = format!("{}/{repo}:{}", reg.host(), cosign::signature_tag(digest));
+    let manifest = crane(&["manifest", &sig_ref]);
+    let m: Value = serde_json::from_slice(&manifest).unwrap();
+    let config_digest = m["config"]["digest"].as_str().unwrap();
+    let config = crane(&["blob", &format!("{}/{repo}@{config_digest}", reg.host())]);
+    let signature = m["layers"][0]["annotations"][cosign::SIGNATURE_ANNOTATION]
+        .as_str()
+        .unwrap();
+    let payload = cosign::payload(&format!("{}/{repo}", reg.host()), digest);
+    let ours = cosign::signature_image(None, &payload, signature).unwrap();
+    assert_eq!(
+        String::from_utf8(ours.config).unwrap(),
+        String::from_utf8(config).unwrap()
+    );
+    assert_eq!(
+        String::from_utf8(ours.manifest).unwrap(),
+        String::from_utf8(manifest).unwrap()
+    );
 }
 
 #[test]
@@ -256,6 +318,7 @@ fn verify_accepts_cosigns_signature_and_promote_appends_ours() {
     );
     let out = our_verify(home, &format!("{url}:v1"), &cosign_public);
     common::assert_success(&out);
+    assert_same_sig_image(&reg, "app", &digest);
     let out = our_verify(home, &format!("{url}:v1"), &our_public);
     assert!(!out.status.success(), "accepted a key that never signed");
 

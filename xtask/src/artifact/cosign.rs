@@ -33,6 +33,8 @@ pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesi
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// `critical.type` of the payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
+/// What cosign writes instead with COSIGN_DOCKER_MEDIA_TYPES=1; read, never written.
+const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 /// Go's zero time, which cosign records without --record-creation-timestamp.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
@@ -414,7 +416,11 @@ async fn existing(
 ) -> Result<Option<(Value, Vec<u8>)>, CosignError> {
     let sig_ref = r.reference(tag);
     let manifest = match c
-        .pull_manifest_raw(&sig_ref, ra, &[MANIFEST_MEDIA_TYPE])
+        .pull_manifest_raw(
+            &sig_ref,
+            ra,
+            &[MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
+        )
         .await
     {
         Ok((m, _)) => m,
@@ -482,6 +488,84 @@ async fn check_layer(
     Ok(payload)
 }
 
+/// A `.sig` image as cosign writes it: the config and manifest blobs.
+#[derive(Clone, Debug)]
+pub struct SignatureImage {
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+    /// Signature layers in the manifest.
+    pub layers: usize,
+}
+
+/// The `.sig` image after appending a layer for `payload` signed as
+/// `signature` (base64) to `existing` (its manifest and config; `None`
+/// starts from go-containerregistry's empty image, as cosign does). The
+/// config gains a diff_id and a zero-time history entry, as `mutate.Append`
+/// does; the error says what an existing image lacks.
+pub fn signature_image(
+    existing: Option<(&Value, &Value)>,
+    payload: &[u8],
+    signature: &str,
+) -> Result<SignatureImage, String> {
+    let (mut layers, mut config) = match existing {
+        Some((manifest, config)) => (
+            manifest
+                .get("layers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            config.clone(),
+        ),
+        None => (
+            Vec::new(),
+            json!({
+                "architecture": "",
+                "created": ZERO_TIME,
+                "history": [],
+                "os": "",
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "config": {},
+            }),
+        ),
+    };
+    if layers.len() >= 1000 {
+        return Err("it already holds 1000 signatures, cosign's limit".into());
+    }
+    let payload_digest = sha256_digest(payload);
+    layers.push(json!({
+        "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
+        "size": payload.len(),
+        "digest": payload_digest,
+        "annotations": {SIGNATURE_ANNOTATION: signature},
+    }));
+    match config.pointer_mut("/rootfs/diff_ids") {
+        Some(Value::Array(a)) => a.push(json!(payload_digest)),
+        _ => return Err("the config has no rootfs.diff_ids array".into()),
+    }
+    match config.get_mut("history") {
+        Some(Value::Array(a)) => a.push(json!({"created": ZERO_TIME})),
+        _ => config["history"] = json!([{"created": ZERO_TIME}]),
+    }
+    let config = serde_json::to_vec(&config).expect("serialising a JSON value");
+    let count = layers.len();
+    // Field order as go-containerregistry marshals a manifest.
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {
+            "mediaType": OCI_CONFIG_MEDIA_TYPE,
+            "size": config.len(),
+            "digest": sha256_digest(&config),
+        },
+        "layers": layers,
+    });
+    Ok(SignatureImage {
+        config,
+        manifest: serde_json::to_vec(&manifest).expect("serialising a JSON value"),
+        layers: count,
+    })
+}
+
 /// Signs the manifest `digest` of repository `r` with `key` and stores the
 /// signature under its `.sig` tag, after any signatures already there.
 pub async fn sign(
@@ -521,35 +605,25 @@ async fn sign_inner(
         already_signed,
     };
 
-    let (mut layers, mut config) = match existing(&c, r, &tag, &ra).await? {
+    let existing = match existing(&c, r, &tag, &ra).await? {
         Some((manifest, config)) => {
-            let layers = manifest
-                .get("layers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
             let config: Value =
                 serde_json::from_slice(&config).map_err(|e| CosignError::Malformed {
                     tag: tag.clone(),
                     detail: format!("config: {e}"),
                 })?;
-            (layers, config)
+            Some((manifest, config))
         }
-        // ggcr's empty image config, as cosign starts from.
-        None => (
-            Vec::new(),
-            json!({
-                "architecture": "",
-                "created": ZERO_TIME,
-                "history": [],
-                "os": "",
-                "rootfs": {"type": "layers", "diff_ids": []},
-                "config": {},
-            }),
-        ),
+        None => None,
     };
     // cosign's duplicate rule: same payload, same media type, and a stored
     // signature that verifies under this key.
+    let layers = existing
+        .as_ref()
+        .and_then(|(m, _)| m.get("layers"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     for layer in &layers {
         let same = layer.get("digest").and_then(Value::as_str) == Some(body_digest.as_str())
             && layer.get("mediaType").and_then(Value::as_str) == Some(SIMPLE_SIGNING_MEDIA_TYPE);
@@ -563,51 +637,13 @@ async fn sign_inner(
             return Ok(outcome(layers.len(), true));
         }
     }
-    if layers.len() >= 1000 {
-        return Err(CosignError::Malformed {
-            tag,
-            detail: "it already holds 1000 signatures, cosign's limit".into(),
-        });
-    }
-    layers.push(json!({
-        "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
-        "size": body.len(),
-        "digest": body_digest,
-        "annotations": {SIGNATURE_ANNOTATION: signature},
-    }));
-    let push_into = |v: &mut Value, path: &str, item: Value| -> Result<(), CosignError> {
-        match v.pointer_mut(path) {
-            Some(Value::Array(a)) => {
-                a.push(item);
-                Ok(())
-            }
-            Some(Value::Null) | None if path == "/history" => {
-                v["history"] = json!([item]);
-                Ok(())
-            }
-            _ => Err(CosignError::Malformed {
-                tag: tag.clone(),
-                detail: format!("config has no {path} array"),
-            }),
-        }
-    };
-    push_into(&mut config, "/rootfs/diff_ids", json!(body_digest))?;
-    push_into(&mut config, "/history", json!({"created": ZERO_TIME}))?;
-    let config = serde_json::to_vec(&config).expect("serialising a JSON value");
-    let config_digest = sha256_digest(&config);
-    let count = layers.len();
-    // Field order as go-containerregistry marshals a manifest.
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA_TYPE,
-        "config": {
-            "mediaType": OCI_CONFIG_MEDIA_TYPE,
-            "size": config.len(),
-            "digest": config_digest,
-        },
-        "layers": layers,
-    });
-    let manifest = serde_json::to_vec(&manifest).expect("serialising a JSON value");
+    let image = signature_image(existing.as_ref().map(|(m, c)| (m, c)), &body, &signature)
+        .map_err(|detail| CosignError::Malformed {
+            tag: tag.clone(),
+            detail,
+        })?;
+    let config_digest = sha256_digest(&image.config);
+    let (config, manifest, count) = (image.config, image.manifest, image.layers);
 
     // Blobs first, then the manifest, so the tag never names a missing blob.
     let sig_ref = r.reference(&tag);
