@@ -287,6 +287,15 @@ fn verify_accepts_cosigns_signature_and_promote_appends_ours() {
     let digest = digest_of(&publish(home, &url, &[], None));
     let image = format!("{}/app@{digest}", reg.host());
 
+    // No such tag: said as such.
+    let out = our_verify(home, &format!("{url}:nope"), &cosign_public);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("there is no artifact {url}:nope to verify")),
+        "{}",
+        stderr(&out)
+    );
+
     // Unsigned: refused, saying so.
     let out = our_verify(home, &format!("{url}:v1"), &cosign_public);
     assert!(!out.status.success(), "an unsigned artifact was accepted");

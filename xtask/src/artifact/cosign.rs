@@ -72,6 +72,8 @@ pub enum CosignError {
         key: String,
         failures: Vec<String>,
     },
+    #[error("there is no artifact {what} to verify (check the tag, or publish it first)")]
+    NoArtifact { what: String },
     #[error("the signature manifest {tag} is malformed: {detail}")]
     Malformed { tag: String, detail: String },
     #[error(transparent)]
@@ -703,8 +705,8 @@ async fn verify_inner(
             let t = r.tag.clone().unwrap_or_else(|| "latest".into());
             tag_digest(&c, r, &t, &ra)
                 .await?
-                .ok_or_else(|| ArtifactError::Missing {
-                    what: format!("{t} in oci://{}/{}", r.host, r.repository),
+                .ok_or_else(|| CosignError::NoArtifact {
+                    what: format!("oci://{}/{}:{t}", r.host, r.repository),
                 })?
         }
     };
