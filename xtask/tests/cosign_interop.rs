@@ -416,3 +416,43 @@ fn cosign_reads_a_key_pair_we_generate() {
     common::assert_success(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout), public);
 }
+
+#[test]
+fn signing_and_verifying_use_the_registry_credentials() {
+    let Some(reg) = Registry::start(Some(("ci", "s3cret"))) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path();
+    let (private, public) = cosign::SigningKey::generate(b"");
+    let (key, public_file) = (home.join("k.key"), home.join("k.pub"));
+    std::fs::write(&key, private).unwrap();
+    std::fs::write(&public_file, public).unwrap();
+    let url = reg.url("app");
+    // An empty COSIGN_PASSWORD is a key without a password, as in cosign.
+    let digest = digest_of(&publish(
+        home,
+        &url,
+        &["--creds", "ci:s3cret", "--sign-key", key.to_str().unwrap()],
+        Some(""),
+    ));
+    let out = xtask(home)
+        .args(["verify", &format!("{url}@{digest}"), "--key"])
+        .arg(&public_file)
+        .args(["--creds", "ci:s3cret"])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    assert!(
+        stderr(&out).contains(&format!("verified: 1 of 1 signature(s) of {digest}")),
+        "{}",
+        stderr(&out)
+    );
+    let out = our_verify(home, &format!("{url}@{digest}"), &public_file);
+    assert!(!out.status.success(), "verified without credentials");
+    assert!(
+        stderr(&out).contains("needs credentials"),
+        "{}",
+        stderr(&out)
+    );
+}

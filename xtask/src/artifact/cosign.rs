@@ -792,6 +792,17 @@ mod tests {
     }
 
     #[test]
+    fn the_legacy_pem_type_and_p1363_signatures_are_accepted() {
+        let (private, public) = SigningKey::generate(b"pw");
+        let legacy = private.replace("SIGSTORE", "COSIGN");
+        let key = SigningKey::from_pem(&legacy, b"pw", "k").unwrap();
+        let public = PublicKey::from_pem(&public, "p").unwrap();
+        let der = B64.decode(key.sign(b"m")).unwrap();
+        let rs = p256::ecdsa::Signature::from_der(&der).unwrap().to_bytes();
+        public.verify(b"m", &B64.encode(rs)).unwrap();
+    }
+
+    #[test]
     fn other_pem_types_and_parameters_are_refused() {
         let (_, public) = SigningKey::generate(b"");
         let e = SigningKey::from_pem(&public, b"", "x")
