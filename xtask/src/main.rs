@@ -49,6 +49,8 @@ enum Command {
     Bench(verbs::bench::Args),
     /// Reconcile our artifact with the real Flux controllers against a local kube-apiserver, no Docker.
     E2e(verbs::e2e::Args),
+    /// Check an artifact's cosign signature against a public key.
+    Verify(verbs::verify::Args),
     /// Install the pinned external CLIs (kustomize, ...) into .tools/bin.
     Tools(verbs::tools::Args),
     /// Install the test prerequisites, then run fmt, clippy and every test.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => args.run(),
         Command::Status(args) => args.run(),
         Command::Down(args) => args.run(),
+        Command::Verify(args) => args.run(),
         Command::Tools(args) => args.run(),
         Command::Bench(args) => args.run(),
         Command::Test(args) => args.run(),

@@ -16,6 +16,7 @@
 //! reads them).
 
 pub mod auth;
+pub mod cosign;
 mod git;
 mod layout;
 mod promote;

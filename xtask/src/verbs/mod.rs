@@ -15,3 +15,4 @@ pub mod status;
 pub mod test;
 pub mod tools;
 pub mod validate;
+pub mod verify;

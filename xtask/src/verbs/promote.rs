@@ -22,6 +22,10 @@ pub struct Args {
     to: Vec<String>,
     #[command(flatten)]
     access: RegistryAccess,
+    /// Sign the promoted manifest digest with this cosign private key
+    /// (password from COSIGN_PASSWORD), under its `sha256-<hex>.sig` tag.
+    #[arg(long, value_name = "cosign.key")]
+    sign_key: Option<std::path::PathBuf>,
     /// How to print what moved.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -31,6 +35,11 @@ impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let target = artifact::RegistryRef::parse(&self.registry)?;
         let auth = self.access.auth(&target.host)?;
+        let signer = self
+            .sign_key
+            .as_deref()
+            .map(super::verify::load_signing_key)
+            .transpose()?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -42,6 +51,15 @@ impl Args {
             &auth.auth,
             self.access.insecure,
         ))?;
+        if let Some(key) = &signer {
+            super::verify::sign_digest(
+                key,
+                &target,
+                &outcome.digest,
+                &auth.auth,
+                self.access.insecure,
+            )?;
+        }
         match self.output {
             Output::Text => {
                 for t in &outcome.tags {

@@ -33,6 +33,10 @@ pub struct Args {
     /// artifact is then tagged `<sha>-dirty-<content>`, never the commit's tag.
     #[arg(long)]
     allow_dirty: bool,
+    /// Sign the pushed manifest digest with this cosign private key
+    /// (password from COSIGN_PASSWORD), under its `sha256-<hex>.sig` tag.
+    #[arg(long, value_name = "cosign.key")]
+    sign_key: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -45,6 +49,11 @@ impl Args {
         if crate::runner::verbose() {
             eprintln!("credentials for {}: {}", target.host, auth.origin);
         }
+        let signer = self
+            .sign_key
+            .as_deref()
+            .map(super::verify::load_signing_key)
+            .transpose()?;
         let dirty = if self.allow_dirty {
             DirtyTree::Stamp
         } else {
@@ -75,6 +84,15 @@ impl Args {
             self.access.insecure,
             progress,
         ))?;
+        if let Some(key) = &signer {
+            super::verify::sign_digest(
+                key,
+                &target,
+                &outcome.digest,
+                &auth.auth,
+                self.access.insecure,
+            )?;
+        }
         let took = started.elapsed();
         match self.output {
             Output::Text => {

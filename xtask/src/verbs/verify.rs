@@ -1,0 +1,99 @@
+//! `cargo xtask verify oci://HOST/REPO:TAG --key cosign.pub`: check that an
+//! artifact carries a cosign signature by that key (as `cosign verify --key
+//! --insecure-ignore-tlog` and Flux's `spec.verify` do); refuse otherwise.
+//! Also the signing step `publish --sign-key` and `promote --sign-key` share.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::package::{Output, RegistryAccess};
+use crate::artifact::{self, Auth, RegistryRef, cosign};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The artifact: oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:...
+    /// (no tag: latest).
+    reference: String,
+    /// The cosign public key (PEM), as `cosign generate-key-pair` writes it.
+    #[arg(long, value_name = "cosign.pub")]
+    key: PathBuf,
+    #[command(flatten)]
+    access: RegistryAccess,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let (target, digest) = cosign::parse_target(&self.reference)?;
+        let key = cosign::PublicKey::load(&self.key)?;
+        let auth = self.access.auth(&target.host)?;
+        let rt = runtime()?;
+        let verified = rt.block_on(cosign::verify(
+            &target,
+            digest.as_deref(),
+            &key,
+            &self.key.display().to_string(),
+            &auth.auth,
+            self.access.insecure,
+        ))?;
+        match self.output {
+            Output::Text => {
+                eprintln!(
+                    "verified: {} of {} signature(s) of {} match {}",
+                    verified.verified,
+                    verified.total,
+                    verified.digest,
+                    self.key.display()
+                );
+                println!("{}", verified.reference);
+            }
+            Output::Json => println!("{}", serde_json::to_string_pretty(&verified)?),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Reads and decrypts `--sign-key` with `COSIGN_PASSWORD` (set and empty
+/// means no password, as cosign reads it). Done before anything is pushed,
+/// so a wrong password stops a publish early.
+pub fn load_signing_key(path: &Path) -> anyhow::Result<cosign::SigningKey> {
+    let password = std::env::var_os("COSIGN_PASSWORD").with_context(|| {
+        format!(
+            "--sign-key {}: set COSIGN_PASSWORD to the key's password (empty for none)",
+            path.display()
+        )
+    })?;
+    Ok(cosign::SigningKey::load(path, password.as_encoded_bytes())?)
+}
+
+/// Signs `digest` in `target`'s repository and says so on stderr.
+pub fn sign_digest(
+    key: &cosign::SigningKey,
+    target: &RegistryRef,
+    digest: &str,
+    auth: &Auth,
+    insecure: bool,
+) -> anyhow::Result<cosign::SignOutcome> {
+    let outcome =
+        runtime()?.block_on(artifact::cosign::sign(target, digest, key, auth, insecure))?;
+    let note = if outcome.already_signed {
+        " (already signed by this key)"
+    } else {
+        ""
+    };
+    eprintln!(
+        "signed {digest}: {} ({} signature(s)){note}",
+        outcome.signature, outcome.layers
+    );
+    Ok(outcome)
+}
