@@ -9,6 +9,7 @@
 //! where `content12` is the start of the layer's content digest, so that two
 //! different dirty states never share a tag.
 
+pub mod cache;
 pub mod gate;
 
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ pub struct Shipment {
     pub dirty_files: Vec<String>,
     /// What fell back (no remote, no commit), for a warning.
     pub warnings: Vec<String>,
+    /// False when this clean commit was shipped before and its artifact came
+    /// from the cache (see [`cache`]): nothing was walked, gated or compressed.
+    pub packaged: bool,
 }
 
 impl Shipment {
@@ -136,6 +140,22 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         None => None,
     };
     let root = &opts.root;
+    let probe = cache::probe(root, opts);
+    if let Some(hit) = probe.hit() {
+        return Ok(hit);
+    }
+    let shipment = package(opts, ids, source)?;
+    probe.store(&shipment);
+    Ok(shipment)
+}
+
+/// The full way: walk, gate, package.
+fn package(
+    opts: &ShipOptions,
+    ids: Option<&Identities>,
+    source: Option<String>,
+) -> Result<Shipment, ShipError> {
+    let root = &opts.root;
     // git answers while we walk and gate.
     let (entries, git, uncommitted) = std::thread::scope(|s| {
         let git = s.spawn(|| artifact::git_defaults(root));
@@ -205,6 +225,7 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         commit_tag,
         dirty_files,
         warnings,
+        packaged: true,
     })
 }
 
