@@ -1,25 +1,24 @@
 //! The last shipment of a clean tree, kept under `target/xtask/ship/` so that
 //! shipping an unchanged commit again neither walks, gates nor compresses it.
 //!
-//! Why a hit is as safe as a fresh run: the artifact is a function of the
-//! shipped bytes and the stamped metadata, and the gate a function of those
-//! bytes, `.sops.yaml` and the age identities it may open files with. A hit
-//! needs all of these to be the same as when the entry was written:
-//! - the commit (which fixes the tree, `.sops.yaml`, `.gitignore` and
-//!   `.sourceignore`) and a working tree that `git status` (untracked files
-//!   included, file modes compared) calls clean, except in paths the walk
-//!   always leaves out (`target/`, `xtask/`, ...). A changed or untracked
-//!   `.gitignore` or `.sourceignore` anywhere is never clean: it changes the walk;
-//! - the same set of git-ignored paths, none of which shipped when the entry
-//!   was written: git may ignore a file the walk would ship (a global excludes
-//!   file), so such a tree is never cached;
+//! Why a hit is safe: a hit hands out bytes that already passed the gate, so
+//! it can only be wrong if the gate would now judge those bytes differently,
+//! or if a fresh run would ship other bytes. The key therefore holds:
 //! - a digest of every age identity source (`SOPS_AGE_KEY`, the key files):
-//!   a new key can open a file the old run could only check for structure,
-//!   so a changed key re-runs the gate;
+//!   a new key can open a file the old run could only check for structure;
 //! - this binary (path, size, mtime): a changed gate or packer re-runs;
+//! - the commit, which fixes the tracked tree, `.sops.yaml`, `.gitignore`
+//!   and `.sourceignore`; and a working tree that `git status` calls clean
+//!   (file modes compared), with no untracked file that the `.gitignore`
+//!   files alone (as in the walk) leave visible, except in paths the walk
+//!   always leaves out (`target/`, `xtask/`, ...);
 //! - the overrides and environment that feed the annotations.
 //!
-//! Only a clean tree is ever cached; a dirty one always goes the full way.
+//! An entry is only written when every shipped file is tracked, so its bytes
+//! are the commit's. What is left: a new file
+//! that a `.gitignore` hides from git but a `.sourceignore` `!` rule brings
+//! back would be missing from a hit until the next commit; it is never a
+//! file that escaped the gate.
 
 use std::path::{Path, PathBuf};
 
@@ -39,10 +38,9 @@ pub struct Probe {
     /// The key, `None` when this tree cannot be cached (dirty, not a git
     /// top level, an ignore file git ignores, ...).
     key: Option<String>,
-    /// Ignored paths that are not always left out: none may ship.
-    ignored: Vec<String>,
     commit: String,
     dir: PathBuf,
+    root: PathBuf,
 }
 
 /// The cached part of a [`super::Shipment`] of a clean tree.
@@ -71,56 +69,74 @@ fn cache_dir(root: &Path) -> PathBuf {
 /// Runs `git status` and reads the remote (at once), and computes the key.
 pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
     let dir = cache_dir(root);
-    let (status, remote) = std::thread::scope(|s| {
-        let remote = s.spawn(|| {
-            Cmd::new("git")
-                .arg("-C")
-                .arg(root)
-                .args(["config", "--get", "remote.origin.url"])
-                .read()
-                .ok()
-        });
-        let status = Cmd::new("git")
-            .args(["-c", "core.fileMode=true", "-C"])
-            .arg(root)
-            .args([
-                "status",
-                "--porcelain=v2",
+    let git = |args: &[&str]| Cmd::new("git").arg("-C").arg(root).args(args).read().ok();
+    // Three small queries at once: the commit and the changed tracked files
+    // (modes compared); the untracked files that only `.gitignore` files
+    // exclude, as in the walk (not `info/exclude` or a global excludes file,
+    // which would hide files the walk ships); the remote.
+    let (status, untracked, remote) = std::thread::scope(|s| {
+        let untracked = s.spawn(|| {
+            git(&[
+                "ls-files",
                 "-z",
-                "--branch",
-                "--untracked-files=normal",
-                "--ignored=traditional",
-                "--no-renames",
+                "--others",
+                "--directory",
+                "--exclude-per-directory=.gitignore",
             ])
-            .read()
-            .ok();
-        (status, remote.join().ok().flatten())
+        });
+        let remote = s.spawn(|| git(&["config", "--get", "remote.origin.url"]));
+        let status = git(&[
+            "-c",
+            "core.fileMode=true",
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=no",
+            "--no-renames",
+        ]);
+        (
+            status,
+            untracked.join().ok().flatten(),
+            remote.join().ok().flatten(),
+        )
     });
-    let (key, ignored, commit) = match status {
+    let status = status.zip(untracked).map(|(status, untracked)| {
+        let untracked = untracked
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("? {p}"));
+        status
+            .split('\0')
+            .map(str::to_string)
+            .chain(untracked)
+            .collect::<Vec<_>>()
+    });
+    let (key, commit) = match status {
         Some(status) => key(root, opts, &status, remote.as_deref()),
-        None => (None, Vec::new(), String::new()),
+        None => (None, String::new()),
     };
     Probe {
         key,
-        ignored,
         commit,
         dir,
+        root: root.to_path_buf(),
     }
 }
 
-/// The key of a clean tree, and its ignored paths; `None` when not cacheable.
+/// The key and commit of a clean tree; no key when it cannot be cached.
 fn key(
     root: &Path,
     opts: &ShipOptions,
-    status: &str,
+    status: &[String],
     remote: Option<&str>,
-) -> (Option<String>, Vec<String>, String) {
+) -> (Option<String>, String) {
     // Porcelain paths are relative to the top level: only cache the top level.
     if !root.join(".git").exists() {
-        return (None, Vec::new(), String::new());
+        return (None, String::new());
     }
     let Ok(builtin) = tree::builtin_matcher(root) else {
-        return (None, Vec::new(), String::new());
+        return (None, String::new());
     };
     let always_out = |path: &str| {
         let is_dir = path.ends_with('/');
@@ -135,37 +151,28 @@ fn key(
     };
     let mut commit = None;
     let mut branch = None;
-    let mut ignored = Vec::new();
-    for record in status.split('\0').filter(|r| !r.is_empty()) {
+    for record in status.iter().filter(|r| !r.is_empty()) {
         if let Some(oid) = record.strip_prefix("# branch.oid ") {
             commit = Some(oid.to_string());
         } else if let Some(head) = record.strip_prefix("# branch.head ") {
             branch = Some(head.to_string());
         } else if record.starts_with('#') {
             continue;
-        } else if let Some(path) = record.strip_prefix("! ") {
-            if is_ignore_file(path) {
-                return (None, Vec::new(), String::new());
-            }
-            if !always_out(path) {
-                ignored.push(path.trim_end_matches('/').to_string());
-            }
         } else {
             // A changed, unmerged or untracked path: `1 XY ... path`,
             // `u XY ... path`, `? path`.
             let path = match record.split_at_checked(2) {
                 Some(("? ", path)) => path,
-                _ => record.splitn(9, ' ').nth(8).unwrap_or(record),
+                _ => record.splitn(9, ' ').nth(8).unwrap_or(record.as_str()),
             };
             if is_ignore_file(path) || !always_out(path) {
-                return (None, Vec::new(), String::new());
+                return (None, String::new());
             }
         }
     }
     let Some(commit) = commit.filter(|c| c.len() == 40) else {
-        return (None, Vec::new(), String::new()); // no commit yet
+        return (None, String::new()); // no commit yet
     };
-    ignored.sort();
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let exe = std::env::current_exe()
         .ok()
@@ -191,10 +198,9 @@ fn key(
         "source": opts.source,
         "revision": opts.revision,
         "created": opts.created,
-        "ignored": ignored,
     });
     let key = hex::encode(Sha256::digest(material.to_string().as_bytes()));
-    (Some(key), ignored, commit)
+    (Some(key), commit)
 }
 
 /// A digest over every place `Identities::from_env` reads keys from. Only
@@ -274,14 +280,22 @@ impl Probe {
         if s.is_dirty() || s.commit_tag.as_deref() != self.commit.get(..7) {
             return;
         }
-        // An ignored path that shipped anyway: its bytes are not fixed by
-        // the commit, so this tree is not cacheable.
-        let shipped_ignored = s.artifact.entries.iter().any(|name| {
-            self.ignored
-                .iter()
-                .any(|i| name == i || name.starts_with(&format!("{i}/")))
+        // A shipped file git does not track (a `.sourceignore` `!` rule
+        // can bring back what `.gitignore` hides): its bytes are not the
+        // commit's, so this tree is not cached.
+        let Ok(tracked) = Cmd::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["ls-files", "-z"])
+            .read()
+        else {
+            return;
+        };
+        let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
+        let untracked_file = s.artifact.entries.iter().any(|name| {
+            name != "." && !tracked.contains(name.as_str()) && !self.root.join(name).is_dir()
         });
-        if shipped_ignored {
+        if untracked_file {
             return;
         }
         let (Ok(config), Ok(manifest)) = (
@@ -312,5 +326,30 @@ impl Probe {
         // (and a mismatch is a miss anyway).
         let _ = crate::fsutil::write_atomic(&self.dir.join("layer.tar.gz"), &s.artifact.layer)
             .and_then(|()| crate::fsutil::write_atomic(&self.dir.join("entry.json"), &json));
+        self.prune();
+    }
+
+    /// One entry per root, and only the most recent roots (tests package
+    /// many temporary trees): the cache stays small.
+    fn prune(&self) {
+        const KEEP: usize = 16;
+        let Some(parent) = self.dir.parent() else {
+            return;
+        };
+        let Ok(read) = std::fs::read_dir(parent) else {
+            return;
+        };
+        let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = read
+            .filter_map(Result::ok)
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(_, p)| p != &self.dir)
+            .collect();
+        if dirs.len() < KEEP {
+            return;
+        }
+        dirs.sort();
+        for (_, old) in &dirs[..dirs.len() + 1 - KEEP] {
+            let _ = std::fs::remove_dir_all(old);
+        }
     }
 }
