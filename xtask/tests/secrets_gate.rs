@@ -693,6 +693,23 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
         assert_ne!(v["digest"], digest);
     }
     std::fs::remove_file(&new).unwrap();
+    // An untracked folder (git names only the folder): its files are named.
+    let extra = tree.repo().join("apps/extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\n",
+    )
+    .unwrap();
+    let (out, _) = publish_json(&tree, &registry, "p", &["--tag", "d"], true);
+    let msg = text(&out);
+    assert!(
+        !out.status.success()
+            && msg.contains("uncommitted changes")
+            && msg.contains("apps/extra/cm.yaml"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&extra).unwrap();
     // An untracked plaintext Secret is refused: the gate runs.
     let leak = tree.repo().join("apps/web/leak.yaml");
     std::fs::write(

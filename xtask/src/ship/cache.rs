@@ -41,6 +41,19 @@ pub struct Probe {
     commit: String,
     dir: PathBuf,
     root: PathBuf,
+    /// What git said, when `root` is the top level of a work tree.
+    pub view: Option<GitView>,
+}
+
+/// The probe's git answers, reused by a miss so that git runs once.
+#[derive(Clone, Debug, Default)]
+pub struct GitView {
+    /// HEAD's branch; `None` when detached.
+    pub branch: Option<String>,
+    pub remote: Option<String>,
+    /// Changed, deleted and untracked paths (an untracked folder ends in
+    /// `/`); untracked means not excluded by a `.gitignore`, as in the walk.
+    pub uncommitted: Vec<String>,
 }
 
 /// The cached part of a [`super::Shipment`] of a clean tree.
@@ -112,6 +125,10 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             .chain(untracked)
             .collect::<Vec<_>>()
     });
+    let view = status
+        .as_ref()
+        .filter(|_| root.join(".git").exists())
+        .map(|status| view(status, remote.clone()));
     let (key, commit) = match status {
         Some(status) => key(root, opts, &status, remote.as_deref()),
         None => (None, String::new()),
@@ -121,7 +138,31 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
         commit,
         dir,
         root: root.to_path_buf(),
+        view,
     }
+}
+
+/// The path of a `git status --porcelain=v2` record (or our `? path`).
+fn record_path(record: &str) -> &str {
+    match record.split_at_checked(2) {
+        Some(("? ", path)) => path,
+        _ => record.splitn(9, ' ').nth(8).unwrap_or(record),
+    }
+}
+
+fn view(status: &[String], remote: Option<String>) -> GitView {
+    let mut out = GitView {
+        remote: remote.map(|r| r.trim().to_string()),
+        ..GitView::default()
+    };
+    for record in status.iter().filter(|r| !r.is_empty()) {
+        if let Some(head) = record.strip_prefix("# branch.head ") {
+            out.branch = (head != "(detached)").then(|| head.to_string());
+        } else if !record.starts_with('#') {
+            out.uncommitted.push(record_path(record).to_string());
+        }
+    }
+    out
 }
 
 /// The key and commit of a clean tree; no key when it cannot be cached.
@@ -161,10 +202,7 @@ fn key(
         } else {
             // A changed, unmerged or untracked path: `1 XY ... path`,
             // `u XY ... path`, `? path`.
-            let path = match record.split_at_checked(2) {
-                Some(("? ", path)) => path,
-                _ => record.splitn(9, ' ').nth(8).unwrap_or(record.as_str()),
-            };
+            let path = record_path(record);
             if is_ignore_file(path) || !always_out(path) {
                 return (None, String::new());
             }

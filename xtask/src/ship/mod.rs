@@ -144,7 +144,7 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
     if let Some(hit) = probe.hit() {
         return Ok(hit);
     }
-    let shipment = package(opts, ids, source)?;
+    let shipment = package(opts, ids, source, probe.view.clone())?;
     probe.store(&shipment);
     Ok(shipment)
 }
@@ -154,12 +154,31 @@ fn package(
     opts: &ShipOptions,
     ids: Option<&Identities>,
     source: Option<String>,
+    view: Option<cache::GitView>,
 ) -> Result<Shipment, ShipError> {
     let root = &opts.root;
-    // git answers while we walk and gate.
+    // git answers while we walk and gate; the probe already read the status
+    // at the top level of a work tree, which leaves the commit time.
     let (entries, git, uncommitted) = std::thread::scope(|s| {
-        let git = s.spawn(|| artifact::git_defaults(root));
-        let uncommitted = s.spawn(|| artifact::uncommitted_files(root));
+        let (git, uncommitted) = match view {
+            Some(view) => {
+                let head = s.spawn(move || {
+                    let head = crate::runner::Cmd::new("git")
+                        .arg("-C")
+                        .arg(root)
+                        .args(["log", "-1", "--format=%H %ct", "HEAD"])
+                        .read()
+                        .ok();
+                    artifact::defaults_from(head.as_deref(), view.remote, view.branch)
+                });
+                let entries = tree::collect(root);
+                return (entries, head.join().ok(), Some(view.uncommitted));
+            }
+            None => (
+                s.spawn(|| artifact::git_defaults(root)),
+                s.spawn(|| artifact::uncommitted_files(root)),
+            ),
+        };
         let entries = tree::collect(root);
         (entries, git.join().ok(), uncommitted.join().ok().flatten())
     });
@@ -240,6 +259,15 @@ fn dirty_shipped(
         entries.iter().map(|e| e.name.as_str()).collect();
     let mut out: Vec<String> = uncommitted
         .into_iter()
+        .flat_map(|path| match path.strip_suffix('/') {
+            // An untracked folder: what would ship from it.
+            Some(dir) => shipped
+                .iter()
+                .filter(|s| s.starts_with(dir) && s[dir.len()..].starts_with('/'))
+                .map(|s| s.to_string())
+                .collect(),
+            None => vec![path],
+        })
         .filter(|path| {
             shipped.contains(path.as_str())
                 || (!root.join(path).exists()
