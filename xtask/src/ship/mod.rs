@@ -183,13 +183,19 @@ fn package(
         (entries, git.join().ok(), uncommitted.join().ok().flatten())
     });
     let entries = entries?;
-    let refusals = gate::check(root, &entries, ids);
+    // The tarball is built in memory while the gate runs; it is dropped
+    // unless the gate passes, so nothing leaves before its verdict.
+    let (refusals, built) = std::thread::scope(|s| {
+        let built = s.spawn(|| tarball::build(root, &entries));
+        let refusals = gate::check(root, &entries, ids);
+        (refusals, built.join())
+    });
     if !refusals.is_empty() {
         return Err(ShipError::Refused { refusals });
     }
+    let built = built.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let git = git.unwrap_or_else(|| artifact::git_defaults(root));
     let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
-    let built = tarball::build(root, &entries)?;
     let content12: String = built
         .diff_id
         .trim_start_matches("sha256:")

@@ -447,7 +447,9 @@ pub fn is_encrypted(bytes: &[u8], format: Format) -> bool {
 /// (complete or not) or holds `ENC[...]` values. Such a file goes to
 /// [`integrity::check`]; anything else is plaintext.
 pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
-    if Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
+    // Parsing is the slow part: skip it when no spelling of a `sops` key can
+    // be in the bytes (escapes need `\`, tags `!`, UTF-16/32 has NULs).
+    if might_spell(bytes, b"sops") && Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
         return true;
     }
     std::str::from_utf8(bytes).is_ok_and(|t| {
@@ -459,6 +461,20 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
                     || l.trim() == "[sops]"
             })
     })
+}
+
+/// False only when `bytes` can hold the scalar `word` in no YAML or JSON
+/// spelling: it is absent as a whole word (`existingSecret` is not
+/// `Secret`), and there is no escape (`\`), tag (`!`) or NUL byte (a UTF-16
+/// or UTF-32 text) through which a parser could produce it.
+pub fn might_spell(bytes: &[u8], word: &[u8]) -> bool {
+    let ident = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    bytes.iter().any(|b| matches!(b, b'\\' | b'!' | 0))
+        || (0..bytes.len().saturating_sub(word.len() - 1)).any(|i| {
+            bytes[i..].starts_with(word)
+                && !ident(i.checked_sub(1).and_then(|j| bytes.get(j)))
+                && !ident(bytes.get(i + word.len()))
+        })
 }
 
 /// The age recipients recorded in an encrypted file.
