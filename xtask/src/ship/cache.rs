@@ -79,6 +79,15 @@ fn cache_dir(root: &Path) -> PathBuf {
         .join(&id[..16])
 }
 
+/// Drops the entry for `root`, so that the next ship packages it (for the
+/// benchmark of a new commit).
+pub fn forget(root: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(cache_dir(root)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `git status` and reads the remote (at once), and computes the key.
 pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
     let dir = cache_dir(root);
