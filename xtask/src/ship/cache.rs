@@ -320,7 +320,19 @@ impl Probe {
 
     /// Keeps a freshly packaged shipment of a clean tree. Best effort: a
     /// cache that cannot be written only costs time.
-    pub fn store(&self, s: &super::Shipment) {
+    /// `git ls-files`, for [`Probe::store`]; only asked when the tree may be cached.
+    pub fn tracked(&self) -> Option<String> {
+        self.key.as_ref()?;
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["ls-files", "-z"])
+            .read()
+            .ok()
+    }
+
+    /// `tracked` is [`Probe::tracked`]'s answer.
+    pub fn store(&self, s: &super::Shipment, tracked: Option<&str>) {
         let Some(key) = &self.key else { return };
         // Packaged from another commit than the one probed (a commit landed
         // meanwhile): not this key's artifact.
@@ -330,14 +342,7 @@ impl Probe {
         // A shipped file git does not track (a `.sourceignore` `!` rule
         // can bring back what `.gitignore` hides): its bytes are not the
         // commit's, so this tree is not cached.
-        let Ok(tracked) = Cmd::new("git")
-            .arg("-C")
-            .arg(&self.root)
-            .args(["ls-files", "-z"])
-            .read()
-        else {
-            return;
-        };
+        let Some(tracked) = tracked else { return };
         let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
         let untracked_file = s.artifact.entries.iter().any(|name| {
             name != "." && !tracked.contains(name.as_str()) && !self.root.join(name).is_dir()
@@ -371,8 +376,8 @@ impl Probe {
         }
         // The layer first: an entry never names a layer that is not there
         // (and a mismatch is a miss anyway).
-        let _ = crate::fsutil::write_atomic(&self.dir.join("layer.tar.gz"), &s.artifact.layer)
-            .and_then(|()| crate::fsutil::write_atomic(&self.dir.join("entry.json"), &json));
+        let _ = replace(&self.dir.join("layer.tar.gz"), &s.artifact.layer)
+            .and_then(|()| replace(&self.dir.join("entry.json"), &json));
         self.prune();
     }
 
@@ -399,4 +404,17 @@ impl Probe {
             let _ = std::fs::remove_dir_all(old);
         }
     }
+}
+
+/// A temp file renamed over `path`, without fsync: a cache entry lost or torn
+/// in a crash fails its digest check and is a miss.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".xtask-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

@@ -144,24 +144,27 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
     if let Some(hit) = probe.hit() {
         return Ok(hit);
     }
-    let shipment = package(opts, ids, source, probe.view.clone())?;
-    probe.store(&shipment);
+    let (shipment, tracked) = package(opts, ids, source, &probe)?;
+    probe.store(&shipment, tracked.as_deref());
     Ok(shipment)
 }
 
-/// The full way: walk, gate, package.
+/// The full way: walk, gate, package. Also returns what git tracks when
+/// the tree may be cached (see [`cache::Probe::store`]).
 fn package(
     opts: &ShipOptions,
     ids: Option<&Identities>,
     source: Option<String>,
-    view: Option<cache::GitView>,
-) -> Result<Shipment, ShipError> {
+    probe: &cache::Probe,
+) -> Result<(Shipment, Option<String>), ShipError> {
     let root = &opts.root;
     // git answers while we walk and gate; the probe already read the status
     // at the top level of a work tree, which leaves the commit time.
+    let mut tracked = None;
     let (entries, git, uncommitted) = std::thread::scope(|s| {
-        let (git, uncommitted) = match view {
+        let (git, uncommitted) = match probe.view.clone() {
             Some(view) => {
+                let files = s.spawn(|| probe.tracked());
                 let head = s.spawn(move || {
                     let head = crate::runner::Cmd::new("git")
                         .arg("-C")
@@ -172,6 +175,7 @@ fn package(
                     artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
                 let entries = tree::collect(root);
+                tracked = files.join().ok().flatten();
                 return (entries, head.join().ok(), Some(view.uncommitted));
             }
             None => (
@@ -244,14 +248,15 @@ fn package(
         created: opts.created.clone().unwrap_or(git.created.clone()),
     };
     let artifact = artifact::assemble(&package, built)?;
-    Ok(Shipment {
+    let shipment = Shipment {
         artifact,
         default_tags,
         commit_tag,
         dirty_files,
         warnings,
         packaged: true,
-    })
+    };
+    Ok((shipment, tracked))
 }
 
 /// The uncommitted paths that change what ships: shipped files that differ,
