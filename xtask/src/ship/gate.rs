@@ -156,9 +156,7 @@ fn check_file(
     }
     // Only a file that can spell `Secret` or `secretGenerator` can hold
     // either: the others are not parsed.
-    if manifest
-        && (sops::might_spell(&bytes, b"Secret") || sops::might_spell(&bytes, b"secretGenerator"))
-    {
+    if manifest && sops::might_spell(&bytes, &["Secret", "secretGenerator"], true) {
         refusals.extend(
             plaintext_secrets(&text, &entry.name, shipped)
                 .into_iter()
@@ -348,10 +346,8 @@ mod tests {
 
     #[test]
     fn only_files_that_can_spell_a_secret_are_parsed_and_no_spelling_is_missed() {
-        let spells = |t: &str| {
-            sops::might_spell(t.as_bytes(), b"Secret")
-                || sops::might_spell(t.as_bytes(), b"secretGenerator")
-        };
+        let spells =
+            |t: &str| sops::might_spell(t.as_bytes(), &["Secret", "secretGenerator"], true);
         // Each spelling passes the filter, and the parser then finds the leak.
         for (t, name) in [
             ("kind: Secret\nstringData:\n  a: b\n", "a.yaml"),
@@ -378,7 +374,7 @@ mod tests {
             .encode_utf16()
             .flat_map(u16::to_le_bytes)
             .collect();
-        assert!(sops::might_spell(&utf16, b"Secret"));
+        assert!(sops::might_spell(&utf16, &["Secret"], true));
         for t in [
             "existingSecret: x\nsecretRef:\n  name: s\n",
             "kind: ConfigMap\n",

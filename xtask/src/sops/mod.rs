@@ -449,7 +449,9 @@ pub fn is_encrypted(bytes: &[u8], format: Format) -> bool {
 pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
     // Parsing is the slow part: skip it when no spelling of a `sops` key can
     // be in the bytes (escapes need `\`, tags `!`, UTF-16/32 has NULs).
-    if might_spell(bytes, b"sops") && Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
+    if might_spell(bytes, &["sops"], false)
+        && Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta())
+    {
         return true;
     }
     std::str::from_utf8(bytes).is_ok_and(|t| {
@@ -463,18 +465,37 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
     })
 }
 
-/// False only when `bytes` can hold the scalar `word` in no YAML or JSON
-/// spelling: it is absent as a whole word (`existingSecret` is not
-/// `Secret`), and there is no escape (`\`), tag (`!`) or NUL byte (a UTF-16
-/// or UTF-32 text) through which a parser could produce it.
-pub fn might_spell(bytes: &[u8], word: &[u8]) -> bool {
-    let ident = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
-    bytes.iter().any(|b| matches!(b, b'\\' | b'!' | 0))
-        || (0..bytes.len().saturating_sub(word.len() - 1)).any(|i| {
-            bytes[i..].starts_with(word)
-                && !ident(i.checked_sub(1).and_then(|j| bytes.get(j)))
-                && !ident(bytes.get(i + word.len()))
+/// True unless `bytes` can hold none of `words` in any YAML or JSON
+/// spelling: no word appears (as a whole word when `whole`: `existingSecret`
+/// is not `Secret`), and there is no escape (`\\`), tag (`!`) or NUL byte (a
+/// UTF-16 or UTF-32 text) through which a parser could produce one. A regex,
+/// not a loop of ours: the dependency is optimised even in dev builds.
+pub fn might_spell(bytes: &[u8], words: &[&str], whole: bool) -> bool {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|w| {
+            let w = regex::escape(w);
+            if whole { format!(r"\b{w}\b") } else { w }
         })
+        .collect();
+    let pattern = format!(r"(?-u)[\\!\x00]|{}", alternatives.join("|"));
+    // Few distinct patterns, each compiled once.
+    static CACHE: std::sync::Mutex<Vec<(String, regex::bytes::Regex)>> =
+        std::sync::Mutex::new(Vec::new());
+    let re = {
+        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.iter().find(|(p, _)| *p == pattern) {
+            Some((_, re)) => re.clone(),
+            None => match regex::bytes::Regex::new(&pattern) {
+                Ok(re) => {
+                    cache.push((pattern, re.clone()));
+                    re
+                }
+                Err(_) => return true,
+            },
+        }
+    };
+    re.is_match(bytes)
 }
 
 /// The age recipients recorded in an encrypted file.
