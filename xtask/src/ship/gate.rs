@@ -156,7 +156,7 @@ fn check_file(
     }
     // Only a file that can spell `Secret` or `secretGenerator` can hold
     // either: the others are not parsed.
-    if manifest && sops::might_spell(&bytes, &["Secret", "secretGenerator"], true) {
+    if manifest && sops::might_hold_secret(&bytes) {
         refusals.extend(
             plaintext_secrets(&text, &entry.name, shipped)
                 .into_iter()
@@ -346,8 +346,7 @@ mod tests {
 
     #[test]
     fn only_files_that_can_spell_a_secret_are_parsed_and_no_spelling_is_missed() {
-        let spells =
-            |t: &str| sops::might_spell(t.as_bytes(), &["Secret", "secretGenerator"], true);
+        let spells = |t: &str| sops::might_hold_secret(t.as_bytes());
         // Each spelling passes the filter, and the parser then finds the leak.
         for (t, name) in [
             ("kind: Secret\nstringData:\n  a: b\n", "a.yaml"),
@@ -370,11 +369,21 @@ mod tests {
                 "{t}"
             );
         }
+        // The same pre-check before a file is read as SOPS.
+        assert!(!sops::might_be_sops(b"kind: ConfigMap\ndata:\n  a: b\n"));
+        for t in [
+            "sops:\n  mac: x\n",
+            "{\"a\":\"ENC[AES256_GCM,data:x]\"}",
+            "sops_mac=x\n",
+            "\"\\x73ops\": {}\n",
+        ] {
+            assert!(sops::might_be_sops(t.as_bytes()), "{t}");
+        }
         let utf16: Vec<u8> = "kind: Secret"
             .encode_utf16()
             .flat_map(u16::to_le_bytes)
             .collect();
-        assert!(sops::might_spell(&utf16, &["Secret"], true));
+        assert!(sops::might_hold_secret(&utf16));
         for t in [
             "existingSecret: x\nsecretRef:\n  name: s\n",
             "kind: ConfigMap\n",

@@ -447,11 +447,13 @@ pub fn is_encrypted(bytes: &[u8], format: Format) -> bool {
 /// (complete or not) or holds `ENC[...]` values. Such a file goes to
 /// [`integrity::check`]; anything else is plaintext.
 pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
-    // Parsing is the slow part: skip it when no spelling of a `sops` key can
-    // be in the bytes (escapes need `\`, tags `!`, UTF-16/32 has NULs).
-    if might_spell(bytes, &["sops"], false)
-        && Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta())
-    {
+    // Parsing and the line scan are the slow part: skip both when the bytes
+    // can spell neither a `sops` key nor an encrypted value (both checks
+    // below need one of these words).
+    if !might_be_sops(bytes) {
+        return false;
+    }
+    if Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
         return true;
     }
     std::str::from_utf8(bytes).is_ok_and(|t| {
@@ -465,12 +467,12 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
     })
 }
 
-/// True unless `bytes` can hold none of `words` in any YAML or JSON
-/// spelling: no word appears (as a whole word when `whole`: `existingSecret`
-/// is not `Secret`), and there is no escape (`\\`), tag (`!`) or NUL byte (a
-/// UTF-16 or UTF-32 text) through which a parser could produce one. A regex,
-/// not a loop of ours: the dependency is optimised even in dev builds.
-pub fn might_spell(bytes: &[u8], words: &[&str], whole: bool) -> bool {
+/// A regex that matches wherever a YAML or JSON parser could read one of
+/// `words` (as a whole word when `whole`: `existingSecret` is not `Secret`):
+/// the word itself, or an escape (`\\`), tag (`!`) or NUL byte (a UTF-16 or
+/// UTF-32 text) through which a parser could produce it. A regex, not a loop
+/// of ours: the dependency is optimised even in dev builds.
+fn spelling(words: &[&str], whole: bool) -> regex::bytes::Regex {
     let alternatives: Vec<String> = words
         .iter()
         .map(|w| {
@@ -478,24 +480,23 @@ pub fn might_spell(bytes: &[u8], words: &[&str], whole: bool) -> bool {
             if whole { format!(r"\b{w}\b") } else { w }
         })
         .collect();
-    let pattern = format!(r"(?-u)[\\!\x00]|{}", alternatives.join("|"));
-    // Few distinct patterns, each compiled once.
-    static CACHE: std::sync::Mutex<Vec<(String, regex::bytes::Regex)>> =
-        std::sync::Mutex::new(Vec::new());
-    let re = {
-        let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.iter().find(|(p, _)| *p == pattern) {
-            Some((_, re)) => re.clone(),
-            None => match regex::bytes::Regex::new(&pattern) {
-                Ok(re) => {
-                    cache.push((pattern, re.clone()));
-                    re
-                }
-                Err(_) => return true,
-            },
-        }
-    };
-    re.is_match(bytes)
+    regex::bytes::Regex::new(&format!(r"(?-u)[\\!\x00]|{}", alternatives.join("|")))
+        .expect("escaped words make a valid pattern")
+}
+
+/// False only when `bytes` can spell neither a `sops` key nor an encrypted
+/// value: then it is no SOPS file.
+pub fn might_be_sops(bytes: &[u8]) -> bool {
+    static RE: std::sync::LazyLock<regex::bytes::Regex> =
+        std::sync::LazyLock::new(|| spelling(&["sops", "ENC[AES256_GCM,"], false));
+    RE.is_match(bytes)
+}
+
+/// False only when `bytes` can spell neither `Secret` nor `secretGenerator`.
+pub fn might_hold_secret(bytes: &[u8]) -> bool {
+    static RE: std::sync::LazyLock<regex::bytes::Regex> =
+        std::sync::LazyLock::new(|| spelling(&["Secret", "secretGenerator"], true));
+    RE.is_match(bytes)
 }
 
 /// The age recipients recorded in an encrypted file.
