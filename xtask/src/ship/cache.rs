@@ -15,10 +15,9 @@
 //! - the overrides and environment that feed the annotations.
 //!
 //! An entry is only written when every shipped file is tracked, so its bytes
-//! are the commit's. What is left: a new file
-//! that a `.gitignore` hides from git but a `.sourceignore` `!` rule brings
-//! back would be missing from a hit until the next commit; it is never a
-//! file that escaped the gate.
+//! are the commit's. What is left: a new file that a `.gitignore` hides from
+//! git but a `.sourceignore` `!` rule brings back would be missing from a hit
+//! until the next commit; it is never a file that escaped the gate.
 
 use std::path::{Path, PathBuf};
 
@@ -36,7 +35,7 @@ const FORMAT: &str = "xtask-ship-cache-1";
 #[derive(Debug)]
 pub struct Probe {
     /// The key, `None` when this tree cannot be cached (dirty, not a git
-    /// top level, an ignore file git ignores, ...).
+    /// top level, a changed or untracked ignore file, no commit, ...).
     key: Option<String>,
     commit: String,
     dir: PathBuf,
@@ -218,7 +217,7 @@ fn key(
         }
     }
     let Some(commit) = commit.filter(|c| c.len() == 40) else {
-        return (None, String::new()); // no commit yet
+        return (None, String::new()); // no commit yet (or not SHA-1: not cached)
     };
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let exe = std::env::current_exe()
