@@ -609,3 +609,175 @@ fn the_real_tree_passes_the_gate() {
         panic!("{e}");
     }
 }
+
+/// `publish --output json` in the checkout: its exit and its report.
+fn publish_json(
+    tree: &Tree,
+    registry: &Registry,
+    repo: &str,
+    extra: &[&str],
+    with_key: bool,
+) -> (Output, serde_json::Value) {
+    let url = registry.url(repo);
+    let root = tree.repo();
+    let mut args = vec![
+        "publish",
+        "--root",
+        root.to_str().unwrap(),
+        "--registry",
+        url.as_str(),
+        "--output",
+        "json",
+    ];
+    args.extend(extra);
+    let out = tree.xtask(&args, with_key);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, v)
+}
+
+#[test]
+fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated() {
+    let Some(tree) = Tree::new() else { return };
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let ok = |(out, v): (Output, serde_json::Value)| {
+        assert!(out.status.success(), "{}", text(&out));
+        v
+    };
+    let first = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    assert_eq!(first["packaged"], true, "{first}");
+    let digest = first["digest"].clone();
+
+    // The same commit again: taken from the cache, nothing sent.
+    let again = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    assert_eq!(again["packaged"], false, "{again}");
+    assert_eq!(again["up_to_date"], true);
+    assert_eq!(again["digest"], digest);
+    // The cache holds the package, not the push: another tag set or another
+    // repository still gets every tag and blob it lacks, with the same bytes.
+    let more = ok(publish_json(
+        &tree,
+        &registry,
+        "p",
+        &["--tag", "a", "--tag", "b"],
+        true,
+    ));
+    assert_eq!(more["packaged"], false, "{more}");
+    assert_eq!(more["pushed_tags"], serde_json::json!(["b"]));
+    assert_eq!(more["pushed_blobs"], serde_json::json!([]));
+    let elsewhere = ok(publish_json(&tree, &registry, "q", &["--tag", "a"], true));
+    assert_eq!(elsewhere["packaged"], false, "{elsewhere}");
+    assert_eq!(elsewhere["digest"], digest);
+    assert_eq!(elsewhere["pushed_blobs"].as_array().unwrap().len(), 2);
+
+    // Files the walk always leaves out do not matter.
+    std::fs::create_dir_all(tree.repo().join("target")).unwrap();
+    std::fs::write(tree.repo().join("target/junk"), "x").unwrap();
+    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    assert_eq!(v["packaged"], false, "{v}");
+
+    // An untracked file that would ship: packaged (and dirty) every time.
+    let new = tree.repo().join("apps/web/new.yaml");
+    std::fs::write(
+        &new,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: n\n",
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let v = ok(publish_json(
+            &tree,
+            &registry,
+            "p",
+            &["--tag", "d", "--allow-dirty"],
+            true,
+        ));
+        assert_eq!(v["packaged"], true, "{v}");
+        assert_ne!(v["digest"], digest);
+    }
+    std::fs::remove_file(&new).unwrap();
+    // An untracked folder (git names only the folder): its files are named.
+    let extra = tree.repo().join("apps/extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    std::fs::write(
+        extra.join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\n",
+    )
+    .unwrap();
+    let (out, _) = publish_json(&tree, &registry, "p", &["--tag", "d"], true);
+    let msg = text(&out);
+    assert!(
+        !out.status.success()
+            && msg.contains("uncommitted changes")
+            && msg.contains("apps/extra/cm.yaml"),
+        "{msg}"
+    );
+    std::fs::remove_dir_all(&extra).unwrap();
+    // An untracked plaintext Secret is refused: the gate runs.
+    let leak = tree.repo().join("apps/web/leak.yaml");
+    std::fs::write(
+        &leak,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: l\nstringData:\n  password: hunter2\n",
+    )
+    .unwrap();
+    let (out, _) = publish_json(
+        &tree,
+        &registry,
+        "p",
+        &["--tag", "d", "--allow-dirty"],
+        true,
+    );
+    assert!(
+        !out.status.success() && text(&out).contains("apps/web/leak.yaml"),
+        "{}",
+        text(&out)
+    );
+    std::fs::remove_file(&leak).unwrap();
+    // An edit of a tracked file: packaged; undone: the cache again.
+    let deployment = tree.repo().join("apps/web/deployment.yaml");
+    let before = std::fs::read_to_string(&deployment).unwrap();
+    std::fs::write(&deployment, before.replace("whoami:v1.10", "whoami:v1.11")).unwrap();
+    let v = ok(publish_json(
+        &tree,
+        &registry,
+        "p",
+        &["--tag", "d", "--allow-dirty"],
+        true,
+    ));
+    assert_eq!(v["packaged"], true, "{v}");
+    std::fs::write(&deployment, &before).unwrap();
+    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    assert_eq!(v["packaged"], false, "{v}");
+
+    // Another key (here: none) is another gate: packaged again.
+    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], false));
+    assert_eq!(v["packaged"], true, "{v}");
+
+    // A committed file with a wrong MAC passes the structural check without
+    // the key, and is cached so; with the key it must still be refused.
+    let original = std::fs::read_to_string(tree.secret()).unwrap();
+    let mac_line = original.lines().find(|l| l.contains("mac: ENC[")).unwrap();
+    let at = original.find(mac_line).unwrap() + mac_line.find("data:").unwrap() + 5;
+    let mut b = original.clone().into_bytes();
+    b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(tree.secret(), b).unwrap();
+    tree.git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@example.org",
+        "commit",
+        "-qam",
+        "tampered",
+    ]);
+    for packaged in [true, false] {
+        let v = ok(publish_json(&tree, &registry, "p", &["--tag", "m"], false));
+        assert_eq!(v["packaged"], packaged, "{v}");
+    }
+    let (out, _) = publish_json(&tree, &registry, "p", &["--tag", "m2"], true);
+    assert!(
+        !out.status.success() && text(&out).contains("MAC mismatch"),
+        "{}",
+        text(&out)
+    );
+}

@@ -110,7 +110,6 @@ pub fn uncommitted_files(root: &Path) -> Option<Vec<String>> {
 /// Reads the defaults from the git checkout at `root`, falling back field by
 /// field (recorded in [`GitDefaults::fallbacks`]).
 pub fn git_defaults(root: &Path) -> GitDefaults {
-    let mut fallbacks = Vec::new();
     // Three independent queries, run at once: publish runs this on every call.
     let (head, remote, branch) = std::thread::scope(|s| {
         let head = s.spawn(|| git(root, &["log", "-1", "--format=%H %ct", "HEAD"]));
@@ -122,10 +121,25 @@ pub fn git_defaults(root: &Path) -> GitDefaults {
             branch,
         )
     });
-    let (commit, commit_time) = match head.as_deref().and_then(|h| h.split_once(' ')) {
+    defaults_from(head.as_deref(), remote, branch)
+}
+
+/// [`GitDefaults`] from what git said: `head` is `"<commit> <unix time>"`
+/// (`git log -1 --format='%H %ct'`), `remote` the `origin` URL, `branch` the
+/// short name of HEAD's branch (`None` when detached).
+pub fn defaults_from(
+    head: Option<&str>,
+    remote: Option<String>,
+    branch: Option<String>,
+) -> GitDefaults {
+    let mut fallbacks = Vec::new();
+    let (commit, commit_time) = match head.map(str::trim).and_then(|h| h.split_once(' ')) {
         Some((commit, time)) => (Some(commit.to_string()), Some(time.to_string())),
         None => (None, None),
     };
+    let remote = remote
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
     let source = match remote {
         Some(url) => {
             let normalized = normalize_source(&url);

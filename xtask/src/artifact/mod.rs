@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub use auth::{Auth, Resolved, resolve_auth};
-pub use git::{GitDefaults, git_defaults, normalize_source, uncommitted_files};
+pub use git::{GitDefaults, defaults_from, git_defaults, normalize_source, uncommitted_files};
 pub use layout::{read_oci_layout, write_oci_layout};
 pub use promote::{PromoteOutcome, TagMove, promote};
 pub use registry::{

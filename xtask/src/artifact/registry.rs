@@ -264,8 +264,16 @@ pub(super) async fn tag_digest(
     tag: &str,
     auth: &RegistryAuth,
 ) -> Result<Option<String>, ArtifactError> {
-    match c.fetch_manifest_digest(&r.reference(tag), auth).await {
-        Ok(d) => Ok(Some(d)),
+    // One GET, not oci-client's HEAD that falls back to a GET when the tag is
+    // missing (a first push): the manifest is small, the round trip is not.
+    const ACCEPT: &[&str] = &[
+        MANIFEST_MEDIA_TYPE,
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ];
+    match c.pull_manifest_raw(&r.reference(tag), auth, ACCEPT).await {
+        Ok((_, d)) => Ok(Some(d)),
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(classify(&r.host, e)),
     }
@@ -312,9 +320,27 @@ async fn push(
     let ra = registry_auth(auth);
     c.store_auth_if_needed(&r.host, &ra).await;
 
-    // 1. Which tags already point at this digest?
-    let current =
-        futures_util::future::try_join_all(tags.iter().map(|t| tag_digest(&c, &r, t, &ra))).await?;
+    // 1. Which tags already point at this digest, and which blobs are in?
+    // Both at once: a first push then waits for one round of requests, not two.
+    let base = r.reference(&tags[0]);
+    let blobs = [
+        (&a.layer_digest, &a.layer, "layer"),
+        (&a.config_digest, &a.config, "config"),
+    ];
+    let (current, present) = futures_util::future::join(
+        futures_util::future::try_join_all(tags.iter().map(|t| tag_digest(&c, &r, t, &ra))),
+        futures_util::future::try_join_all(blobs.iter().map(|(digest, _, _)| {
+            let (c, base, host) = (&c, &base, &r.host);
+            async move {
+                c.blob_exists(base, digest)
+                    .await
+                    .map_err(|e| classify(host, e))
+            }
+        })),
+    )
+    .await;
+    // The tag checks' error first: it says what is wrong in words.
+    let (current, present) = (current?, present?);
     let stale: Vec<String> = tags
         .iter()
         .zip(current)
@@ -335,27 +361,20 @@ async fn push(
 
     // 2. Blobs, skipping those present.
     let bars = (progress && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
-    let base = r.reference(&stale[0]);
-    let blobs = [
-        (&a.layer_digest, &a.layer, "layer"),
-        (&a.config_digest, &a.config, "config"),
-    ];
-    let pushed = futures_util::future::try_join_all(blobs.iter().map(|(digest, bytes, label)| {
-        let (c, base, host, bars) = (&c, &base, &r.host, &bars);
-        async move {
-            let present = c
-                .blob_exists(base, digest)
-                .await
-                .map_err(|e| classify(host, e))?;
-            if present {
-                return Ok::<_, ArtifactError>(None);
+    let pushed = futures_util::future::try_join_all(blobs.iter().zip(present).map(
+        |((digest, bytes, label), present)| {
+            let (c, base, host, bars) = (&c, &base, &r.host, &bars);
+            async move {
+                if present {
+                    return Ok::<_, ArtifactError>(None);
+                }
+                push_blob(c, base, digest, bytes, label, bars.as_ref())
+                    .await
+                    .map_err(|e| classify(host, e))?;
+                Ok(Some((*digest).clone()))
             }
-            push_blob(c, base, digest, bytes, label, bars.as_ref())
-                .await
-                .map_err(|e| classify(host, e))?;
-            Ok(Some((*digest).clone()))
-        }
-    }))
+        },
+    ))
     .await?;
     outcome.pushed_blobs = pushed.into_iter().flatten().collect();
 

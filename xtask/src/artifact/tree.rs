@@ -54,7 +54,7 @@ pub struct TreeEntry {
     pub kind: Kind,
 }
 
-fn builtin_matcher(root: &Path) -> Result<Gitignore, ArtifactError> {
+pub(crate) fn builtin_matcher(root: &Path) -> Result<Gitignore, ArtifactError> {
     let mut b = GitignoreBuilder::new(root);
     for line in BUILTIN_EXCLUDES {
         b.add_line(None, line).map_err(|e| ArtifactError::Walk {

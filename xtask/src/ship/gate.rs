@@ -66,63 +66,102 @@ pub fn check(root: &Path, entries: &[TreeEntry], ids: Option<&Identities>) -> Ve
         None
     };
     let shipped: BTreeSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
-    for entry in entries {
-        if !matches!(entry.kind, Kind::File { .. }) {
-            continue;
-        }
-        let refuse = |line, reason: String| Refusal {
-            file: entry.name.clone(),
-            line,
-            reason,
-        };
-        if let Some(why) = decrypted_copy(&entry.name) {
-            refusals.push(refuse(None, why));
-            continue;
-        }
-        let bytes = match std::fs::read(&entry.path) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                refusals.push(refuse(None, format!("cannot be read: {e}")));
-                continue;
+    // Files are independent: check them on a few threads, in entry order.
+    let files: Vec<&TreeEntry> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::File { .. }))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let config = config.as_ref();
+    let shipped = &shipped;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .flat_map(|entry| check_file(root, entry, config, shipped, ids))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            match h.join() {
+                Ok(found) => refusals.extend(found),
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        if let Some((line, what)) = private_key(&text) {
-            refusals.push(refuse(
-                Some(line),
-                format!("holds {what}: private keys never leave your machine"),
-            ));
-            continue;
         }
-        let format = Format::from_path(&entry.path);
-        let manifest = matches!(format, Format::Yaml | Format::Json);
-        if sops::looks_encrypted(&bytes, format) {
-            let report = integrity::check(&bytes, format, ids);
-            refusals.extend(
-                report
-                    .findings
-                    .into_iter()
-                    .map(|f| refuse(f.line, format!("a broken SOPS file: {}", f.message))),
-            );
-            continue;
+    });
+    refusals
+}
+
+/// The refusals for one shipped file.
+fn check_file(
+    root: &Path,
+    entry: &TreeEntry,
+    config: Option<&Config>,
+    shipped: &BTreeSet<&str>,
+    ids: Option<&Identities>,
+) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    if !matches!(entry.kind, Kind::File { .. }) {
+        return refusals;
+    }
+    let refuse = |line, reason: String| Refusal {
+        file: entry.name.clone(),
+        line,
+        reason,
+    };
+    if let Some(why) = decrypted_copy(&entry.name) {
+        refusals.push(refuse(None, why));
+        return refusals;
+    }
+    let bytes = match std::fs::read(&entry.path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            refusals.push(refuse(None, format!("cannot be read: {e}")));
+            return refusals;
         }
-        let governed = config
-            .as_ref()
-            .is_some_and(|c| sops::files::is_managed(root, c, &entry.path));
-        if governed {
-            refusals.push(refuse(
-                None,
-                "a .sops.yaml rule governs this file but it is not SOPS-encrypted: run `cargo xtask secrets encrypt` on it".into(),
-            ));
-            continue;
-        }
-        if manifest {
-            refusals.extend(
-                plaintext_secrets(&text, &entry.name, &shipped)
-                    .into_iter()
-                    .map(|(line, reason)| refuse(line, reason)),
-            );
-        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    if let Some((line, what)) = private_key(&text) {
+        refusals.push(refuse(
+            Some(line),
+            format!("holds {what}: private keys never leave your machine"),
+        ));
+        return refusals;
+    }
+    let format = Format::from_path(&entry.path);
+    let manifest = matches!(format, Format::Yaml | Format::Json);
+    if sops::looks_encrypted(&bytes, format) {
+        let report = integrity::check(&bytes, format, ids);
+        refusals.extend(
+            report
+                .findings
+                .into_iter()
+                .map(|f| refuse(f.line, format!("a broken SOPS file: {}", f.message))),
+        );
+        return refusals;
+    }
+    let governed = config
+        .as_ref()
+        .is_some_and(|c| sops::files::is_managed(root, c, &entry.path));
+    if governed {
+        refusals.push(refuse(
+            None,
+            "a .sops.yaml rule governs this file but it is not SOPS-encrypted: run `cargo xtask secrets encrypt` on it".into(),
+        ));
+        return refusals;
+    }
+    // Only a file that can spell `Secret` or `secretGenerator` can hold
+    // either: the others are not parsed.
+    if manifest && sops::might_hold_secret(&bytes) {
+        refusals.extend(
+            plaintext_secrets(&text, &entry.name, shipped)
+                .into_iter()
+                .map(|(line, reason)| refuse(line, reason)),
+        );
     }
     refusals
 }
@@ -315,6 +354,55 @@ mod tests {
         let found = plaintext_secrets(leak, "a.yaml", &shipped);
         assert_eq!(found.len(), 1);
         assert!(found[0].1.contains("Secret n/a") && found[0].1.contains("stringData.user"));
+    }
+
+    #[test]
+    fn only_files_that_can_spell_a_secret_are_parsed_and_no_spelling_is_missed() {
+        let spells = |t: &str| sops::might_hold_secret(t.as_bytes());
+        // Each spelling passes the filter, and the parser then finds the leak.
+        for (t, name) in [
+            ("kind: Secret\nstringData:\n  a: b\n", "a.yaml"),
+            (
+                "{\"kind\":\"Secret\",\"stringData\":{\"a\":\"b\"}}",
+                "a.json",
+            ),
+            ("kind: 'Secret'\nstringData:\n  a: b\n", "a.yaml"),
+            ("kind: \"\\x53ecret\"\nstringData:\n  a: b\n", "a.yaml"),
+            ("kind: \"\\u0053ecret\"\nstringData:\n  a: b\n", "a.yaml"),
+            ("kind: !!str Secret\nstringData:\n  a: b\n", "a.yaml"),
+            (
+                "secretGenerator:\n- name: s\n  literals: [a=b]\n",
+                "kustomization.yaml",
+            ),
+        ] {
+            assert!(spells(t), "{t}");
+            assert!(
+                !plaintext_secrets(t, name, &BTreeSet::new()).is_empty(),
+                "{t}"
+            );
+        }
+        // The same pre-check before a file is read as SOPS.
+        assert!(!sops::might_be_sops(b"kind: ConfigMap\ndata:\n  a: b\n"));
+        for t in [
+            "sops:\n  mac: x\n",
+            "{\"a\":\"ENC[AES256_GCM,data:x]\"}",
+            "sops_mac=x\n",
+            "\"\\x73ops\": {}\n",
+        ] {
+            assert!(sops::might_be_sops(t.as_bytes()), "{t}");
+        }
+        let utf16: Vec<u8> = "kind: Secret"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert!(sops::might_hold_secret(&utf16));
+        for t in [
+            "existingSecret: x\nsecretRef:\n  name: s\n",
+            "kind: ConfigMap\n",
+            "kind: SecretStore\n",
+        ] {
+            assert!(!spells(t), "{t}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! where `content12` is the start of the layer's content digest, so that two
 //! different dirty states never share a tag.
 
+pub mod cache;
 pub mod gate;
 
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ pub struct Shipment {
     pub dirty_files: Vec<String>,
     /// What fell back (no remote, no commit), for a warning.
     pub warnings: Vec<String>,
+    /// False when this clean commit was shipped before and its artifact came
+    /// from the cache (see [`cache`]): nothing was walked, gated or compressed.
+    pub packaged: bool,
 }
 
 impl Shipment {
@@ -136,21 +140,66 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         None => None,
     };
     let root = &opts.root;
-    // git answers while we walk and gate.
+    let probe = cache::probe(root, opts);
+    if let Some(hit) = probe.hit() {
+        return Ok(hit);
+    }
+    let (shipment, tracked) = package(opts, ids, source, &probe)?;
+    probe.store(&shipment, tracked.as_deref());
+    Ok(shipment)
+}
+
+/// The full way: walk, gate, package. Also returns what git tracks when
+/// the tree may be cached (see [`cache::Probe::store`]).
+fn package(
+    opts: &ShipOptions,
+    ids: Option<&Identities>,
+    source: Option<String>,
+    probe: &cache::Probe,
+) -> Result<(Shipment, Option<String>), ShipError> {
+    let root = &opts.root;
+    // git answers while we walk and gate; the probe already read the status
+    // at the top level of a work tree, which leaves the commit time.
+    let mut tracked = None;
     let (entries, git, uncommitted) = std::thread::scope(|s| {
-        let git = s.spawn(|| artifact::git_defaults(root));
-        let uncommitted = s.spawn(|| artifact::uncommitted_files(root));
+        let (git, uncommitted) = match probe.view.clone() {
+            Some(view) => {
+                let files = s.spawn(|| probe.tracked());
+                let head = s.spawn(move || {
+                    let head = crate::runner::Cmd::new("git")
+                        .arg("-C")
+                        .arg(root)
+                        .args(["log", "-1", "--format=%H %ct", "HEAD"])
+                        .read()
+                        .ok();
+                    artifact::defaults_from(head.as_deref(), view.remote, view.branch)
+                });
+                let entries = tree::collect(root);
+                tracked = files.join().ok().flatten();
+                return (entries, head.join().ok(), Some(view.uncommitted));
+            }
+            None => (
+                s.spawn(|| artifact::git_defaults(root)),
+                s.spawn(|| artifact::uncommitted_files(root)),
+            ),
+        };
         let entries = tree::collect(root);
         (entries, git.join().ok(), uncommitted.join().ok().flatten())
     });
     let entries = entries?;
-    let refusals = gate::check(root, &entries, ids);
+    // The tarball is built in memory while the gate runs; it is dropped
+    // unless the gate passes, so nothing leaves before its verdict.
+    let (refusals, built) = std::thread::scope(|s| {
+        let built = s.spawn(|| tarball::build(root, &entries));
+        let refusals = gate::check(root, &entries, ids);
+        (refusals, built.join())
+    });
     if !refusals.is_empty() {
         return Err(ShipError::Refused { refusals });
     }
+    let built = built.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let git = git.unwrap_or_else(|| artifact::git_defaults(root));
     let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
-    let built = tarball::build(root, &entries)?;
     let content12: String = built
         .diff_id
         .trim_start_matches("sha256:")
@@ -199,13 +248,15 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         created: opts.created.clone().unwrap_or(git.created.clone()),
     };
     let artifact = artifact::assemble(&package, built)?;
-    Ok(Shipment {
+    let shipment = Shipment {
         artifact,
         default_tags,
         commit_tag,
         dirty_files,
         warnings,
-    })
+        packaged: true,
+    };
+    Ok((shipment, tracked))
 }
 
 /// The uncommitted paths that change what ships: shipped files that differ,
@@ -219,6 +270,15 @@ fn dirty_shipped(
         entries.iter().map(|e| e.name.as_str()).collect();
     let mut out: Vec<String> = uncommitted
         .into_iter()
+        .flat_map(|path| match path.strip_suffix('/') {
+            // An untracked folder: what would ship from it.
+            Some(dir) => shipped
+                .iter()
+                .filter(|s| s.starts_with(dir) && s[dir.len()..].starts_with('/'))
+                .map(|s| s.to_string())
+                .collect(),
+            None => vec![path],
+        })
         .filter(|path| {
             shipped.contains(path.as_str())
                 || (!root.join(path).exists()

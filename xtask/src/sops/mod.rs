@@ -447,6 +447,12 @@ pub fn is_encrypted(bytes: &[u8], format: Format) -> bool {
 /// (complete or not) or holds `ENC[...]` values. Such a file goes to
 /// [`integrity::check`]; anything else is plaintext.
 pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
+    // Parsing and the line scan are the slow part: skip both when the bytes
+    // can spell neither a `sops` key nor an encrypted value (both checks
+    // below need one of these words).
+    if !might_be_sops(bytes) {
+        return false;
+    }
     if Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
         return true;
     }
@@ -464,6 +470,38 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
                     || l.trim() == "[sops]"
             })
     })
+}
+
+/// A regex that matches wherever a YAML or JSON parser could read one of
+/// `words` (as a whole word when `whole`: `existingSecret` is not `Secret`):
+/// the word itself, or an escape (`\\`), tag (`!`) or NUL byte (a UTF-16 or
+/// UTF-32 text) through which a parser could produce it. A regex, not a loop
+/// of ours: the dependency is optimised even in dev builds.
+fn spelling(words: &[&str], whole: bool) -> regex::bytes::Regex {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|w| {
+            let w = regex::escape(w);
+            if whole { format!(r"\b{w}\b") } else { w }
+        })
+        .collect();
+    regex::bytes::Regex::new(&format!(r"(?-u)[\\!\x00]|{}", alternatives.join("|")))
+        .expect("escaped words make a valid pattern")
+}
+
+/// False only when `bytes` can spell neither a `sops` key nor an encrypted
+/// value: then it is no SOPS file.
+pub fn might_be_sops(bytes: &[u8]) -> bool {
+    static RE: std::sync::LazyLock<regex::bytes::Regex> =
+        std::sync::LazyLock::new(|| spelling(&["sops", "ENC[AES256_GCM,"], false));
+    RE.is_match(bytes)
+}
+
+/// False only when `bytes` can spell neither `Secret` nor `secretGenerator`.
+pub fn might_hold_secret(bytes: &[u8]) -> bool {
+    static RE: std::sync::LazyLock<regex::bytes::Regex> =
+        std::sync::LazyLock::new(|| spelling(&["Secret", "secretGenerator"], true));
+    RE.is_match(bytes)
 }
 
 /// The age recipients recorded in an encrypted file.

@@ -136,6 +136,17 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
             .read()?;
         Ok(())
     };
+    // A new commit: nothing cached, so the tree is walked, gated and packaged.
+    let ours_cold = time(
+        runs,
+        || Ok(crate::ship::cache::forget(&root)?),
+        || {
+            ours_publish(&next_repo())?;
+            Ok(())
+        },
+    )?;
+    // The same commit again, to a new repository: packaged from the cache
+    // that the runs above left.
     let ours_first = time(
         runs,
         || Ok(()),
@@ -161,7 +172,12 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
             "bench publish: the real tree to docker-registry on 127.0.0.1, {runs} runs per side; peer = flux-style tar.gz + oras push"
         ),
         rows: vec![
-            ("first push".into(), ours_first, peer_first),
+            (
+                "first push, commit shipped before".into(),
+                ours_first,
+                peer_first.clone(),
+            ),
+            ("first push, new commit".into(), ours_cold, peer_first),
             ("re-push, unchanged".into(), ours_again, peer_again),
         ],
     })
@@ -239,6 +255,7 @@ impl Report {
 }
 
 /// Durations of repeated runs.
+#[derive(Clone)]
 pub struct Timing(Vec<Duration>);
 
 impl Timing {

@@ -69,6 +69,7 @@ impl Args {
         let mut all_tags = tags.clone();
         all_tags.extend(target.tag.clone());
         shipment.check_tags(&all_tags)?;
+        let repackaged = shipment.packaged;
         let a = shipment.artifact;
         let packaged = started.elapsed();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -118,6 +119,8 @@ impl Args {
                 let mut v = serde_json::to_value(&outcome)?;
                 v["duration_ms"] = serde_json::json!(took.as_millis() as u64);
                 v["package_ms"] = serde_json::json!(packaged.as_millis() as u64);
+                // false: an unchanged clean commit, taken from the ship cache.
+                v["packaged"] = serde_json::json!(repackaged);
                 v["layer_digest"] = serde_json::json!(a.layer_digest);
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }

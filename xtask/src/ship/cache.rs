@@ -1,0 +1,419 @@
+//! The last shipment of a clean tree, kept under `target/xtask/ship/` so that
+//! shipping an unchanged commit again neither walks, gates nor compresses it.
+//!
+//! Why a hit is safe: a hit hands out bytes that already passed the gate, so
+//! it can only be wrong if the gate would now judge those bytes differently,
+//! or if a fresh run would ship other bytes. The key therefore holds:
+//! - a digest of every age identity source (`SOPS_AGE_KEY`, the key files):
+//!   a new key can open a file the old run could only check for structure;
+//! - this binary (path, size, mtime): a changed gate or packer re-runs;
+//! - the commit, which fixes the tracked tree, `.sops.yaml`, `.gitignore`
+//!   and `.sourceignore`; and a working tree that `git status` calls clean
+//!   (file modes compared), with no untracked file that the `.gitignore`
+//!   files alone (as in the walk) leave visible, except in paths the walk
+//!   always leaves out (`target/`, `xtask/`, ...);
+//! - the overrides and environment that feed the annotations.
+//!
+//! An entry is only written when every shipped file is tracked, so its bytes
+//! are the commit's. What is left: a new file that a `.gitignore` hides from
+//! git but a `.sourceignore` `!` rule brings back would be missing from a hit
+//! until the next commit; it is never a file that escaped the gate.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::artifact::{self, Artifact, tree};
+use crate::runner::Cmd;
+
+use super::ShipOptions;
+
+/// Bumped when the entry's meaning changes.
+const FORMAT: &str = "xtask-ship-cache-1";
+
+/// What `git status` says about the tree, read once.
+#[derive(Debug)]
+pub struct Probe {
+    /// The key, `None` when this tree cannot be cached (dirty, not a git
+    /// top level, a changed or untracked ignore file, no commit, ...).
+    key: Option<String>,
+    commit: String,
+    dir: PathBuf,
+    root: PathBuf,
+    /// What git said, when `root` is the top level of a work tree.
+    pub view: Option<GitView>,
+}
+
+/// The probe's git answers, reused by a miss so that git runs once.
+#[derive(Clone, Debug, Default)]
+pub struct GitView {
+    /// HEAD's branch; `None` when detached.
+    pub branch: Option<String>,
+    pub remote: Option<String>,
+    /// Changed, deleted and untracked paths (an untracked folder ends in
+    /// `/`); untracked means not excluded by a `.gitignore`, as in the walk.
+    pub uncommitted: Vec<String>,
+}
+
+/// The cached part of a [`super::Shipment`] of a clean tree.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    key: String,
+    config: String,
+    manifest: String,
+    manifest_digest: String,
+    layer_digest: String,
+    config_digest: String,
+    entries: Vec<String>,
+    default_tags: Vec<String>,
+    commit_tag: Option<String>,
+    warnings: Vec<String>,
+}
+
+/// Where the entry for `root` lives: one per packaged root.
+fn cache_dir(root: &Path) -> PathBuf {
+    let id = hex::encode(Sha256::digest(root.to_string_lossy().as_bytes()));
+    crate::project_root()
+        .join("target/xtask/ship")
+        .join(&id[..16])
+}
+
+/// Drops the entry for `root`, so that the next ship packages it (for the
+/// benchmark of a new commit).
+pub fn forget(root: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(cache_dir(root)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Runs `git status` and reads the remote (at once), and computes the key.
+pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
+    let dir = cache_dir(root);
+    let git = |args: &[&str]| Cmd::new("git").arg("-C").arg(root).args(args).read().ok();
+    // Three small queries at once: the commit and the changed tracked files
+    // (modes compared); the untracked files that only `.gitignore` files
+    // exclude, as in the walk (not `info/exclude` or a global excludes file,
+    // which would hide files the walk ships); the remote.
+    let (status, untracked, remote) = std::thread::scope(|s| {
+        let untracked = s.spawn(|| {
+            git(&[
+                "ls-files",
+                "-z",
+                "--others",
+                "--directory",
+                "--exclude-per-directory=.gitignore",
+            ])
+        });
+        let remote = s.spawn(|| git(&["config", "--get", "remote.origin.url"]));
+        let status = git(&[
+            "-c",
+            "core.fileMode=true",
+            "status",
+            "--porcelain=v2",
+            "-z",
+            "--branch",
+            "--untracked-files=no",
+            "--no-renames",
+        ]);
+        (
+            status,
+            untracked.join().ok().flatten(),
+            remote.join().ok().flatten(),
+        )
+    });
+    let status = status.zip(untracked).map(|(status, untracked)| {
+        let untracked = untracked
+            .split('\0')
+            .filter(|p| !p.is_empty())
+            .map(|p| format!("? {p}"));
+        status
+            .split('\0')
+            .map(str::to_string)
+            .chain(untracked)
+            .collect::<Vec<_>>()
+    });
+    let view = status
+        .as_ref()
+        .filter(|_| root.join(".git").exists())
+        .map(|status| view(status, remote.clone()));
+    let (key, commit) = match status {
+        Some(status) => key(root, opts, &status, remote.as_deref()),
+        None => (None, String::new()),
+    };
+    Probe {
+        key,
+        commit,
+        dir,
+        root: root.to_path_buf(),
+        view,
+    }
+}
+
+/// The path of a `git status --porcelain=v2` record (or our `? path`).
+fn record_path(record: &str) -> &str {
+    match record.split_at_checked(2) {
+        Some(("? ", path)) => path,
+        _ => record.splitn(9, ' ').nth(8).unwrap_or(record),
+    }
+}
+
+fn view(status: &[String], remote: Option<String>) -> GitView {
+    let mut out = GitView {
+        remote: remote.map(|r| r.trim().to_string()),
+        ..GitView::default()
+    };
+    for record in status.iter().filter(|r| !r.is_empty()) {
+        if let Some(head) = record.strip_prefix("# branch.head ") {
+            out.branch = (head != "(detached)").then(|| head.to_string());
+        } else if !record.starts_with('#') {
+            out.uncommitted.push(record_path(record).to_string());
+        }
+    }
+    out
+}
+
+/// The key and commit of a clean tree; no key when it cannot be cached.
+fn key(
+    root: &Path,
+    opts: &ShipOptions,
+    status: &[String],
+    remote: Option<&str>,
+) -> (Option<String>, String) {
+    // Porcelain paths are relative to the top level: only cache the top level.
+    if !root.join(".git").exists() {
+        return (None, String::new());
+    }
+    let Ok(builtin) = tree::builtin_matcher(root) else {
+        return (None, String::new());
+    };
+    let always_out = |path: &str| {
+        let is_dir = path.ends_with('/');
+        let rel = Path::new(path.trim_end_matches('/'));
+        builtin
+            .matched_path_or_any_parents(rel, is_dir || root.join(rel).is_dir())
+            .is_ignore()
+    };
+    let is_ignore_file = |path: &str| {
+        let name = path.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+        name == ".gitignore" || name == ".sourceignore"
+    };
+    let mut commit = None;
+    let mut branch = None;
+    for record in status.iter().filter(|r| !r.is_empty()) {
+        if let Some(oid) = record.strip_prefix("# branch.oid ") {
+            commit = Some(oid.to_string());
+        } else if let Some(head) = record.strip_prefix("# branch.head ") {
+            branch = Some(head.to_string());
+        } else if record.starts_with('#') {
+            continue;
+        } else {
+            // A changed, unmerged or untracked path: `1 XY ... path`,
+            // `u XY ... path`, `? path`.
+            let path = record_path(record);
+            if is_ignore_file(path) || !always_out(path) {
+                return (None, String::new());
+            }
+        }
+    }
+    let Some(commit) = commit.filter(|c| c.len() == 40) else {
+        return (None, String::new()); // no commit yet (or not SHA-1: not cached)
+    };
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let m = std::fs::metadata(&p).ok()?;
+            let mtime = m
+                .modified()
+                .ok()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()?;
+            Some(format!("{}:{}:{}", p.display(), m.len(), mtime.as_nanos()))
+        })
+        .unwrap_or_default();
+    let material = serde_json::json!({
+        "format": FORMAT,
+        "root": root.to_string_lossy(),
+        "exe": exe,
+        "identities": identities_digest(),
+        "commit": commit,
+        "branch": branch,
+        "remote": remote.map(str::trim),
+        "env": [env("GITHUB_REF_NAME"), env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY")],
+        "source": opts.source,
+        "revision": opts.revision,
+        "created": opts.created,
+    });
+    let key = hex::encode(Sha256::digest(material.to_string().as_bytes()));
+    (Some(key), commit)
+}
+
+/// A digest over every place `Identities::from_env` reads keys from. Only
+/// this digest, mixed into the key, is written: never a key.
+fn identities_digest() -> String {
+    let mut h = Sha256::new();
+    h.update(b"xtask-ship-identities\0");
+    let mut add = |label: &str, bytes: Option<Vec<u8>>| {
+        h.update(label.as_bytes());
+        match bytes {
+            Some(b) => {
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(&b);
+            }
+            None => h.update(b"-"),
+        }
+    };
+    add(
+        "env",
+        std::env::var_os("SOPS_AGE_KEY").map(|v| v.as_encoded_bytes().to_vec()),
+    );
+    let file = std::env::var_os("SOPS_AGE_KEY_FILE");
+    add(
+        "file",
+        file.as_ref()
+            .map(|f| std::fs::read(f).unwrap_or_else(|_| b"unreadable".to_vec())),
+    );
+    add(
+        "default",
+        crate::sops::default_keys_file().and_then(|p| std::fs::read(p).ok()),
+    );
+    hex::encode(h.finalize())
+}
+
+impl Probe {
+    /// The cached shipment for this key, when there is one and its layer is intact.
+    pub fn hit(&self) -> Option<super::Shipment> {
+        let key = self.key.as_ref()?;
+        let text = std::fs::read(self.dir.join("entry.json")).ok()?;
+        let e: Entry = serde_json::from_slice(&text).ok()?;
+        if &e.key != key {
+            return None;
+        }
+        let layer = std::fs::read(self.dir.join("layer.tar.gz")).ok()?;
+        let (config, manifest) = (e.config.into_bytes(), e.manifest.into_bytes());
+        // A torn or edited entry is a miss, never a wrong artifact.
+        if artifact::sha256_digest(&layer) != e.layer_digest
+            || artifact::sha256_digest(&config) != e.config_digest
+            || artifact::sha256_digest(&manifest) != e.manifest_digest
+        {
+            return None;
+        }
+        Some(super::Shipment {
+            artifact: Artifact {
+                layer,
+                config,
+                manifest,
+                manifest_digest: e.manifest_digest,
+                layer_digest: e.layer_digest,
+                config_digest: e.config_digest,
+                entries: e.entries,
+            },
+            default_tags: e.default_tags,
+            commit_tag: e.commit_tag,
+            dirty_files: Vec::new(),
+            warnings: e.warnings,
+            packaged: false,
+        })
+    }
+
+    /// Keeps a freshly packaged shipment of a clean tree. Best effort: a
+    /// cache that cannot be written only costs time.
+    /// `git ls-files`, for [`Probe::store`]; only asked when the tree may be cached.
+    pub fn tracked(&self) -> Option<String> {
+        self.key.as_ref()?;
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&self.root)
+            .args(["ls-files", "-z"])
+            .read()
+            .ok()
+    }
+
+    /// `tracked` is [`Probe::tracked`]'s answer.
+    pub fn store(&self, s: &super::Shipment, tracked: Option<&str>) {
+        let Some(key) = &self.key else { return };
+        // Packaged from another commit than the one probed (a commit landed
+        // meanwhile): not this key's artifact.
+        if s.is_dirty() || s.commit_tag.as_deref() != self.commit.get(..7) {
+            return;
+        }
+        // A shipped file git does not track (a `.sourceignore` `!` rule
+        // can bring back what `.gitignore` hides): its bytes are not the
+        // commit's, so this tree is not cached.
+        let Some(tracked) = tracked else { return };
+        let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
+        let untracked_file = s.artifact.entries.iter().any(|name| {
+            name != "." && !tracked.contains(name.as_str()) && !self.root.join(name).is_dir()
+        });
+        if untracked_file {
+            return;
+        }
+        let (Ok(config), Ok(manifest)) = (
+            String::from_utf8(s.artifact.config.clone()),
+            String::from_utf8(s.artifact.manifest.clone()),
+        ) else {
+            return;
+        };
+        let entry = Entry {
+            key: key.clone(),
+            config,
+            manifest,
+            manifest_digest: s.artifact.manifest_digest.clone(),
+            layer_digest: s.artifact.layer_digest.clone(),
+            config_digest: s.artifact.config_digest.clone(),
+            entries: s.artifact.entries.clone(),
+            default_tags: s.default_tags.clone(),
+            commit_tag: s.commit_tag.clone(),
+            warnings: s.warnings.clone(),
+        };
+        let Ok(json) = serde_json::to_vec(&entry) else {
+            return;
+        };
+        if std::fs::create_dir_all(&self.dir).is_err() {
+            return;
+        }
+        // The layer first: an entry never names a layer that is not there
+        // (and a mismatch is a miss anyway).
+        let _ = replace(&self.dir.join("layer.tar.gz"), &s.artifact.layer)
+            .and_then(|()| replace(&self.dir.join("entry.json"), &json));
+        self.prune();
+    }
+
+    /// One entry per root, and only the most recent roots (tests package
+    /// many temporary trees): the cache stays small.
+    fn prune(&self) {
+        const KEEP: usize = 16;
+        let Some(parent) = self.dir.parent() else {
+            return;
+        };
+        let Ok(read) = std::fs::read_dir(parent) else {
+            return;
+        };
+        let mut dirs: Vec<(std::time::SystemTime, PathBuf)> = read
+            .filter_map(Result::ok)
+            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+            .filter(|(_, p)| p != &self.dir)
+            .collect();
+        if dirs.len() < KEEP {
+            return;
+        }
+        dirs.sort();
+        for (_, old) in &dirs[..dirs.len() + 1 - KEEP] {
+            let _ = std::fs::remove_dir_all(old);
+        }
+    }
+}
+
+/// A temp file renamed over `path`, without fsync: a cache entry lost or torn
+/// in a crash fails its digest check and is a miss.
+fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".xtask-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
