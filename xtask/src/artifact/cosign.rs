@@ -80,6 +80,16 @@ pub enum CosignError {
     Artifact(#[from] ArtifactError),
 }
 
+impl CosignError {
+    /// A registry refusal when no credentials were sent asks for them.
+    fn given(self, auth: &Auth) -> Self {
+        match self {
+            CosignError::Artifact(a) => CosignError::Artifact(a.given(auth)),
+            other => other,
+        }
+    }
+}
+
 /// A decrypted cosign private key (ECDSA P-256).
 pub struct SigningKey {
     key: p256::ecdsa::SigningKey,
@@ -579,10 +589,7 @@ pub async fn sign(
 ) -> Result<SignOutcome, CosignError> {
     sign_inner(r, digest, key, auth, insecure)
         .await
-        .map_err(|e| match e {
-            CosignError::Artifact(a) => CosignError::Artifact(a.given(auth)),
-            other => other,
-        })
+        .map_err(|e| e.given(auth))
 }
 
 async fn sign_inner(
@@ -682,10 +689,7 @@ pub async fn verify(
 ) -> Result<Verified, CosignError> {
     verify_inner(r, digest, key, key_name, auth, insecure)
         .await
-        .map_err(|e| match e {
-            CosignError::Artifact(a) => CosignError::Artifact(a.given(auth)),
-            other => other,
-        })
+        .map_err(|e| e.given(auth))
 }
 
 async fn verify_inner(
