@@ -22,10 +22,8 @@ pub struct Args {
     to: Vec<String>,
     #[command(flatten)]
     access: RegistryAccess,
-    /// Sign the promoted manifest digest with this cosign private key
-    /// (password from COSIGN_PASSWORD), under its `sha256-<hex>.sig` tag.
-    #[arg(long, value_name = "cosign.key")]
-    sign_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    sign_key: super::verify::SignKey,
     /// How to print what moved.
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
@@ -35,11 +33,7 @@ impl Args {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let target = artifact::RegistryRef::parse(&self.registry)?;
         let auth = self.access.auth(&target.host)?;
-        let signer = self
-            .sign_key
-            .as_deref()
-            .map(super::verify::load_signing_key)
-            .transpose()?;
+        let signer = self.sign_key.load()?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

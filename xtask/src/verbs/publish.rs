@@ -33,10 +33,8 @@ pub struct Args {
     /// artifact is then tagged `<sha>-dirty-<content>`, never the commit's tag.
     #[arg(long)]
     allow_dirty: bool,
-    /// Sign the pushed manifest digest with this cosign private key
-    /// (password from COSIGN_PASSWORD), under its `sha256-<hex>.sig` tag.
-    #[arg(long, value_name = "cosign.key")]
-    sign_key: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    sign_key: super::verify::SignKey,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -49,11 +47,7 @@ impl Args {
         if crate::runner::verbose() {
             eprintln!("credentials for {}: {}", target.host, auth.origin);
         }
-        let signer = self
-            .sign_key
-            .as_deref()
-            .map(super::verify::load_signing_key)
-            .transpose()?;
+        let signer = self.sign_key.load()?;
         let dirty = if self.allow_dirty {
             DirtyTree::Stamp
         } else {

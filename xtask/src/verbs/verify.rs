@@ -66,6 +66,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Reads and decrypts `--sign-key` with `COSIGN_PASSWORD` (set and empty
 /// means no password, as cosign reads it). Done before anything is pushed,
 /// so a wrong password stops a publish early.
+/// `--sign-key`, shared by `publish` and `promote`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct SignKey {
+    /// Sign the manifest digest with this cosign private key (password from
+    /// COSIGN_PASSWORD), under its `sha256-<hex>.sig` tag.
+    #[arg(long = "sign-key", value_name = "cosign.key")]
+    pub path: Option<std::path::PathBuf>,
+}
+
+impl SignKey {
+    /// The key, decrypted before anything is pushed; `None` without the flag.
+    pub fn load(&self) -> anyhow::Result<Option<cosign::SigningKey>> {
+        self.path.as_deref().map(load_signing_key).transpose()
+    }
+}
+
 pub fn load_signing_key(path: &Path) -> anyhow::Result<cosign::SigningKey> {
     let password = std::env::var_os("COSIGN_PASSWORD").with_context(|| {
         format!(
