@@ -24,7 +24,7 @@ use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePub
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::registry::{classify, client, is_not_found, registry_auth, tag_digest};
+use super::registry::{classify, connect, is_not_found, tag_digest};
 use super::{ArtifactError, Auth, MANIFEST_MEDIA_TYPE, RegistryRef, sha256_digest};
 
 /// The media type of a signature layer (the blob is the payload itself).
@@ -599,9 +599,7 @@ async fn sign_inner(
     auth: &Auth,
     insecure: bool,
 ) -> Result<SignOutcome, CosignError> {
-    let c = client(r, insecure);
-    let ra = registry_auth(auth);
-    c.store_auth_if_needed(&r.host, &ra).await;
+    let (c, ra) = connect(r, auth, insecure).await;
     let tag = signature_tag(digest);
     let body = payload(&format!("{}/{}", r.host, r.repository), digest);
     let body_digest = sha256_digest(&body);
@@ -700,9 +698,7 @@ async fn verify_inner(
     auth: &Auth,
     insecure: bool,
 ) -> Result<Verified, CosignError> {
-    let c = client(r, insecure);
-    let ra = registry_auth(auth);
-    c.store_auth_if_needed(&r.host, &ra).await;
+    let (c, ra) = connect(r, auth, insecure).await;
     let digest = match digest {
         Some(d) => d.to_string(),
         None => {

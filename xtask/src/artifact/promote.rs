@@ -4,7 +4,7 @@
 
 use oci_client::Reference;
 
-use super::registry::{classify, client, is_not_found, registry_auth, tag_digest};
+use super::registry::{classify, connect, is_not_found, tag_digest};
 use super::{ArtifactError, Auth, MANIFEST_MEDIA_TYPE, RegistryRef, sha256_digest, validate_tag};
 
 /// Manifest media types a promotion carries over as they are.
@@ -71,9 +71,7 @@ async fn retag(
         validate_tag(from)?;
         r.reference(from)
     };
-    let c = client(&r, insecure);
-    let ra = registry_auth(auth);
-    c.store_auth_if_needed(&r.host, &ra).await;
+    let (c, ra) = connect(&r, auth, insecure).await;
     let (manifest, digest) = match c.pull_manifest_raw(&source, &ra, &ACCEPTED).await {
         Ok(found) => found,
         Err(e) if is_not_found(&e) => {

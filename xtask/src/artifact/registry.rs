@@ -191,6 +191,19 @@ pub(super) fn client(r: &RegistryRef, insecure: bool) -> Client {
     })
 }
 
+/// A client for `r` with `auth` stored for its host: what every registry
+/// operation starts with.
+pub(super) async fn connect(
+    r: &RegistryRef,
+    auth: &Auth,
+    insecure: bool,
+) -> (Client, RegistryAuth) {
+    let c = client(r, insecure);
+    let ra = registry_auth(auth);
+    c.store_auth_if_needed(&r.host, &ra).await;
+    (c, ra)
+}
+
 pub(super) fn registry_auth(auth: &Auth) -> RegistryAuth {
     match auth {
         Auth::Anonymous => RegistryAuth::Anonymous,
@@ -316,9 +329,7 @@ async fn push(
     for t in &tags {
         validate_tag(t)?;
     }
-    let c = client(&r, insecure);
-    let ra = registry_auth(auth);
-    c.store_auth_if_needed(&r.host, &ra).await;
+    let (c, ra) = connect(&r, auth, insecure).await;
 
     // 1. Which tags already point at this digest, and which blobs are in?
     // Both at once: a first push then waits for one round of requests, not two.
