@@ -1,30 +1,147 @@
-//! Library behind `cargo xtask`. Verbs live in [`verbs`]; everything else is a
-//! library module that the verbs compose and that tests use directly.
+//! The application behind `cargo xtask`: one module per verb in [`verbs`],
+//! and the parts only this repository needs (validate, diff, the clusters,
+//! the ship gate). The reusable libraries are the crates under `crates/`.
 
-pub mod artifact;
 pub mod cluster;
 pub mod diff;
-pub mod fsutil;
-pub mod helm;
-pub mod render;
-pub mod runner;
-pub mod schema;
 pub mod ship;
-pub mod sops;
-pub mod tools;
+pub mod testbed;
 pub mod validate;
 pub mod verbs;
-pub mod yaml_out;
 
 use std::path::{Path, PathBuf};
 
-/// The workspace root: the parent of the `xtask` crate.
-pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+/// The folders that hold the platform's manifests.
+pub use flux_render::MANIFEST_DIRS;
+
+/// What marks a checkout of this repository: its pinned-tools manifest.
+const ROOT_MARKER: &str = exec::tools::MANIFEST_PATH;
+
+/// The nearest folder at or above `start` that is a checkout of this
+/// repository (it holds `xtask/tools.toml`).
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| dir.join(ROOT_MARKER).is_file())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The folders that hold the platform's manifests.
-pub const MANIFEST_DIRS: [&str; 4] = ["clusters", "platform", "infrastructure", "apps"];
+/// The checkout a run acts on, found at run time: above the current
+/// directory, else above the running binary (`target/debug/xtask` lives
+/// inside its checkout). Verbs that work on single files need none.
+#[derive(Debug, Clone, Default)]
+pub struct Checkout {
+    found: Option<PathBuf>,
+}
+
+impl Checkout {
+    pub fn locate() -> Self {
+        let cwd = std::env::current_dir().ok();
+        let exe = std::env::current_exe().ok();
+        let found = [cwd, exe].into_iter().flatten().find_map(|p| find_root(&p));
+        Self { found }
+    }
+
+    /// A checkout known in advance (tests, embedding).
+    pub fn at(root: PathBuf) -> Self {
+        Self { found: Some(root) }
+    }
+
+    /// The checkout's root: where `xtask/tools.toml`, `.tools/` and `target/` are.
+    pub fn root(&self) -> anyhow::Result<&Path> {
+        self.found.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "not inside a checkout of the platform repository (no {ROOT_MARKER} above the \
+                 current directory): run from the checkout, or pass --root DIR to name the tree"
+            )
+        })
+    }
+
+    /// A path from the command line: relative ones are taken from the
+    /// checkout's root (as the defaults under `target/` are), else as given.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        match &self.found {
+            Some(root) if path.is_relative() => root.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    /// The manifest tree to act on: `--root DIR` when given, else the checkout.
+    pub fn tree(&self, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+        match given {
+            Some(dir) => Ok(dir),
+            None => self.root().map(Path::to_path_buf),
+        }
+    }
+}
+
+/// Where charts are cached and which Kubernetes version they render for:
+/// `$XTASK_CHART_CACHE` and `$XTASK_KUBE_VERSION` override the user's cache
+/// folder and the one default version that validate also uses.
+pub fn helm_options() -> flux_render::helm::HelmOptions {
+    let cache_dir = std::env::var_os("XTASK_CHART_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            dirs::cache_dir()
+                .unwrap_or_else(std::env::temp_dir)
+                .join("devantler-platform/charts")
+        });
+    let kube_version = std::env::var("XTASK_KUBE_VERSION")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| k8s_schema::DEFAULT_KUBERNETES_VERSION.to_string());
+    flux_render::helm::HelmOptions::new(cache_dir, &kube_version)
+}
+
+/// The checkout these unit tests were built in.
+#[cfg(test)]
+pub(crate) fn test_checkout() -> PathBuf {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    find_root(crate_dir).unwrap_or_else(|| crate_dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkout_pins_every_tool_and_schema_it_needs() {
+        let root = test_checkout();
+        let tools = exec::Manifest::of_repo(&root).unwrap();
+        for name in &tools.test.tools {
+            let tool = tools.get(name).unwrap();
+            assert!(tool.version.starts_with('v'), "{name}: {}", tool.version);
+            assert!(!tool.module.is_empty());
+        }
+        assert!(tools.tools.contains_key("kustomize"));
+        let schemas = k8s_schema::fetch::SchemaManifest::of_repo(&root).unwrap();
+        let pinned =
+            k8s_schema::normalize_kubernetes_version(k8s_schema::DEFAULT_KUBERNETES_VERSION);
+        assert_eq!(schemas.kubernetes.version, pinned, "one Kubernetes version");
+        assert!(schemas.source.iter().any(|s| s.name == "helm-controller"));
+    }
+
+    #[test]
+    fn a_given_tree_wins_over_the_checkout() {
+        let checkout = Checkout::at(PathBuf::from("/repo"));
+        assert_eq!(checkout.tree(None).unwrap(), PathBuf::from("/repo"));
+        let other = checkout.tree(Some(PathBuf::from("/elsewhere"))).unwrap();
+        assert_eq!(other, PathBuf::from("/elsewhere"));
+        let none = Checkout::default().root().unwrap_err().to_string();
+        assert!(none.contains("--root DIR"), "{none}");
+    }
+
+    #[test]
+    fn the_root_is_found_from_any_folder_inside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("xtask")).unwrap();
+        std::fs::write(root.join(ROOT_MARKER), "").unwrap();
+        let deep = root.join("apps/whoami/base");
+        std::fs::create_dir_all(&deep).unwrap();
+        assert_eq!(find_root(&deep).as_deref(), Some(root));
+        assert_eq!(find_root(root).as_deref(), Some(root));
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(find_root(outside.path()), None);
+    }
+}

@@ -59,24 +59,31 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    xtask::runner::set_verbose(cli.verbose);
+    exec::runner::set_verbose(cli.verbose);
+    let checkout = xtask::Checkout::locate();
+    if let Ok(root) = checkout.root() {
+        // The checkout's pinned tools come first, for us and for what we run.
+        let path = exec::tools::path_with(&exec::tools::bin_dir(root));
+        // SAFETY: no other thread exists yet this early in main.
+        unsafe { std::env::set_var("PATH", path) };
+    }
     let result = match cli.command {
-        Command::Build(args) => args.run(),
-        Command::Validate(args) => args.run(),
-        Command::Diff(args) => args.run(),
-        Command::Secrets(args) => args.run(),
-        Command::Package(args) => args.run(),
-        Command::Publish(args) => args.run(),
-        Command::Promote(args) => args.run(),
-        Command::E2e(args) => args.run(),
-        Command::Bootstrap(args) => args.run(),
-        Command::Reconcile(args) => args.run(),
-        Command::Status(args) => args.run(),
-        Command::Down(args) => args.run(),
-        Command::Verify(args) => args.run(),
-        Command::Tools(args) => args.run(),
-        Command::Bench(args) => args.run(),
-        Command::Test(args) => args.run(),
+        Command::Build(args) => args.run(&checkout),
+        Command::Validate(args) => args.run(&checkout),
+        Command::Diff(args) => args.run(&checkout),
+        Command::Secrets(args) => args.run(&checkout),
+        Command::Package(args) => args.run(&checkout),
+        Command::Publish(args) => args.run(&checkout),
+        Command::Promote(args) => args.run(&checkout),
+        Command::E2e(args) => args.run(&checkout),
+        Command::Bootstrap(args) => args.run(&checkout),
+        Command::Reconcile(args) => args.run(&checkout),
+        Command::Status(args) => args.run(&checkout),
+        Command::Down(args) => args.run(&checkout),
+        Command::Verify(args) => args.run(&checkout),
+        Command::Tools(args) => args.run(&checkout),
+        Command::Bench(args) => args.run(&checkout),
+        Command::Test(args) => args.run(&checkout),
     };
     match result {
         Ok(code) => code,

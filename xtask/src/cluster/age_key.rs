@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::sops;
+use sops;
 
 /// Key of the Secret entry Flux's kustomize-controller reads (`*.agekey`).
 pub const SECRET_KEY: &str = "age.agekey";
@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn repo_rule_for_local_has_a_recipient() {
-        let r = recipients(&crate::project_root(), "local").unwrap();
+        let r = recipients(&crate::test_checkout(), "local").unwrap();
         assert_eq!(r.len(), 1);
         assert!(r[0].starts_with("age1"));
     }

@@ -15,8 +15,8 @@ use super::flux::Kube;
 use super::flux_install::FluxPin;
 use super::steps::{Budget, Progress, StepFailed, Steps};
 use super::{Toolbox, age_key, engine, kind, registry};
-use crate::render::{self, RenderOptions, RenderedCluster};
-use crate::runner::Cmd;
+use exec::runner::Cmd;
+use flux_render::{RenderOptions, RenderedCluster};
 
 /// The step titles, in order.
 pub const STEPS: [&str; 9] = [
@@ -35,6 +35,8 @@ pub const STEPS: [&str; 9] = [
 pub struct Options {
     /// The tree to publish and render (the repository root).
     pub root: PathBuf,
+    /// The checkout whose `xtask/tools.toml` pins kind and Flux; the tree by default.
+    pub checkout: PathBuf,
     pub cluster: String,
     /// `clusters/<cluster>/kind.yaml` unless given.
     pub kind_config: PathBuf,
@@ -57,6 +59,7 @@ impl Options {
     pub fn new(root: PathBuf, cluster: &str) -> Self {
         Self {
             kind_config: root.join("clusters").join(cluster).join("kind.yaml"),
+            checkout: root.clone(),
             root,
             cluster: cluster.to_string(),
             registry_port: registry::DEFAULT_PORT,
@@ -132,7 +135,7 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
         notes.extend(w);
     }
     if let Some(t) = &tools
-        && let Ok(pinned) = crate::tools::Manifest::project()
+        && let Ok(pinned) = exec::tools::Manifest::of_repo(&o.checkout)
         && let Ok(pin) = pinned.get("kind")
         && let Ok(v) = t.kind_cmd().arg("version").read()
         && !v.contains(&pin.version)
@@ -184,14 +187,15 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
             Vec::new()
         }
     };
-    let pin = match FluxPin::project() {
+    let pin = match FluxPin::of_repo(&o.checkout) {
         Ok(p) => Some(p),
         Err(e) => {
             problems.push(format!("{e:#}"));
             None
         }
     };
-    let rendered = match render::render_cluster(&o.root, &o.cluster, &RenderOptions::default()) {
+    let rendered = match flux_render::render_cluster(&o.root, &o.cluster, &RenderOptions::default())
+    {
         Ok(r) => Some(r),
         Err(e) => {
             problems.push(format!(
@@ -448,7 +452,7 @@ pub enum CaFile {
 /// `latest` and the short sha, or `latest` and the dirty tag for a working
 /// tree with uncommitted changes (the inner loop publishes those on purpose).
 pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::Result<String> {
-    let ids = crate::sops::Identities::from_env().ok();
+    let ids = sops::Identities::from_env().ok();
     let shipment = crate::ship::prepare(
         &crate::ship::ShipOptions {
             root: root.to_path_buf(),
@@ -463,11 +467,11 @@ pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::
     let mut tags = vec!["latest".to_string()];
     tags.extend(shipment.default_tags.into_iter().filter(|t| t != "latest"));
     let reference = format!("oci://localhost:{port}/{}", registry::REPOSITORY);
-    let out = rt.block_on(crate::artifact::publish(
+    let out = rt.block_on(oci_artifact::publish(
         &a,
         &reference,
         &tags,
-        &crate::artifact::Auth::Anonymous,
+        &oci_artifact::Auth::Anonymous,
         false,
         false,
     ))?;
@@ -640,7 +644,7 @@ pub fn fetch_ca(kube: &Kube, rendered: &RenderedCluster, cluster: &str) -> CaFil
         return CaFile::FetchWith(by_hand);
     };
     let path = super::state_dir().join(format!("{cluster}-ca.crt"));
-    match crate::fsutil::write_atomic(&path, &pem) {
+    match exec::fsutil::write_atomic(&path, &pem) {
         Ok(()) => CaFile::Saved(path),
         Err(_) => CaFile::FetchWith(by_hand),
     }
@@ -976,12 +980,12 @@ mod tests {
 
     #[test]
     fn root_sync_matches_the_tree() {
-        let root = crate::project_root();
+        let root = crate::test_checkout();
         let dir = root.join("clusters/local/flux-system");
         let mut from_tree = Vec::new();
         for f in ["oci-repository.yaml", "flux-system.yaml"] {
             let text = std::fs::read_to_string(dir.join(f)).unwrap();
-            from_tree.extend(render::parse_stream(&text).unwrap());
+            from_tree.extend(flux_render::parse_stream(&text).unwrap());
         }
         assert_eq!(from_tree, root_sync("local", "latest"));
         assert_eq!(root_sync_from_tree(&from_tree).len(), 2);
@@ -989,7 +993,7 @@ mod tests {
 
     #[test]
     fn cilium_install_comes_from_the_helm_release() {
-        let objects = render::parse_stream(
+        let objects = flux_render::parse_stream(
             r#"
 apiVersion: source.toolkit.fluxcd.io/v1
 kind: HelmRepository

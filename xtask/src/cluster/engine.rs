@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::runner::Cmd;
+use exec::runner::Cmd;
 
 /// Why `info` gave no engine.
 #[derive(Debug, thiserror::Error)]

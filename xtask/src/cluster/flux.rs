@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::runner::{Cmd, RunError};
+use exec::runner::{Cmd, RunError};
 
 /// The annotation that `flux reconcile` sets to ask a controller to reconcile now.
 pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
@@ -74,7 +74,7 @@ pub enum FluxError {
     #[error("cannot serialise objects to apply: {0}")]
     Serialize(String),
     #[error(transparent)]
-    Tool(#[from] crate::tools::ToolError),
+    Tool(#[from] exec::tools::ToolError),
 }
 
 /// Every Flux object in the cluster of `kubeconfig` (its current context).
@@ -129,9 +129,9 @@ pub struct Kube {
 
 impl Kube {
     /// kubectl from `.tools/bin` or PATH, for `kubeconfig`.
-    pub fn new(kubeconfig: &Path) -> Result<Self, crate::tools::ToolError> {
+    pub fn new(kubeconfig: &Path) -> Result<Self, exec::tools::ToolError> {
         Ok(Self {
-            kubectl: crate::tools::find("kubectl")?,
+            kubectl: exec::tools::find("kubectl")?,
             kubeconfig: kubeconfig.to_path_buf(),
             context: None,
             cache_dir: None,

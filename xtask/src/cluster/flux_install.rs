@@ -12,7 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::flux::Kube;
-use crate::runner::Cmd;
+use exec::runner::Cmd;
 
 /// The `[flux]` table of `xtask/tools.toml`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -37,8 +37,9 @@ impl FluxPin {
             .ok_or_else(|| anyhow::anyhow!("xtask/tools.toml has no [flux] table"))
     }
 
-    pub fn project() -> anyhow::Result<Self> {
-        let path = crate::project_root().join("xtask/tools.toml");
+    /// The pin in a checkout's `xtask/tools.toml`.
+    pub fn of_repo(root: &Path) -> anyhow::Result<Self> {
+        let path = root.join(exec::tools::MANIFEST_PATH);
         let text = std::fs::read_to_string(&path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         Self::parse(&text)
@@ -158,7 +159,7 @@ pub fn ensure_manifest_at(pin: &FluxPin, path: &Path) -> anyhow::Result<(PathBuf
         }
     };
     std::fs::rename(&tmp, path)?;
-    crate::fsutil::write_atomic(&marker, sha256_hex(&bytes).as_bytes())?;
+    exec::fsutil::write_atomic(&marker, sha256_hex(&bytes).as_bytes())?;
     Ok((path.to_path_buf(), note))
 }
 
@@ -201,7 +202,9 @@ fn verify_against_release(pin: &FluxPin, bytes: &[u8]) -> anyhow::Result<String>
 /// embeds placeholder install manifests, so `flux install` from it would
 /// apply those: bootstrap never uses it.
 pub fn is_test_build(flux: &Path) -> bool {
-    flux.parent() == Some(crate::tools::bin_dir().as_path())
+    // `cargo xtask test` stamps the folder it builds that flux into.
+    flux.parent()
+        .is_some_and(|dir| dir.join(".flux.version").is_file())
 }
 
 /// A flux CLI at exactly the pinned version, if one is on PATH (not the
@@ -282,7 +285,7 @@ mod tests {
 
     #[test]
     fn project_pins_a_release_asset() {
-        let pin = FluxPin::project().unwrap();
+        let pin = FluxPin::of_repo(&crate::test_checkout()).unwrap();
         assert!(pin.version.starts_with("v2."), "{}", pin.version);
         assert_eq!(
             pin.url(),
@@ -310,8 +313,14 @@ mod tests {
 
     #[test]
     fn the_test_build_of_flux_is_never_installed_from() {
-        assert!(is_test_build(&crate::tools::bin_dir().join("flux")));
-        assert!(!is_test_build(Path::new("/usr/local/bin/flux")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_test_build(&dir.path().join("flux")));
+        std::fs::write(
+            dir.path().join(".flux.version"),
+            "github.com/fluxcd/flux2/v2@v2.9.5\n",
+        )
+        .unwrap();
+        assert!(is_test_build(&dir.path().join("flux")));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use super::Toolbox;
-use crate::runner::Cmd;
+use exec::runner::Cmd;
 
 /// containerd reads one `hosts.toml` per registry from here.
 pub const CERTS_D: &str = "/etc/containerd/certs.d";
@@ -106,7 +106,7 @@ pub fn read_kind_file(path: &Path) -> anyhow::Result<KindFile> {
 }
 
 pub fn parse_kind_file(text: &str) -> Result<KindFile, String> {
-    let objects = crate::render::parse_stream(text)?;
+    let objects = flux_render::parse_stream(text)?;
     let obj = objects.first().ok_or("empty document")?;
     if obj.get("kind").and_then(Value::as_str) != Some("Cluster") {
         return Err("not a kind Cluster (kind: Cluster)".into());
@@ -159,7 +159,7 @@ pub fn record_config(name: &str, config: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::fsutil::write_atomic(&path, super::flux_install::sha256_hex(&bytes).as_bytes())?;
+    exec::fsutil::write_atomic(&path, super::flux_install::sha256_hex(&bytes).as_bytes())?;
     Ok(())
 }
 
@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn committed_file_matches_the_generator() {
-        let path = crate::project_root().join("clusters/local/kind.yaml");
+        let path = crate::test_checkout().join("clusters/local/kind.yaml");
         if std::env::var_os("XTASK_BLESS").is_some() {
             std::fs::write(&path, kind_config_yaml(&KindOptions::default())).unwrap();
         }

@@ -2,8 +2,8 @@
 //! bootstrap` brings up ([`bootstrap`], [`engine`], [`kind`], [`registry`],
 //! [`flux_install`], [`age_key`]), and Flux objects over kubectl ([`flux`]).
 //!
-//! Every docker, kind, kubectl and helm call goes through [`crate::runner::Cmd`].
-//! The tools are found with [`crate::tools::find`] (`.tools/bin`, then PATH);
+//! Every docker, kind, kubectl and helm call goes through [`exec::runner::Cmd`].
+//! The tools are found with [`exec::tools::find`] (`.tools/bin`, then PATH);
 //! `XTASK_DOCKER`, `XTASK_KIND`, `XTASK_KUBECTL` and `XTASK_HELM` name another
 //! binary instead (e.g. `XTASK_DOCKER=podman`, or the named test doubles in
 //! `xtask/tests/doubles`).
@@ -20,8 +20,8 @@ pub mod steps;
 
 use std::path::PathBuf;
 
-use crate::runner::Cmd;
-use crate::tools;
+use exec::runner::Cmd;
+use exec::tools;
 
 /// Resolved paths of the CLIs a local cluster needs.
 #[derive(Clone, Debug)]

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::Toolbox;
 use super::kind::CERTS_D;
-use crate::runner::{Cmd, RunError};
+use exec::runner::{Cmd, RunError};
 
 /// The local registry's container name. `clusters/local/flux-system/oci-repository.yaml`
 /// pulls from `oci://platform-registry:5000/platform`.
@@ -411,7 +411,7 @@ mod tests {
         assert_eq!(cm["metadata"]["namespace"], "kube-public");
         assert_eq!(cm["metadata"]["name"], "local-registry-hosting");
         let v1: serde_json::Value =
-            crate::render::parse_stream(cm["data"]["localRegistryHosting.v1"].as_str().unwrap())
+            flux_render::parse_stream(cm["data"]["localRegistryHosting.v1"].as_str().unwrap())
                 .unwrap()
                 .remove(0);
         assert_eq!(v1["host"], "localhost:5050");

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
-use crate::runner::Cmd;
+use exec::runner::Cmd;
 
 fn git(repo: &Path) -> Cmd {
     Cmd::new("git").dir(repo)

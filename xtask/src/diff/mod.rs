@@ -4,7 +4,6 @@
 //! then by `kind/namespace/name`. Secret values are masked: only the fact of a
 //! change is shown.
 
-pub mod bench;
 pub mod git;
 pub mod lines;
 pub mod output;
@@ -18,8 +17,8 @@ use anyhow::{Context, anyhow};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::helm::{self, HelmOptions};
-use crate::render::{self, Decryptor, RenderOptions, RenderedCluster};
+use flux_render::helm::{self, HelmOptions};
+use flux_render::{Decryptor, RenderOptions, RenderedCluster};
 
 /// Lines of context around each change in a unified diff.
 pub const CONTEXT: usize = 3;
@@ -292,7 +291,7 @@ fn secret_strings(secret: &Value) -> Vec<String> {
                     .lines()
                     .map(str::trim)
                     .filter(|l| {
-                        l.len() >= MIN_SECRET_LEN && !l.starts_with(render::REDACTED_PREFIX)
+                        l.len() >= MIN_SECRET_LEN && !l.starts_with(flux_render::REDACTED_PREFIX)
                     })
                     .map(str::to_string),
             );
@@ -485,15 +484,15 @@ pub fn compare_trees(
 ) -> anyhow::Result<DiffReport> {
     let started = Instant::now();
     let clusters: Vec<String> = if opts.clusters.is_empty() {
-        let mut all: BTreeSet<String> = render::list_clusters(base_root).into_iter().collect();
-        all.extend(render::list_clusters(head_root));
+        let mut all: BTreeSet<String> = flux_render::list_clusters(base_root).into_iter().collect();
+        all.extend(flux_render::list_clusters(head_root));
         all.into_iter().collect()
     } else {
         opts.clusters.clone()
     };
-    let head_clusters = render::list_clusters(head_root);
+    let head_clusters = flux_render::list_clusters(head_root);
     if !opts.clusters.is_empty() {
-        let base_clusters = render::list_clusters(base_root);
+        let base_clusters = flux_render::list_clusters(base_root);
         for c in &opts.clusters {
             if !head_clusters.contains(c) && !base_clusters.contains(c) {
                 return Err(anyhow!(
@@ -514,10 +513,10 @@ pub fn compare_trees(
         .par_iter()
         .map(|&(side, root, cluster)| {
             let label = if side == 0 { "base" } else { "working tree" };
-            if !render::list_clusters(root).contains(cluster) {
+            if !flux_render::list_clusters(root).contains(cluster) {
                 return Ok(ClusterObjects::default());
             }
-            let rendered = match render::render_cluster(root, cluster, &render_opts) {
+            let rendered = match flux_render::render_cluster(root, cluster, &render_opts) {
                 Ok(rendered) => rendered,
                 Err(err) if side == 0 => {
                     return Ok(ClusterObjects {

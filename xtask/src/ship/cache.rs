@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::artifact::{self, Artifact, tree};
-use crate::runner::Cmd;
+use exec::runner::Cmd;
+use oci_artifact::{Artifact, tree};
 
 use super::ShipOptions;
 
@@ -73,8 +73,10 @@ struct Entry {
 /// Where the entry for `root` lives: one per packaged root.
 fn cache_dir(root: &Path) -> PathBuf {
     let id = hex::encode(Sha256::digest(root.to_string_lossy().as_bytes()));
-    crate::project_root()
-        .join("target/xtask/ship")
+    // The user's cache, not the tree: nothing is ever written into what ships.
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("devantler-platform/ship")
         .join(&id[..16])
 }
 
@@ -276,7 +278,7 @@ fn identities_digest() -> String {
     );
     add(
         "default",
-        crate::sops::default_keys_file().and_then(|p| std::fs::read(p).ok()),
+        sops::default_keys_file().and_then(|p| std::fs::read(p).ok()),
     );
     hex::encode(h.finalize())
 }
@@ -293,9 +295,9 @@ impl Probe {
         let layer = std::fs::read(self.dir.join("layer.tar.gz")).ok()?;
         let (config, manifest) = (e.config.into_bytes(), e.manifest.into_bytes());
         // A torn or edited entry is a miss, never a wrong artifact.
-        if artifact::sha256_digest(&layer) != e.layer_digest
-            || artifact::sha256_digest(&config) != e.config_digest
-            || artifact::sha256_digest(&manifest) != e.manifest_digest
+        if oci_artifact::sha256_digest(&layer) != e.layer_digest
+            || oci_artifact::sha256_digest(&config) != e.config_digest
+            || oci_artifact::sha256_digest(&manifest) != e.manifest_digest
         {
             return None;
         }

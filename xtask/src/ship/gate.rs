@@ -16,8 +16,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::artifact::tree::{Kind, TreeEntry};
-use crate::sops::{self, Config, Format, Identities, integrity};
+use oci_artifact::tree::{Kind, TreeEntry};
+use sops::{self, Config, Format, Identities, integrity};
 
 /// One file the gate refuses, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,7 +43,7 @@ const AGE_IDENTITY_PREFIX: &str = concat!("AGE-SECRET", "-KEY-1");
 const AGE_PLUGIN_IDENTITY_PREFIX: &str = concat!("AGE-PLUGIN", "-");
 
 /// Checks the entries that go into the artifact (from
-/// [`crate::artifact::tree::collect`] over `root`). `ids` open the SOPS files
+/// [`oci_artifact::tree::collect`] over `root`). `ids` open the SOPS files
 /// they can for a full check; the others get the structural one.
 pub fn check(root: &Path, entries: &[TreeEntry], ids: Option<&Identities>) -> Vec<Refusal> {
     let mut refusals = Vec::new();
@@ -319,7 +319,7 @@ mod tests {
             "Values look like `ENC[AES256_GCM,data:...,type:str]` under a `sops:` block.\n",
         )
         .unwrap();
-        let entries = crate::artifact::tree::collect(dir.path()).unwrap();
+        let entries = oci_artifact::tree::collect(dir.path()).unwrap();
         assert!(check(dir.path(), &entries, None).is_empty());
     }
 

@@ -14,8 +14,8 @@ pub mod gate;
 
 use std::path::PathBuf;
 
-use crate::artifact::{self, Artifact, ArtifactError, PackageOptions, tarball, tree};
-use crate::sops::Identities;
+use oci_artifact::{Artifact, ArtifactError, PackageOptions, tarball, tree};
+use sops::Identities;
 
 pub use gate::Refusal;
 
@@ -132,7 +132,7 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
     let source = match &opts.source {
         Some(given) => {
             Some(
-                artifact::normalize_source(given).ok_or_else(|| ShipError::Source {
+                oci_artifact::normalize_source(given).ok_or_else(|| ShipError::Source {
                     given: given.clone(),
                 })?,
             )
@@ -166,21 +166,21 @@ fn package(
             Some(view) => {
                 let files = s.spawn(|| probe.tracked());
                 let head = s.spawn(move || {
-                    let head = crate::runner::Cmd::new("git")
+                    let head = exec::runner::Cmd::new("git")
                         .arg("-C")
                         .arg(root)
                         .args(["log", "-1", "--format=%H %ct", "HEAD"])
                         .read()
                         .ok();
-                    artifact::defaults_from(head.as_deref(), view.remote, view.branch)
+                    oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
                 let entries = tree::collect(root);
                 tracked = files.join().ok().flatten();
                 return (entries, head.join().ok(), Some(view.uncommitted));
             }
             None => (
-                s.spawn(|| artifact::git_defaults(root)),
-                s.spawn(|| artifact::uncommitted_files(root)),
+                s.spawn(|| oci_artifact::git_defaults(root)),
+                s.spawn(|| oci_artifact::uncommitted_files(root)),
             ),
         };
         let entries = tree::collect(root);
@@ -198,7 +198,7 @@ fn package(
         return Err(ShipError::Refused { refusals });
     }
     let built = built.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    let git = git.unwrap_or_else(|| artifact::git_defaults(root));
+    let git = git.unwrap_or_else(|| oci_artifact::git_defaults(root));
     let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
     let content12: String = built
         .diff_id
@@ -247,7 +247,7 @@ fn package(
         revision: opts.revision.clone().unwrap_or(revision),
         created: opts.created.clone().unwrap_or(git.created.clone()),
     };
-    let artifact = artifact::assemble(&package, built)?;
+    let artifact = oci_artifact::assemble(&package, built)?;
     let shipment = Shipment {
         artifact,
         default_tags,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::tools::Kustomize;
+use exec::tools::Kustomize;
 
 /// The objects of a build, or kustomize's error message.
 pub type BuildResult = Result<Vec<Value>, String>;

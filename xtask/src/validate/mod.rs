@@ -3,7 +3,7 @@
 //!
 //! 1. [`tree`]: every `*.yaml`/`*.yml` of the manifest folders parses (file:line:col).
 //! 2. [`kustomize`]: every folder with a kustomization file builds (each once, in parallel).
-//! 3. Schemas ([`crate::schema`]): every rendered object, after Flux substitution
+//! 3. Schemas ([`k8s_schema`]): every rendered object, after Flux substitution
 //!    (defaults only outside a postBuild Kustomization), against its OpenAPI schema.
 //! 4. [`flux`]: paths, sourceRefs, dependsOn, cycles, postBuild variables,
 //!    HelmRelease sources and chart pins, per cluster.
@@ -14,9 +14,10 @@
 //! that OpenAPI cannot say (quantities, Service types, ports, names, ...).
 
 pub mod addresses;
-pub mod bench;
+mod allow;
 pub mod flux;
 pub mod kustomize;
+mod report;
 pub mod rules;
 pub mod secrets;
 pub mod substitute;
@@ -25,102 +26,16 @@ pub mod tree;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::schema::{self, Gvk, Lookup, Registry, RegistryOptions};
+use k8s_schema::{Gvk, Lookup, Registry, RegistryOptions};
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// Which check produced a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Check {
-    Yaml,
-    Kustomize,
-    Schema,
-    Flux,
-    Secrets,
-    Helm,
-    Address,
-}
-
-impl Check {
-    pub fn name(self) -> &'static str {
-        match self {
-            Check::Yaml => "yaml",
-            Check::Kustomize => "kustomize",
-            Check::Schema => "schema",
-            Check::Flux => "flux",
-            Check::Secrets => "secrets",
-            Check::Helm => "helm",
-            Check::Address => "address",
-        }
-    }
-}
-
-/// One problem, where it is, and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    pub check: Check,
-    /// Relative to the root, with `/`.
-    pub file: String,
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// `Kind namespace/name` of the object concerned.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub object: Option<String>,
-    /// JSON path inside the object (schema findings).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    pub message: String,
-}
-
-impl Finding {
-    pub fn error(check: Check, file: &str, line: Option<usize>, message: String) -> Self {
-        Self {
-            severity: Severity::Error,
-            check,
-            file: file.to_string(),
-            line,
-            column: None,
-            object: None,
-            path: None,
-            message,
-        }
-    }
-
-    pub fn with_object(mut self, object: String) -> Self {
-        self.object = Some(object);
-        self
-    }
-
-    /// `object: path: message` as printed.
-    pub fn text(&self) -> String {
-        let mut s = String::new();
-        if let Some(o) = &self.object {
-            s.push_str(o);
-            s.push_str(": ");
-        }
-        if let Some(p) = &self.path {
-            s.push_str(p);
-            s.push_str(": ");
-        }
-        s.push_str(&self.message);
-        s
-    }
-}
+pub use allow::{ALLOW_FILE, AllowList, AllowedSecret, AllowedSource};
+pub use report::{Check, Finding, Report, Severity, counts};
 
 /// An object to validate and where it came from.
 #[derive(Debug, Clone)]
@@ -128,89 +43,6 @@ pub struct Item {
     pub object: Value,
     pub file: String,
     pub line: Option<usize>,
-}
-
-/// `.validate-allow.yaml` at the root: exemptions, each with a reason.
-///
-/// ```yaml
-/// secrets:                      # Secrets that may stay unencrypted
-///   - file: apps/demo/secret.yaml
-///     name: demo-public         # optional: only this Secret of the file
-///     reason: holds a public CA bundle
-/// sources:                      # Flux sources created outside the tree
-///   - kind: OCIRepository
-///     namespace: flux-system
-///     name: flux-system
-///     reason: created by bootstrap
-/// ```
-///
-/// The `flux-system` OCIRepository/GitRepository/Bucket in `flux-system`,
-/// which `flux bootstrap` (and our bootstrap) creates, is always allowed.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowList {
-    #[serde(default)]
-    pub secrets: Vec<AllowedSecret>,
-    #[serde(default)]
-    pub sources: Vec<AllowedSource>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowedSecret {
-    pub file: String,
-    #[serde(default)]
-    pub name: Option<String>,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllowedSource {
-    pub kind: String,
-    #[serde(default = "flux_system")]
-    pub namespace: String,
-    pub name: String,
-    #[serde(default)]
-    pub reason: String,
-}
-
-fn flux_system() -> String {
-    "flux-system".into()
-}
-
-/// The allow-list's file name at the root.
-pub const ALLOW_FILE: &str = ".validate-allow.yaml";
-
-impl AllowList {
-    pub fn load(root: &Path) -> Result<Self> {
-        let path = root.join(ALLOW_FILE);
-        if !path.is_file() {
-            return Ok(Self::default());
-        }
-        let text = std::fs::read_to_string(&path)?;
-        serde_yaml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
-    }
-
-    pub fn allows_secret(&self, file: &str, name: &str) -> bool {
-        self.secrets
-            .iter()
-            .any(|s| s.file == file && s.name.as_deref().is_none_or(|n| n == name))
-    }
-
-    pub fn is_external_source(&self, r: &flux::Ref) -> bool {
-        let bootstrap = r.name == "flux-system"
-            && r.namespace == "flux-system"
-            && matches!(
-                r.kind.as_str(),
-                "OCIRepository" | "GitRepository" | "Bucket"
-            );
-        bootstrap
-            || self
-                .sources
-                .iter()
-                .any(|s| s.kind == r.kind && s.namespace == r.namespace && s.name == r.name)
-    }
 }
 
 /// What to validate and how.
@@ -229,9 +61,9 @@ pub struct Options {
     /// Cache directory for schemas; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
     /// The user's age identities, for the MAC check of SOPS files they can open.
-    pub identities: Option<std::sync::Arc<crate::sops::Identities>>,
+    pub identities: Option<std::sync::Arc<sops::Identities>>,
     /// Also render every HelmRelease (`--helm`) and validate the chart output.
-    pub helm: Option<crate::helm::HelmOptions>,
+    pub helm: Option<flux_render::helm::HelmOptions>,
 }
 
 impl Options {
@@ -240,153 +72,18 @@ impl Options {
         Self {
             root: root.to_path_buf(),
             clusters: Vec::new(),
-            kubernetes_version: schema::DEFAULT_KUBERNETES_VERSION.into(),
+            kubernetes_version: k8s_schema::DEFAULT_KUBERNETES_VERSION.into(),
             schema_locations: vec![".schemas".into()],
             skip_missing_schemas: false,
             strict: true,
             progress: false,
-            cache_dir: Some(crate::project_root().join("target/xtask/validate")),
-            identities: crate::sops::Identities::from_env()
+            cache_dir: dirs::cache_dir().map(|d| d.join("devantler-platform/validate")),
+            identities: sops::Identities::from_env()
                 .ok()
                 .filter(|ids| !ids.is_empty())
                 .map(std::sync::Arc::new),
             helm: None,
         }
-    }
-}
-
-/// Everything a run found, plus counts for the summary.
-#[derive(Debug, Default, Serialize)]
-pub struct Report {
-    pub findings: Vec<Finding>,
-    pub files: usize,
-    pub kustomize_builds: usize,
-    pub clusters: Vec<String>,
-    pub flux_kustomizations: usize,
-    pub objects_checked: usize,
-    /// Objects with no schema (apiVersion kind → count).
-    pub missing_schemas: BTreeMap<String, usize>,
-    #[serde(skip)]
-    pub elapsed: Duration,
-}
-
-impl Report {
-    pub fn errors(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .count()
-    }
-
-    pub fn warnings(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
-            .count()
-    }
-
-    pub fn summary(&self) -> String {
-        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
-        format!(
-            "validate: {} checked ({}, {}, {}): {}, {} in {:.2}s",
-            plural(self.objects_checked, "object"),
-            plural(self.files, "file"),
-            plural(self.kustomize_builds, "kustomize build"),
-            plural(self.clusters.len(), "cluster"),
-            plural(self.errors(), "error"),
-            plural(self.warnings(), "warning"),
-            self.elapsed.as_secs_f64()
-        )
-    }
-
-    /// Findings grouped by file, then the summary line.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        let mut by_file: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
-        for f in &self.findings {
-            by_file.entry(&f.file).or_default().push(f);
-        }
-        for (file, list) in by_file {
-            out.push_str(if file.is_empty() { "(tree)" } else { file });
-            out.push('\n');
-            for f in list {
-                let pos = match (f.line, f.column) {
-                    (Some(l), Some(c)) => format!("{l}:{c}"),
-                    (Some(l), None) => format!("{l}"),
-                    _ => "-".into(),
-                };
-                let sev = match f.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                };
-                out.push_str(&format!(
-                    "  {pos:>7}  {sev:<7}  {:<9}  {}\n",
-                    f.check.name(),
-                    f.text()
-                ));
-            }
-        }
-        if !self.missing_schemas.is_empty() {
-            out.push_str("objects without a schema:\n");
-            for (k, n) in &self.missing_schemas {
-                out.push_str(&format!("  {k}: {n}\n"));
-            }
-        }
-        out.push_str(&self.summary());
-        out.push('\n');
-        out
-    }
-
-    pub fn render_json(&self) -> String {
-        let v = serde_json::json!({
-            "findings": self.findings,
-            "summary": {
-                "files": self.files,
-                "kustomize_builds": self.kustomize_builds,
-                "clusters": self.clusters,
-                "flux_kustomizations": self.flux_kustomizations,
-                "objects_checked": self.objects_checked,
-                "errors": self.errors(),
-                "warnings": self.warnings(),
-                "missing_schemas": self.missing_schemas,
-                "seconds": self.elapsed.as_secs_f64(),
-            }
-        });
-        serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
-    }
-
-    /// GitHub Actions workflow commands, one per finding.
-    pub fn github_annotations(&self) -> String {
-        let esc = |s: &str| {
-            s.replace('%', "%25")
-                .replace('\r', "%0D")
-                .replace('\n', "%0A")
-        };
-        let esc_prop = |s: &str| esc(s).replace(':', "%3A").replace(',', "%2C");
-        let mut out = String::new();
-        for f in &self.findings {
-            let cmd = match f.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-            };
-            let mut props = vec![format!("file={}", esc_prop(&f.file))];
-            if let Some(l) = f.line {
-                props.push(format!("line={l}"));
-            }
-            if let Some(c) = f.column {
-                props.push(format!("col={c}"));
-            }
-            props.push(format!(
-                "title={}",
-                esc_prop(&format!("validate {}", f.check.name()))
-            ));
-            out.push_str(&format!(
-                "::{cmd} {}::{}\n",
-                props.join(","),
-                esc(&f.text())
-            ));
-        }
-        out
     }
 }
 
@@ -465,7 +162,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.files = tree.files.len();
 
     // 2. kustomize.
-    let tool = crate::tools::kustomize()?;
+    let tool = exec::tools::kustomize()?;
     let builds = kustomize::Builds::new(opts.root.clone(), tool);
     // Top-level directories first: a directory that a successful build includes
     // built successfully as part of it, so it is only built alone (to place the
@@ -539,7 +236,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         .map(|f| f.file.clone())
         .collect();
     let mut missing_said = HashSet::new();
-    let verbose = crate::runner::verbose();
+    let verbose = exec::runner::verbose();
     for (dir, result) in builds.all() {
         let kfile = tree.kustomization_file(&dir).unwrap_or_else(|| dir.clone());
         match result.as_ref() {
@@ -637,7 +334,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     if !registry.has_kubernetes() && !groups.is_empty() {
         let msg = format!(
             "no Kubernetes {} OpenAPI documents in {}: run `cargo xtask validate --fetch-schemas --kubernetes-version {}`",
-            schema::normalize_kubernetes_version(&opts.kubernetes_version),
+            k8s_schema::normalize_kubernetes_version(&opts.kubernetes_version),
             opts.schema_locations.join(", "),
             opts.kubernetes_version
         );
@@ -729,7 +426,7 @@ fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
     match registry.get(&gvk) {
         Lookup::Found(compiled) => {
             errors.extend(
-                schema::validate(&compiled, object, opts.strict)
+                k8s_schema::validate(&compiled, object, opts.strict)
                     .into_iter()
                     .map(|e| (e.path, e.message)),
             );
@@ -924,15 +621,6 @@ fn source_of(it: &Item, tree: &tree::Tree) -> Option<(String, Option<usize>)> {
         .map(|(f, d)| (f.rel.clone(), Some(d.start)))
 }
 
-/// Per-check counts of a report, for tests and the bench.
-pub fn counts(report: &Report) -> HashMap<Check, usize> {
-    let mut m = HashMap::new();
-    for f in &report.findings {
-        *m.entry(f.check).or_default() += 1;
-    }
-    m
-}
-
 /// `--helm`: renders every HelmRelease of each cluster (as `build --helm`
 /// does) and adds the chart output to what the schemas check, attributed to
 /// the HelmRelease's file. A release that cannot be rendered (chart not
@@ -940,15 +628,15 @@ pub fn counts(report: &Report) -> HashMap<Check, usize> {
 /// others go on.
 fn helm_items(
     opts: &Options,
-    helm: &crate::helm::HelmOptions,
+    helm: &flux_render::helm::HelmOptions,
     clusters: &[String],
     tree: &tree::Tree,
     items: &mut Vec<Item>,
     findings: &mut Vec<Finding>,
 ) {
-    let render_opts = crate::render::RenderOptions::default();
+    let render_opts = flux_render::RenderOptions::default();
     for cluster in clusters {
-        let rendered = match crate::render::render_cluster(&opts.root, cluster, &render_opts) {
+        let rendered = match flux_render::render_cluster(&opts.root, cluster, &render_opts) {
             Ok(r) => r,
             Err(e) => {
                 findings.push(Finding::error(
@@ -960,7 +648,7 @@ fn helm_items(
                 continue;
             }
         };
-        for release in crate::helm::render_cluster(&rendered, helm) {
+        for release in flux_render::helm::render_cluster(&rendered, helm) {
             let object = serde_json::json!({
                 "apiVersion": "helm.toolkit.fluxcd.io/v2",
                 "kind": "HelmRelease",

@@ -10,8 +10,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::schema::Gvk;
-use crate::schema::formats::parse_quantity;
+use k8s_schema::Gvk;
+use k8s_schema::formats::parse_quantity;
 
 /// One rule broken.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -71,12 +71,8 @@ fn secret_doc(doc: &SourceDoc) -> bool {
 /// The integrity checker over one SOPS file: its structure always, every
 /// value and the MAC where one of the user's identities opens it. A file
 /// nobody here can open is not a finding: it is someone else's.
-fn integrity(
-    file: &SourceFile,
-    line: usize,
-    ids: Option<&crate::sops::Identities>,
-) -> Vec<Finding> {
-    use crate::sops::{Format, integrity};
+fn integrity(file: &SourceFile, line: usize, ids: Option<&sops::Identities>) -> Vec<Finding> {
+    use sops::{Format, integrity};
     let rel = file.rel.as_str();
     integrity::check(file.text.as_bytes(), Format::from_path(Path::new(rel)), ids)
         .findings
@@ -102,12 +98,12 @@ fn integrity(
 pub fn check(
     tree: &Tree,
     allow: &AllowList,
-    identities: Option<&crate::sops::Identities>,
+    identities: Option<&sops::Identities>,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     let sops_path = tree.root.join(".sops.yaml");
     let config = if sops_path.is_file() {
-        match crate::sops::Config::load(&sops_path) {
+        match sops::Config::load(&sops_path) {
             Ok(c) => Some(c),
             Err(e) => {
                 findings.push(Finding::error(
@@ -159,13 +155,13 @@ pub fn check(
             findings.push(f);
         }
         let claims_sops = sops_line.is_some()
-            || crate::sops::looks_encrypted(
+            || sops::looks_encrypted(
                 file.text.as_bytes(),
-                crate::sops::Format::from_path(Path::new(&file.rel)),
+                sops::Format::from_path(Path::new(&file.rel)),
             );
         if !claims_sops {
             let governed = config.as_ref().is_some_and(|c| {
-                crate::sops::files::is_managed(&tree.root, c, &tree.root.join(&file.rel))
+                sops::files::is_managed(&tree.root, c, &tree.root.join(&file.rel))
             });
             if governed {
                 findings.push(Finding::error(

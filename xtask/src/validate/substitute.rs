@@ -1,5 +1,5 @@
 //! Flux postBuild substitution for validation, on top of
-//! [`crate::render::substitute`]: as in kustomize-controller, the object's YAML
+//! [`flux_render::substitute`]: as in kustomize-controller, the object's YAML
 //! text is substituted and parsed again (so `replicas: ${n:=2}` becomes the
 //! integer 2). Unlike `build`, a missing variable is reported, not fatal.
 
@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::render::{self, substitute as subst};
+use flux_render::substitute as subst;
 
 /// One `${...}` that could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ pub fn references(s: &str) -> Vec<subst::VarUse> {
 
 /// True when the object opts out of substitution.
 pub fn disabled(object: &Value) -> bool {
-    render::substitution_disabled(object)
+    flux_render::substitution_disabled(object)
 }
 
 /// Substitutes an object. `vars: None` applies defaults only and leaves other
@@ -37,7 +37,7 @@ pub fn substitute(object: &Value, vars: Option<&HashMap<String, String>>) -> (Va
     }
     let (out, missing) =
         subst::substitute_lenient(&text, |k| vars.and_then(|v| v.get(k)).map(String::as_str));
-    let value = render::parse_stream(&out)
+    let value = flux_render::parse_stream(&out)
         .ok()
         .and_then(|mut docs| docs.pop())
         .unwrap_or_else(|| object.clone());

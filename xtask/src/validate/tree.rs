@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{Check, Finding, Severity};
 
 /// The folders of the repository that hold manifests.
-pub const MANIFEST_DIRS: &[&str] = &["clusters", "platform", "infrastructure", "apps"];
+pub use crate::MANIFEST_DIRS;
 
 /// Names kustomize accepts for its configuration file.
 pub const KUSTOMIZATION_FILES: &[&str] =

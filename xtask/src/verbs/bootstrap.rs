@@ -55,12 +55,15 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let root = self.root.unwrap_or_else(crate::project_root);
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let root = checkout.tree(self.root)?;
         // The secrets gate first: nothing is created for a tree that cannot ship.
-        let ids = crate::sops::Identities::from_env().ok();
+        let ids = sops::Identities::from_env().ok();
         crate::ship::gate_tree(&root, ids.as_ref())?;
         let mut o = bootstrap::Options::new(root, &self.cluster);
+        if let Ok(repo) = checkout.root() {
+            o.checkout = repo.to_path_buf();
+        }
         if let Some(k) = self.kind_config {
             o.kind_config = k;
         }

@@ -1,6 +1,6 @@
 //! `cargo xtask build`: render every Flux Kustomization of a cluster, as
 //! `flux build kustomization` does, into `target/manifests/<cluster>/`, in
-//! YAML that YAML 1.1 and 1.2 readers read alike ([`crate::yaml_out`]).
+//! YAML that YAML 1.1 and 1.2 readers read alike ([`flux_render::yaml_out`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,9 +12,9 @@ use rayon::prelude::*;
 
 use std::sync::Arc;
 
-use crate::render::{self, RenderOptions, RenderedCluster};
-use crate::sops::Identities;
-use crate::sops::files::{self, CheckProblem};
+use flux_render::{RenderOptions, RenderedCluster};
+use sops::Identities;
+use sops::files::{self, CheckProblem};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -42,22 +42,18 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let repo = crate::project_root();
-        let root = self.root.clone().unwrap_or_else(|| repo.clone());
-        let out = if self.out.is_absolute() {
-            self.out.clone()
-        } else {
-            repo.join(&self.out)
-        };
-        if self.reveal_secrets && (is_inside(&out, &repo) || is_inside(&out, &root)) {
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let root = checkout.tree(self.root.clone())?;
+        let out = checkout.resolve(&self.out);
+        let inside_checkout = checkout.root().is_ok_and(|repo| is_inside(&out, repo));
+        if self.reveal_secrets && (inside_checkout || is_inside(&out, &root)) {
             bail!(
                 "--reveal-secrets writes plaintext secret values; give an --out outside the repository ({})",
                 root.display()
             );
         }
         let clusters = if self.all || self.cluster.is_empty() {
-            render::list_clusters(&root)
+            flux_render::list_clusters(&root)
         } else {
             self.cluster.clone()
         };
@@ -77,14 +73,14 @@ impl Args {
         let results: Vec<(
             String,
             Vec<CheckProblem>,
-            Result<RenderedCluster, render::RenderError>,
+            Result<RenderedCluster, flux_render::RenderError>,
         )> = clusters
             .par_iter()
             .map(|c| {
                 (
                     c.clone(),
                     broken_sops(&root, c, ids.as_deref()),
-                    render::render_cluster(&root, c, &opts),
+                    flux_render::render_cluster(&root, c, &opts),
                 )
             })
             .collect();
@@ -105,9 +101,8 @@ impl Args {
                         .with_context(|| format!("writing {}", out.join(&cluster).display()))?;
                     print_summary(&rendered, &out);
                     if self.helm {
-                        let helm =
-                            crate::helm::HelmOptions::from_env().decrypting(opts.decryptor.clone());
-                        crate::helm::render_releases(&rendered, &out.join(&cluster), &helm)?;
+                        let helm = crate::helm_options().decrypting(opts.decryptor.clone());
+                        flux_render::helm::render_releases(&rendered, &out.join(&cluster), &helm)?;
                     }
                 }
                 Err(err) => {
@@ -157,14 +152,14 @@ fn write_cluster(dir: &Path, rendered: &RenderedCluster) -> std::io::Result<()> 
         std::fs::remove_dir_all(dir)?;
     }
     std::fs::create_dir_all(dir)?;
-    crate::fsutil::write_atomic(
+    exec::fsutil::write_atomic(
         &dir.join("flux-system.yaml"),
-        crate::yaml_out::to_stream(&rendered.root_objects).as_bytes(),
+        flux_render::yaml_out::to_stream(&rendered.root_objects).as_bytes(),
     )?;
     for k in &rendered.kustomizations {
-        crate::fsutil::write_atomic(
+        exec::fsutil::write_atomic(
             &dir.join(format!("{}.yaml", k.flux.name)),
-            crate::yaml_out::to_stream(&k.objects).as_bytes(),
+            flux_render::yaml_out::to_stream(&k.objects).as_bytes(),
         )?;
     }
     Ok(())
@@ -211,10 +206,10 @@ pub(crate) fn user_identities() -> Option<Arc<Identities>> {
 }
 
 /// Decrypts SOPS Secrets with the user's age identities, when there are any.
-pub(crate) fn flux_decryptor(ids: Option<Arc<Identities>>) -> Option<render::Decryptor> {
+pub(crate) fn flux_decryptor(ids: Option<Arc<Identities>>) -> Option<flux_render::Decryptor> {
     let ids = ids?;
     Some(Arc::new(move |object| {
-        crate::sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
+        sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
     }))
 }
 

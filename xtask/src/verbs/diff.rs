@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use super::build;
 use crate::diff::{self, DiffOptions, output};
-use crate::helm::HelmOptions;
+use flux_render::helm::HelmOptions;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Output {
@@ -40,13 +40,13 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let root = self.root.clone().unwrap_or_else(crate::project_root);
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let root = checkout.tree(self.root.clone())?;
         let ids = build::user_identities();
         // The working tree's SOPS files must be sound; a file no key opens is fine.
         let every = self.all || self.cluster.is_empty();
         let clusters = if every {
-            crate::render::list_clusters(&root)
+            flux_render::list_clusters(&root)
         } else {
             self.cluster.clone()
         };
@@ -63,7 +63,7 @@ impl Args {
         let decryptor = build::flux_decryptor(ids);
         let helm = self.helm.then(|| HelmOptions {
             decryptor: decryptor.clone(),
-            ..HelmOptions::from_env()
+            ..crate::helm_options()
         });
         let opts = DiffOptions {
             root,

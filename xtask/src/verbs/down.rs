@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         let t = Toolbox::resolve_for_down()?;
         t.require_engine()?;
         if kind::exists(&t, &self.cluster)? {

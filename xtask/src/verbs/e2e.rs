@@ -19,10 +19,10 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         if self.build_only {
             let started = std::time::Instant::now();
-            let built = local::build_binaries(|e| eprintln!("{}", describe(e)))?;
+            let built = local::build_binaries(checkout.root()?, |e| eprintln!("{}", describe(e)))?;
             for (name, path) in &built {
                 println!("{name}: {}", path.display());
             }
@@ -30,6 +30,7 @@ impl Args {
             return Ok(ExitCode::SUCCESS);
         }
         let opts = E2eOptions {
+            root: checkout.root()?.to_path_buf(),
             cluster: self.cluster,
             build: !self.no_build,
         };

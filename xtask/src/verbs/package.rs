@@ -1,17 +1,15 @@
 //! `cargo xtask package`: the manifest tree as a reproducible Flux OCI
 //! artifact in an OCI image layout folder, or `--inspect` of an artifact.
 //!
-//! What goes in: see `xtask::artifact` (built-in excludes, `.gitignore`,
+//! What goes in: see `oci_artifact` (built-in excludes, `.gitignore`,
 //! `.sourceignore`). `--list` prints the tarball's entries.
 
+use crate::ship::{self, DirtyTree, ShipOptions, Shipment};
+use anyhow::Context;
+use sops::Identities;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use crate::artifact;
-use crate::ship::{self, DirtyTree, ShipOptions, Shipment};
-use crate::sops::Identities;
-use anyhow::Context;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -34,8 +32,8 @@ pub struct RegistryAccess {
 
 impl RegistryAccess {
     /// The credentials for `host`, found as docker finds them.
-    pub fn auth(&self, host: &str) -> anyhow::Result<artifact::Resolved> {
-        Ok(artifact::resolve_auth(host, self.creds.as_deref())?)
+    pub fn auth(&self, host: &str) -> anyhow::Result<oci_artifact::Resolved> {
+        Ok(oci_artifact::resolve_auth(host, self.creds.as_deref())?)
     }
 }
 
@@ -61,8 +59,8 @@ pub struct PackageArgs {
 impl PackageArgs {
     /// Walks the tree, runs the secrets gate over exactly the files that go
     /// in, and packages them (see `xtask::ship`).
-    pub fn ship(&self, dirty: DirtyTree) -> anyhow::Result<Shipment> {
-        let root = self.root.clone().unwrap_or_else(crate::project_root);
+    pub fn ship(&self, checkout: &crate::Checkout, dirty: DirtyTree) -> anyhow::Result<Shipment> {
+        let root = checkout.tree(self.root.clone())?;
         let ids = match Identities::from_env() {
             Ok(ids) => Some(ids),
             Err(e) => {
@@ -124,18 +122,18 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         if let Some(reference) = &self.inspect {
             return inspect(reference, &self.access, self.output);
         }
-        let shipment = self.pkg.ship(DirtyTree::Stamp)?;
+        let shipment = self.pkg.ship(checkout, DirtyTree::Stamp)?;
         let tags = if self.tags.is_empty() {
             shipment.default_tags.clone()
         } else {
             self.tags.clone()
         };
         for t in &tags {
-            artifact::validate_tag(t)?;
+            oci_artifact::validate_tag(t)?;
         }
         shipment.check_tags(&tags)?;
         let a = shipment.artifact;
@@ -150,13 +148,9 @@ impl Args {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let out = if self.out.is_absolute() {
-            self.out.clone()
-        } else {
-            crate::project_root().join(&self.out)
-        };
+        let out = checkout.resolve(&self.out);
         for t in &tags {
-            artifact::write_oci_layout(&a, &out, t)
+            oci_artifact::write_oci_layout(&a, &out, t)
                 .with_context(|| format!("writing the OCI layout {}", out.display()))?;
         }
         match self.output {
@@ -202,20 +196,20 @@ fn layout_ref(reference: &str) -> (PathBuf, Option<String>) {
 
 fn inspect(reference: &str, access: &RegistryAccess, output: Output) -> anyhow::Result<ExitCode> {
     let insp = if reference.contains("://") {
-        let r = artifact::RegistryRef::parse(reference)?;
+        let r = oci_artifact::RegistryRef::parse(reference)?;
         let auth = access.auth(&r.host)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        rt.block_on(artifact::inspect_registry(
+        rt.block_on(oci_artifact::inspect_registry(
             reference,
             &auth.auth,
             access.insecure,
         ))?
     } else {
         let (dir, tag) = layout_ref(reference);
-        artifact::inspect_layout(&dir, tag.as_deref())?
+        oci_artifact::inspect_layout(&dir, tag.as_deref())?
     };
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&insp)?),

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::package::{Output, RegistryAccess};
-use crate::artifact;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,15 +29,15 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let target = artifact::RegistryRef::parse(&self.registry)?;
+    pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let target = oci_artifact::RegistryRef::parse(&self.registry)?;
         let auth = self.access.auth(&target.host)?;
         let signer = self.sign_key.load()?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let outcome = rt.block_on(artifact::promote(
+        let outcome = rt.block_on(oci_artifact::promote(
             &self.registry,
             &self.from,
             &self.to,

@@ -3,12 +3,10 @@
 //! points at the same manifest digest; blobs already present are skipped;
 //! tags are written last. Prints `oci://host/repo@sha256:...` on stdout.
 
-use std::process::ExitCode;
-use std::time::Instant;
-
-use crate::artifact;
 use crate::ship::DirtyTree;
 use anyhow::Context;
+use std::process::ExitCode;
+use std::time::Instant;
 
 use super::package::{Output, PackageArgs, RegistryAccess};
 
@@ -40,11 +38,11 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
-        let target = artifact::RegistryRef::parse(&self.registry)?;
+        let target = oci_artifact::RegistryRef::parse(&self.registry)?;
         let auth = self.access.auth(&target.host)?;
-        if crate::runner::verbose() {
+        if exec::runner::verbose() {
             eprintln!("credentials for {}: {}", target.host, auth.origin);
         }
         let signer = self.sign_key.load()?;
@@ -53,7 +51,7 @@ impl Args {
         } else {
             DirtyTree::Refuse
         };
-        let shipment = self.pkg.ship(dirty)?;
+        let shipment = self.pkg.ship(checkout, dirty)?;
         let tags = if self.tags.is_empty() && target.tag.is_none() {
             shipment.default_tags.clone()
         } else {
@@ -71,7 +69,7 @@ impl Args {
             .build()
             .context("starting the async runtime")?;
         let progress = self.output == Output::Text;
-        let outcome = rt.block_on(artifact::publish(
+        let outcome = rt.block_on(oci_artifact::publish(
             &a,
             &self.registry,
             &tags,

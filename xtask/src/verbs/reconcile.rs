@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::bootstrap::parse_duration;
 use crate::cluster::{self, Toolbox, bootstrap, kind, registry, steps::Steps};
-use crate::render::{self, RenderOptions};
+use flux_render::RenderOptions;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,8 +26,8 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let root = self.root.unwrap_or_else(crate::project_root);
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let root = checkout.tree(self.root)?;
         let t = Toolbox::resolve().map_err(|m| anyhow::anyhow!(m.join("; ")))?;
         t.require_engine()?;
         if !kind::exists(&t, &self.cluster)? {
@@ -48,7 +48,8 @@ impl Args {
         let kube = cluster::kube(&t, &self.cluster);
         let mut steps = Steps::new(3);
         let rendered = steps.run("Publish", |_| {
-            let rendered = render::render_cluster(&root, &self.cluster, &RenderOptions::default())?;
+            let rendered =
+                flux_render::render_cluster(&root, &self.cluster, &RenderOptions::default())?;
             let port = registry::published_port(&t, registry::REGISTRY_NAME)?
                 .ok_or_else(|| anyhow::anyhow!("{} publishes no port", registry::REGISTRY_NAME))?;
             let outcome = bootstrap::publish(&rt, &root, port)?;

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args as ClapArgs, Subcommand};
 
-use crate::fsutil::write_atomic;
-use crate::sops::{self, Config, DecryptOptions, Format, Identities, ReencryptOptions, files};
+use exec::fsutil::write_atomic;
+use sops::{self, Config, DecryptOptions, Format, Identities, ReencryptOptions, files};
 
 /// Encrypt, decrypt, edit, rotate and check SOPS secrets (native age + AES-GCM).
 ///
@@ -215,13 +215,13 @@ fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         match self.command {
             Sub::Keygen {
                 env,
                 keys_file,
                 no_regenerate,
-            } => keygen(&env, keys_file, no_regenerate),
+            } => keygen(&env, keys_file, no_regenerate, checkout.root().ok()),
             Sub::Regenerate { env, force } => regenerate(&Ctx::load()?, &env, force),
             Sub::Encrypt { paths } => {
                 let ctx = Ctx::load()?;
@@ -395,7 +395,7 @@ fn edit(path: &Path) -> anyhow::Result<ExitCode> {
     // one the edited plaintext is kept in the private temp file and named.
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     loop {
-        let ran = crate::runner::Cmd::new(program).args(&args).arg(&tmp).run();
+        let ran = exec::runner::Cmd::new(program).args(&args).arg(&tmp).run();
         let edited = std::fs::read(&tmp)?;
         if let Err(e) = ran {
             if edited != plain {
@@ -444,9 +444,9 @@ fn edit(path: &Path) -> anyhow::Result<ExitCode> {
 
 /// The runner's failure without its "see its output above": an editor that
 /// printed nothing has no output to point at.
-fn short_failure(e: &crate::runner::RunError) -> String {
+fn short_failure(e: &exec::runner::RunError) -> String {
     match e {
-        crate::runner::RunError::Failed { status, .. } => status.clone(),
+        exec::runner::RunError::Failed { status, .. } => status.clone(),
         other => other.to_string(),
     }
 }
@@ -554,7 +554,12 @@ fn regenerate(ctx: &Ctx, env: &str, force: bool) -> anyhow::Result<ExitCode> {
     }))
 }
 
-fn keygen(env: &str, keys_file: Option<PathBuf>, no_regenerate: bool) -> anyhow::Result<ExitCode> {
+fn keygen(
+    env: &str,
+    keys_file: Option<PathBuf>,
+    no_regenerate: bool,
+    checkout: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::load()?;
     let idx = env_rule_index(&ctx.config, env)?;
     let keys_file = keys_file
@@ -575,10 +580,11 @@ fn keygen(env: &str, keys_file: Option<PathBuf>, no_regenerate: bool) -> anyhow:
         b.create(parent)?;
     }
     let parent_real = parent.canonicalize()?;
-    for repo in [
-        ctx.config_dir.canonicalize()?,
-        crate::project_root().canonicalize()?,
-    ] {
+    let checkout = checkout.and_then(|root| root.canonicalize().ok());
+    for repo in [Some(ctx.config_dir.canonicalize()?), checkout]
+        .into_iter()
+        .flatten()
+    {
         if parent_real.starts_with(&repo) {
             bail!(
                 "refusing to write a private key inside the repository ({}); use ~/.config/sops/age/keys.txt",

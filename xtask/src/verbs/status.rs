@@ -69,7 +69,7 @@ pub fn table(rows: &[cluster::flux::FluxObjectStatus]) -> String {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         match (self.read(), self.output) {
             (Ok(code), _) => Ok(code),
             // JSON readers get a document even when there is no state to show.
@@ -110,9 +110,9 @@ impl Args {
                     .build()
                     .context("starting the async runtime")?;
                 let digest = rt
-                    .block_on(crate::artifact::inspect_registry(
+                    .block_on(oci_artifact::inspect_registry(
                         &reference,
-                        &crate::artifact::Auth::Anonymous,
+                        &oci_artifact::Auth::Anonymous,
                         false,
                     ))
                     .map(|i| i.digest)

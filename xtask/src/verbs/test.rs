@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::runner::Cmd;
-use crate::tools::{self, Manifest};
+use exec::runner::Cmd;
+use exec::tools::{self, Manifest};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,20 +26,20 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let root = crate::project_root();
-        let manifest = Manifest::project()?;
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let root = checkout.root()?.to_path_buf();
+        let manifest = Manifest::of_repo(&root)?;
         let started = Instant::now();
         if !self.skip_install {
             step("apt packages", || apt(&manifest.test.apt))?;
             step("pip packages", || pip(&manifest.test.pip))?;
             step("npm packages", || npm(&root, &manifest.test.npm))?;
             step("go tools", || {
-                super::tools::install_all(&manifest, &manifest.test.tools)
+                super::tools::install_all(&root, &manifest, &manifest.test.tools)
             })?;
             step("schemas (.schemas/ from Go modules)", || {
-                let schemas = crate::schema::fetch::SchemaManifest::project()?;
-                for f in crate::schema::fetch::fetch_all(&schemas, &root.join(".schemas"), None)? {
+                let schemas = k8s_schema::fetch::SchemaManifest::of_repo(&root)?;
+                for f in k8s_schema::fetch::fetch_all(&schemas, &root.join(".schemas"), None)? {
                     eprintln!("schemas: {}", f.name);
                 }
                 Ok(())
@@ -51,7 +51,7 @@ impl Args {
             step(
                 "e2e control plane (etcd, kube-apiserver, Flux controllers)",
                 || {
-                    crate::cluster::local::build_binaries(|e| {
+                    crate::cluster::local::build_binaries(&root, |e| {
                         eprintln!("{}", super::e2e::describe(e))
                     })?;
                     Ok(())
@@ -61,7 +61,6 @@ impl Args {
         if self.install_only {
             return Ok(ExitCode::SUCCESS);
         }
-        let path = path_with_tools();
         step("cargo fmt --check", || {
             Ok(cargo(&root).args(["fmt", "--all", "--check"]).run()?)
         })?;
@@ -83,7 +82,6 @@ impl Args {
                 .args(["test", "--workspace"])
                 .args(&self.cargo_test_args)
                 .env("XTASK_REQUIRE_TOOLS", "1")
-                .env("PATH", &path)
                 .run()?)
         })?;
         eprintln!(
@@ -105,15 +103,6 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()
 fn cargo(root: &Path) -> Cmd {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     Cmd::new(cargo).dir(root)
-}
-
-/// PATH with `.tools/bin` first, so tests find the pinned tools.
-fn path_with_tools() -> std::ffi::OsString {
-    let mut dirs = vec![tools::bin_dir()];
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    std::env::join_paths(dirs).unwrap_or_default()
 }
 
 /// Runs a command as root: directly when we are root, else through sudo.
@@ -223,7 +212,7 @@ fn actionlint(root: &Path) -> anyhow::Result<()> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| crate::render::is_yaml(p))
+        .filter(|p| flux_render::is_yaml(p))
         .collect();
     if workflows.is_empty() {
         bail!("no workflows found under .github/workflows");
@@ -240,9 +229,9 @@ fn actionlint(root: &Path) -> anyhow::Result<()> {
 /// a copy of the module with a placeholder manifest; `flux build` and
 /// `flux diff` do not use the embedded manifests.
 fn flux_cli(root: &Path) -> anyhow::Result<()> {
-    let version = crate::cluster::flux_install::FluxPin::project()?.version;
+    let version = crate::cluster::flux_install::FluxPin::of_repo(root)?.version;
     let module = format!("github.com/fluxcd/flux2/v2@{version}");
-    let bin_dir = tools::bin_dir();
+    let bin_dir = tools::bin_dir(root);
     let stamp = bin_dir.join(".flux.version");
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == module)
         && bin_dir.join("flux").is_file()

@@ -1,11 +1,12 @@
 //! `cargo xtask tools`: install or list the pinned external CLIs.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::tools::{self, Manifest};
+use exec::tools::{self, Manifest};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,8 +26,9 @@ enum ToolsCommand {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let manifest = Manifest::project()?;
+    pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
+        let root = checkout.root()?;
+        let manifest = Manifest::of_repo(root)?;
         match self.command {
             ToolsCommand::Install { names } => {
                 let names = if names.is_empty() {
@@ -34,7 +36,7 @@ impl Args {
                 } else {
                     names
                 };
-                install_all(&manifest, &names)?;
+                install_all(root, &manifest, &names)?;
             }
             ToolsCommand::List => {
                 for (name, tool) in &manifest.tools {
@@ -50,8 +52,8 @@ impl Args {
 }
 
 /// Installs the named tools, one line each; used by `tools install` and `test`.
-pub fn install_all(manifest: &Manifest, names: &[String]) -> anyhow::Result<()> {
-    let bin_dir = tools::bin_dir();
+pub fn install_all(root: &Path, manifest: &Manifest, names: &[String]) -> anyhow::Result<()> {
+    let bin_dir = tools::bin_dir(root);
     for name in names {
         let tool = manifest.get(name)?;
         let started = std::time::Instant::now();

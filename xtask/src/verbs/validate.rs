@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::ValueEnum;
 
-use crate::schema::{self, fetch};
 use crate::validate::{self, Options};
+use k8s_schema::fetch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     all: bool,
     /// Kubernetes version of the core schemas.
-    #[arg(long, value_name = "X.Y.Z", default_value = schema::DEFAULT_KUBERNETES_VERSION)]
+    #[arg(long, value_name = "X.Y.Z", default_value = k8s_schema::DEFAULT_KUBERNETES_VERSION)]
     kubernetes_version: String,
     /// Schema folder, or a kubeconform-style URL/path template with
     /// `{{ .ResourceKind }}` etc.; repeatable. Default: `.schemas/`.
@@ -55,12 +55,12 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> Result<ExitCode> {
-        let root = self.root.clone().unwrap_or_else(crate::project_root);
+    pub fn run(self, checkout: &crate::Checkout) -> Result<ExitCode> {
+        let root = checkout.tree(self.root.clone())?;
         if self.fetch_schemas {
-            let manifest = fetch::SchemaManifest::project()?;
+            let manifest = fetch::SchemaManifest::of_repo(checkout.root()?)?;
             let dir = root.join(".schemas");
-            let explicit = self.kubernetes_version != schema::DEFAULT_KUBERNETES_VERSION;
+            let explicit = self.kubernetes_version != k8s_schema::DEFAULT_KUBERNETES_VERSION;
             let fetched = fetch::fetch_all(
                 &manifest,
                 &dir,
@@ -84,7 +84,7 @@ impl Args {
             opts.schema_locations = self.schema_locations;
         }
         opts.skip_missing_schemas = self.skip_missing_schemas;
-        opts.helm = self.helm.then(crate::helm::HelmOptions::from_env);
+        opts.helm = self.helm.then(crate::helm_options);
         opts.strict = !self.no_strict;
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
         opts.progress = std::io::stderr().is_terminal() && !ci;

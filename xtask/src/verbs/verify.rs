@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::package::{Output, RegistryAccess};
-use crate::artifact::{self, Auth, RegistryRef, cosign};
+use oci_artifact::{Auth, RegistryRef, cosign};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         let (target, digest) = cosign::parse_target(&self.reference)?;
         let key = cosign::PublicKey::load(&self.key)?;
         let auth = self.access.auth(&target.host)?;
@@ -100,8 +100,9 @@ pub fn sign_digest(
     auth: &Auth,
     insecure: bool,
 ) -> anyhow::Result<cosign::SignOutcome> {
-    let outcome =
-        runtime()?.block_on(artifact::cosign::sign(target, digest, key, auth, insecure))?;
+    let outcome = runtime()?.block_on(oci_artifact::cosign::sign(
+        target, digest, key, auth, insecure,
+    ))?;
     let note = if outcome.already_signed {
         " (already signed by this key)"
     } else {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::runner::{Cmd, RunError};
+use exec::runner::{Cmd, RunError};
 
 /// The binaries, in the order they are built and started.
 pub const BINARIES: [&str; 4] = [
@@ -81,8 +81,9 @@ impl Pins {
         })
     }
 
-    pub fn project() -> Result<Self, BuildError> {
-        Self::load(&crate::project_root().join("xtask/controlplane.toml"))
+    /// The pins in a checkout's `xtask/controlplane.toml`.
+    pub fn of_repo(root: &Path) -> Result<Self, BuildError> {
+        Self::load(&root.join("xtask/controlplane.toml"))
     }
 
     pub fn get(&self, name: &str) -> Result<&BinaryPin, BuildError> {
@@ -126,13 +127,13 @@ pub enum BuildEvent {
 }
 
 /// Where the throwaway Go modules live (git-ignored).
-pub fn build_root() -> PathBuf {
-    crate::project_root().join(".tools/build")
+pub fn build_root(root: &Path) -> PathBuf {
+    root.join(".tools/build")
 }
 
 /// Where the build logs go.
-pub fn log_dir() -> PathBuf {
-    crate::project_root().join("target/e2e")
+pub fn log_dir(root: &Path) -> PathBuf {
+    super::e2e_dir(root)
 }
 
 /// The built binary's path if it exists at the pinned version.
@@ -143,11 +144,11 @@ pub fn cached(name: &str, pin: &BinaryPin, bin_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Whether all four binaries are built at their pinned versions.
-pub fn all_cached() -> bool {
-    Pins::project().is_ok_and(|pins| {
+pub fn all_cached(root: &Path) -> bool {
+    Pins::of_repo(root).is_ok_and(|pins| {
         BINARIES.iter().all(|name| {
             pins.get(name)
-                .is_ok_and(|pin| cached(name, pin, &crate::tools::bin_dir()).is_some())
+                .is_ok_and(|pin| cached(name, pin, &exec::tools::bin_dir(root)).is_some())
         })
     })
 }
@@ -156,10 +157,11 @@ pub fn all_cached() -> bool {
 /// kustomize-controller into `.tools/bin`, one at a time. Idempotent: a
 /// binary whose version stamp matches is not rebuilt. Returns their paths.
 pub fn build_binaries(
+    root: &Path,
     mut progress: impl FnMut(&BuildEvent),
 ) -> Result<BTreeMap<String, PathBuf>, BuildError> {
-    let pins = Pins::project()?;
-    let bin_dir = crate::tools::bin_dir();
+    let pins = Pins::of_repo(root)?;
+    let bin_dir = exec::tools::bin_dir(root);
     let mut out = BTreeMap::new();
     for name in BINARIES {
         let pin = pins.get(name)?;
@@ -171,13 +173,13 @@ pub fn build_binaries(
             out.insert(name.to_string(), path);
             continue;
         }
-        let log = log_dir().join(format!("build-{name}.log"));
+        let log = log_dir(root).join(format!("build-{name}.log"));
         progress(&BuildEvent::Started {
             name: name.into(),
             log: log.clone(),
         });
         let started = Instant::now();
-        let path = build_one(name, pin, &build_root().join(name), &bin_dir, &log)?;
+        let path = build_one(name, pin, &build_root(root).join(name), &bin_dir, &log)?;
         progress(&BuildEvent::Built {
             name: name.into(),
             path: path.clone(),
@@ -339,14 +341,14 @@ mod tests {
 
     #[test]
     fn project_pins_every_binary() {
-        let pins = Pins::project().unwrap();
+        let pins = Pins::of_repo(&crate::test_checkout()).unwrap();
         for name in BINARIES {
             let pin = pins.get(name).unwrap();
             assert!(pin.version.starts_with('v'), "{name}");
         }
         // One Flux release for bootstrap (xtask/tools.toml) and e2e: Flux
         // v2.M.P ships source- and kustomize-controller v1.M.P.
-        let flux = crate::cluster::flux_install::FluxPin::project().unwrap();
+        let flux = crate::cluster::flux_install::FluxPin::of_repo(&crate::test_checkout()).unwrap();
         let controllers = flux.version.replacen("v2.", "v1.", 1);
         for name in ["source-controller", "kustomize-controller"] {
             assert_eq!(
@@ -417,7 +419,7 @@ mod tests {
     #[test]
     #[ignore = "needs the Go module proxy or a warm module cache"]
     fn generated_modules_resolve() {
-        let pins = Pins::project().unwrap();
+        let pins = Pins::of_repo(&crate::test_checkout()).unwrap();
         for name in BINARIES {
             let pin = pins.get(name).unwrap();
             let dir = tempfile::tempdir().unwrap();

@@ -3,13 +3,13 @@
 //! third-party kinds the tree uses whose controllers do not run here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
 use super::LocalError;
 use super::build::Pins;
-use crate::runner::Cmd;
+use exec::runner::Cmd;
 
 /// Groups the API server serves without any CRD.
 pub const BUILTIN_GROUPS: [&str; 20] = [
@@ -40,8 +40,8 @@ pub const FLUX_GROUPS: [&str; 2] = ["source.toolkit.fluxcd.io", "kustomize.toolk
 
 /// The CRD YAML files of the pinned source- and kustomize-controller, read
 /// from the Go module cache (downloaded if needed).
-pub fn flux_crd_files() -> Result<Vec<PathBuf>, LocalError> {
-    let pins = Pins::project()?;
+pub fn flux_crd_files(root: &Path) -> Result<Vec<PathBuf>, LocalError> {
+    let pins = Pins::of_repo(root)?;
     let mut files = Vec::new();
     for name in ["source-controller", "kustomize-controller"] {
         let pin = pins.get(name)?;

@@ -24,10 +24,10 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::{ControlPlane, LocalError, crds, io_err};
-use crate::artifact::{self, Auth, PackageOptions};
 use crate::cluster::flux::{self, Kube};
-use crate::render::{self, RenderOptions, RenderedCluster};
-use crate::sops::{self, CreationRule, Format, Identities, Selection};
+use flux_render::{RenderOptions, RenderedCluster};
+use oci_artifact::{Auth, PackageOptions};
+use sops::{self, CreationRule, Format, Identities, Selection};
 
 const SOURCE: &str = "https://github.com/devantler-tech/platform";
 const CREATED: &str = "2025-01-01T00:00:00Z";
@@ -42,15 +42,19 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// What to run.
 #[derive(Clone, Debug)]
 pub struct E2eOptions {
+    /// The checkout: its manifests are copied, its pins and `target/` used.
+    pub root: PathBuf,
     /// The cluster folder to profile (`clusters/<cluster>`).
     pub cluster: String,
     /// Build missing binaries first (else a missing one is an error).
     pub build: bool,
 }
 
-impl Default for E2eOptions {
-    fn default() -> Self {
+impl E2eOptions {
+    /// The local cluster of the checkout at `root`, building what is missing.
+    pub fn new(root: PathBuf) -> Self {
         Self {
+            root,
             cluster: "local".into(),
             build: true,
         }
@@ -71,17 +75,6 @@ pub struct E2eReport {
     /// Third-party kinds that got permissive CRDs.
     pub permissive_kinds: Vec<String>,
     pub total: Duration,
-}
-
-/// Edit→Ready cycles.
-#[derive(Clone, Debug, Default)]
-pub struct BenchReport {
-    /// Control plane start and first full reconcile.
-    pub setup: Duration,
-    /// Edit → every Kustomization Ready at the new revision, one per cycle.
-    pub edit_to_ready: Vec<Duration>,
-    /// Edit → the new value in the API server, one per cycle.
-    pub edit_to_applied: Vec<Duration>,
 }
 
 /// A failed assertion: which one, and why.
@@ -129,13 +122,14 @@ pub struct Scenario {
 
 /// Builds (or finds) the binaries and returns their paths.
 fn binaries(
+    root: &Path,
     build: bool,
     say: &mut impl FnMut(&str),
 ) -> Result<BTreeMap<String, PathBuf>, LocalError> {
     if !build {
-        return super::built_binaries();
+        return super::built_binaries(root);
     }
-    Ok(super::build_binaries(|e| match e {
+    Ok(super::build_binaries(root, |e| match e {
         super::BuildEvent::Cached { .. } => {}
         super::BuildEvent::Started { name, log } => say(&format!(
             "building {name} from its Go module (once per version; log {})",
@@ -151,12 +145,12 @@ impl Scenario {
     /// Starts the control plane, writes the e2e profile of the tree, renders
     /// it, installs the CRDs it needs, and creates the sops-age Secret.
     pub fn setup(opts: &E2eOptions, say: &mut impl FnMut(&str)) -> Result<Self, LocalError> {
-        let bins = binaries(opts.build, say)?;
-        let cp = ControlPlane::start(&bins, &mut *say)?;
-        let root = crate::project_root();
+        let root = opts.root.clone();
+        let bins = binaries(&root, opts.build, say)?;
+        let cp = ControlPlane::start(&root, &bins, &mut *say)?;
         let tree = tempfile::Builder::new()
             .prefix("tree-")
-            .tempdir_in(super::e2e_dir().join("run"))
+            .tempdir_in(super::e2e_dir(&root).join("run"))
             .map_err(io_err("creating the temp tree"))?;
         copy_manifests(&root, tree.path())?;
         let (identity, recipient) = sops::generate_identity();
@@ -241,7 +235,7 @@ impl Scenario {
                     d["spec"]["insecure"] = json!(true);
                     d["spec"]["ref"] = json!({"tag": TAG});
                     changed = true;
-                } else if render::is_flux_kustomization(d) {
+                } else if flux_render::is_flux_kustomization(d) {
                     let path = d
                         .pointer("/spec/path")
                         .and_then(Value::as_str)
@@ -404,9 +398,9 @@ impl Scenario {
         let ids = Identities::from_keys_text(&self.identity)
             .map_err(|e| LocalError::Other(format!("the test key: {e}")))?;
         let ids = Arc::new(ids);
-        let decryptor: render::Decryptor =
+        let decryptor: flux_render::Decryptor =
             Arc::new(move |o: &Value| sops::decrypt_object(o, &ids).map_err(|e| e.to_string()));
-        self.rendered = render::render_cluster(
+        self.rendered = flux_render::render_cluster(
             self.tree.path(),
             &self.cluster,
             &RenderOptions {
@@ -450,9 +444,9 @@ impl Scenario {
     }
 
     /// Packages the temp tree and pushes it with our `publish`; returns the digest.
-    pub fn publish(&mut self) -> Result<artifact::PublishOutcome, LocalError> {
+    pub fn publish(&mut self) -> Result<oci_artifact::PublishOutcome, LocalError> {
         self.publishes += 1;
-        let a = artifact::package(&PackageOptions {
+        let a = oci_artifact::package(&PackageOptions {
             root: self.tree.path().to_path_buf(),
             source: Some(SOURCE.into()),
             revision: format!("e2e@sha1:{:040x}", self.publishes),
@@ -461,7 +455,7 @@ impl Scenario {
         .map_err(|e| LocalError::Other(format!("package: {e}")))?;
         let outcome = self
             .rt
-            .block_on(artifact::publish(
+            .block_on(oci_artifact::publish(
                 &a,
                 &self.reference,
                 &[TAG.to_string()],
@@ -484,7 +478,7 @@ impl Scenario {
     /// Kustomization), as `flux bootstrap` leaves it.
     fn bootstrap(&self) -> Result<(), LocalError> {
         let dir = self.cluster_dir().join("flux-system");
-        let objects = render::kustomize_build(&dir)
+        let objects = flux_render::kustomize_build(&dir)
             .map_err(|e| LocalError::Other(format!("kustomize build {}: {e}", dir.display())))?;
         self.kube().apply(&objects)?;
         Ok(())
@@ -788,7 +782,7 @@ impl Scenario {
                         what,
                         format!(
                             "{} (Kustomization {}) is not in the API server",
-                            render::describe(exp),
+                            flux_render::describe(exp),
                             k.flux.name
                         ),
                     ));
@@ -799,7 +793,7 @@ impl Scenario {
                         what,
                         format!(
                             "{} (Kustomization {}): {diff}",
-                            render::describe(exp),
+                            flux_render::describe(exp),
                             k.flux.name
                         ),
                     ));
@@ -1074,45 +1068,6 @@ pub fn run_e2e(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport
     Ok(report)
 }
 
-/// Sets up the scenario, then runs `cycles` edit→Ready cycles.
-pub fn bench_reconcile(
-    cycles: usize,
-    build: bool,
-    mut say: impl FnMut(&str),
-) -> Result<BenchReport, LocalError> {
-    let started = Instant::now();
-    let opts = E2eOptions {
-        build,
-        ..E2eOptions::default()
-    };
-    let mut s = Scenario::setup(&opts, &mut say)?;
-    let mut scratch = E2eReport::default();
-    s.first_reconcile(&mut say, &mut scratch)?;
-    let mut report = BenchReport {
-        setup: started.elapsed(),
-        ..BenchReport::default()
-    };
-    for i in 0..cycles {
-        let (applied, ready) = s.edit_cycle(&format!("bench-{i}"))?;
-        say(&format!(
-            "cycle {}: applied {:.2} s, all Ready {:.2} s",
-            i + 1,
-            applied.as_secs_f64(),
-            ready.as_secs_f64()
-        ));
-        report.edit_to_applied.push(applied);
-        report.edit_to_ready.push(ready);
-    }
-    Ok(report)
-}
-
-/// min, median, max.
-pub fn summary(samples: &[Duration]) -> Option<(Duration, Duration, Duration)> {
-    let mut v = samples.to_vec();
-    v.sort();
-    Some((*v.first()?, v[v.len() / 2], *v.last()?))
-}
-
 fn probe_yaml(value: &str) -> String {
     format!(
         "---\n# Written by cargo xtask e2e: what the edit test changes.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {PROBE}\n  namespace: flux-system\ndata:\n  value: \"{value}\"\n  domain: \"${{domain}}\"\n"
@@ -1281,7 +1236,7 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
         let path = entry.map_err(io_err(dir.display()))?.path();
         if path.is_dir() {
             out.extend(yaml_files(&path)?);
-        } else if render::is_yaml(&path) && !path.ends_with("kustomization.yaml") {
+        } else if flux_render::is_yaml(&path) && !path.ends_with("kustomization.yaml") {
             out.push(path);
         }
     }
@@ -1291,11 +1246,12 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
 
 fn read_docs(path: &Path) -> Result<Vec<Value>, LocalError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path.display()))?;
-    render::parse_stream(&text).map_err(|e| LocalError::Other(format!("{}: {e}", path.display())))
+    flux_render::parse_stream(&text)
+        .map_err(|e| LocalError::Other(format!("{}: {e}", path.display())))
 }
 
 fn write_docs(path: &Path, docs: &[Value]) -> Result<(), LocalError> {
-    std::fs::write(path, render::to_yaml_stream(docs)).map_err(io_err(path.display()))
+    std::fs::write(path, flux_render::to_yaml_stream(docs)).map_err(io_err(path.display()))
 }
 
 #[cfg(test)]
@@ -1321,19 +1277,5 @@ mod tests {
         assert_eq!(compare(&exp, &live), None);
         let live = json!({"kind": "Secret", "apiVersion": "v1", "data": {"p": "eA=="}});
         assert!(compare(&exp, &live).is_some());
-    }
-
-    #[test]
-    fn summary_is_min_median_max() {
-        let s = [3, 1, 2].map(Duration::from_secs);
-        assert_eq!(
-            summary(&s),
-            Some((
-                Duration::from_secs(1),
-                Duration::from_secs(2),
-                Duration::from_secs(3)
-            ))
-        );
-        assert_eq!(summary(&[]), None);
     }
 }

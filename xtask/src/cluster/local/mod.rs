@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use build::{BuildEvent, Pins, all_cached, build_binaries};
-pub use e2e::{BenchReport, E2eOptions, E2eReport, bench_reconcile, run_e2e};
+pub use e2e::{E2eOptions, E2eReport, Scenario, run_e2e};
 
 use crate::cluster::flux::{FluxError, Kube};
 use process::{ProcessError, Supervised, free_port, port_open};
@@ -39,9 +39,9 @@ pub enum LocalError {
     #[error(transparent)]
     Flux(#[from] FluxError),
     #[error(transparent)]
-    Tool(#[from] crate::tools::ToolError),
+    Tool(#[from] exec::tools::ToolError),
     #[error(transparent)]
-    Run(#[from] crate::runner::RunError),
+    Run(#[from] exec::runner::RunError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -61,8 +61,8 @@ pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error
 }
 
 /// Where the control plane keeps its logs (and, under `run/`, its data).
-pub fn e2e_dir() -> PathBuf {
-    crate::project_root().join("target/e2e")
+pub fn e2e_dir(root: &Path) -> PathBuf {
+    root.join("target/e2e")
 }
 
 /// The running control plane. Dropping it stops every process, newest first.
@@ -77,6 +77,8 @@ pub struct ControlPlane {
     pub timings: Vec<(String, Duration)>,
     /// The supervised processes, in start order.
     pub processes: Vec<Supervised>,
+    /// The checkout, whose `xtask/controlplane.toml` pins the controllers.
+    checkout: PathBuf,
     data: tempfile::TempDir,
 }
 
@@ -89,18 +91,18 @@ impl Drop for ControlPlane {
 }
 
 /// The paths of the four binaries, found built at their pinned versions.
-pub fn built_binaries() -> Result<BTreeMap<String, PathBuf>, LocalError> {
-    built(&build::BINARIES)
+pub fn built_binaries(root: &Path) -> Result<BTreeMap<String, PathBuf>, LocalError> {
+    built(root, &build::BINARIES)
 }
 
 /// etcd and kube-apiserver, found built: all [`ControlPlane::start_api_server`] needs.
-pub fn api_server_binaries() -> Result<BTreeMap<String, PathBuf>, LocalError> {
-    built(&build::BINARIES[..2])
+pub fn api_server_binaries(root: &Path) -> Result<BTreeMap<String, PathBuf>, LocalError> {
+    built(root, &build::BINARIES[..2])
 }
 
-fn built(names: &[&str]) -> Result<BTreeMap<String, PathBuf>, LocalError> {
-    let pins = Pins::project()?;
-    let bin_dir = crate::tools::bin_dir();
+fn built(root: &Path, names: &[&str]) -> Result<BTreeMap<String, PathBuf>, LocalError> {
+    let pins = Pins::of_repo(root)?;
+    let bin_dir = exec::tools::bin_dir(root);
     let mut out = BTreeMap::new();
     for &name in names {
         let path = build::cached(name, pins.get(name)?, &bin_dir)
@@ -113,11 +115,13 @@ fn built(names: &[&str]) -> Result<BTreeMap<String, PathBuf>, LocalError> {
 impl ControlPlane {
     /// Starts etcd, kube-apiserver, the registry and the two Flux controllers,
     /// and installs the Flux CRDs. `say` receives one line per step.
+    /// `root` is the checkout: logs and data go under its `target/e2e`.
     pub fn start(
+        root: &Path,
         binaries: &BTreeMap<String, PathBuf>,
         mut say: impl FnMut(&str),
     ) -> Result<Self, LocalError> {
-        let mut cp = Self::start_api_server(binaries, &mut say)?;
+        let mut cp = Self::start_api_server(root, binaries, &mut say)?;
         cp.start_flux(binaries, &mut say)?;
         Ok(cp)
     }
@@ -126,6 +130,7 @@ impl ControlPlane {
     /// controllers; `registry` stays empty): enough to ask the API server
     /// what it accepts.
     pub fn start_api_server(
+        root: &Path,
         binaries: &BTreeMap<String, PathBuf>,
         mut say: impl FnMut(&str),
     ) -> Result<Self, LocalError> {
@@ -135,7 +140,7 @@ impl ControlPlane {
                 .cloned()
                 .ok_or_else(|| LocalError::Missing(name.to_string()))
         };
-        let log_dir = e2e_dir();
+        let log_dir = e2e_dir(root);
         std::fs::create_dir_all(&log_dir).map_err(io_err(log_dir.display()))?;
         let run_dir = log_dir.join("run");
         std::fs::create_dir_all(&run_dir).map_err(io_err(run_dir.display()))?;
@@ -243,6 +248,7 @@ impl ControlPlane {
             api_server,
             log_dir,
             timings,
+            checkout: root.to_path_buf(),
             processes,
             data,
         })
@@ -271,7 +277,7 @@ impl ControlPlane {
 
         // The Flux CRDs, from the controllers' own modules.
         let started = Instant::now();
-        let crd_files = crds::flux_crd_files()?;
+        let crd_files = crds::flux_crd_files(&self.checkout)?;
         for f in &crd_files {
             let yaml = std::fs::read_to_string(f).map_err(io_err(f.display()))?;
             kube.apply_yaml(&yaml)?;

@@ -1,4 +1,4 @@
-//! Long-running child processes for the local control plane. [`crate::runner::Cmd`]
+//! Long-running child processes for the local control plane. [`exec::runner::Cmd`]
 //! runs a command to completion; these run in the background.
 //!
 //! Each child starts in its own process group, with its stdout and stderr
@@ -145,7 +145,7 @@ impl Supervised {
                 Ok(())
             });
         }
-        if crate::runner::verbose() {
+        if exec::runner::verbose() {
             eprintln!("$ {} ... > {}", program.display(), log.display());
         }
         let child = cmd.spawn().map_err(|source| ProcessError::Spawn {

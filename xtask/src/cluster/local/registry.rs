@@ -20,7 +20,7 @@ impl LocalRegistry {
     /// Starts a registry whose config, storage and log live in `dir`. With
     /// `htpasswd`, every request needs Basic credentials from that file.
     pub fn start(dir: &Path, htpasswd: Option<&Path>) -> Result<Self, LocalError> {
-        let bin = crate::tools::find("docker-registry")?;
+        let bin = exec::tools::find("docker-registry")?;
         std::fs::create_dir_all(dir).map_err(io_err(dir.display()))?;
         let port = free_port().map_err(io_err("a free port"))?;
         let storage = dir.join("registry");

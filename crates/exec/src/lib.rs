@@ -1,0 +1,11 @@
+//! Running the external tools: the [`Cmd`] runner and its typed error, the
+//! pinned-tools manifest (`xtask/tools.toml`) with one lookup, and atomic
+//! writes for user files.
+
+pub mod fsutil;
+pub mod runner;
+pub mod tools;
+
+pub use fsutil::write_atomic;
+pub use runner::{Cmd, RunError};
+pub use tools::{Manifest, ToolError};

@@ -1,0 +1,8 @@
+//! The renderer against the flux CLI: `flux build kustomization --dry-run`
+//! on every Kustomization of the tree must give the same objects.
+
+mod common {
+    pub use testkit::*;
+}
+
+mod flux_agreement;

@@ -1,0 +1,663 @@
+//! Which schema serves which apiVersion/kind, and compiling each kind once.
+//!
+//! Sources, in order of precedence:
+//! 1. CRDs found in the rendered tree ([`Registry::add_crd`]);
+//! 2. schema folders (default `.schemas/`): Kubernetes OpenAPI v3 documents
+//!    (`*.json` with `components.schemas`; under a `kubernetes/` folder only
+//!    the `v<version>` subfolder of the requested version is read) and CRD
+//!    files (`*.yaml`, `*.yml`, `*.json`);
+//! 3. kubeconform-style templates (`https://.../{{ .ResourceKind }}{{ .KindSuffix }}.json`
+//!    or a local path with `{{ }}`) holding JSON schemas; downloads are cached.
+//!
+//! The index of a folder and every compiled kind are cached under the cache
+//! directory (normally `target/xtask/validate`), keyed by the sources' size
+//! and mtime, so a second run neither parses the 11 MB of OpenAPI JSON nor
+//! compiles again.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::compile::{COMPILER_VERSION, Compiled, Compiler, DocLoader, NodeId};
+use super::{Gvk, normalize_kubernetes_version};
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+/// How to build a [`Registry`].
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    /// Folders and URL/path templates; relative folders resolve against `base`.
+    pub locations: Vec<String>,
+    pub base: PathBuf,
+    pub kubernetes_version: String,
+    /// Where the index, compiled kinds and downloads are cached; `None` disables.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl RegistryOptions {
+    /// `.schemas/` of `root`, the default version, cache under `root/target`.
+    pub fn for_root(root: &Path) -> Self {
+        Self {
+            locations: vec![".schemas".into()],
+            base: root.to_path_buf(),
+            kubernetes_version: super::DEFAULT_KUBERNETES_VERSION.into(),
+            cache_dir: Some(root.join("target/xtask/validate")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Source {
+    OpenApi {
+        file: PathBuf,
+        name: String,
+    },
+    CrdFile {
+        file: PathBuf,
+        doc: usize,
+        version: String,
+    },
+    #[serde(skip)]
+    CrdInline {
+        schema: Arc<Value>,
+        hash: String,
+    },
+    Template {
+        location: String,
+    },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Index {
+    kinds: Vec<(Gvk, Source)>,
+    object_meta: Option<PathBuf>,
+    openapi_docs: usize,
+    crd_files: usize,
+}
+
+/// The result of looking up a kind.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Found(Arc<Compiled>),
+    Missing,
+}
+
+/// Counters for the summary and the bench.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RegistryStats {
+    pub kinds_indexed: usize,
+    pub compiled: usize,
+    pub from_cache: usize,
+    pub index_from_cache: bool,
+}
+
+pub struct Registry {
+    opts: RegistryOptions,
+    kinds: HashMap<Gvk, Source>,
+    object_meta: Option<PathBuf>,
+    templates: Vec<String>,
+    compiled: RwLock<HashMap<Gvk, Option<Arc<Compiled>>>>,
+    docs: Mutex<HashMap<PathBuf, Arc<Value>>>,
+    stats: Mutex<RegistryStats>,
+}
+
+fn file_sig(path: &Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}:{len}:{mtime}", path.display())
+}
+
+fn hash_hex(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..12])
+}
+
+fn is_template(location: &str) -> bool {
+    location.contains("{{") || location.starts_with("http://") || location.starts_with("https://")
+}
+
+/// Renders a kubeconform schema-location template for `gvk`.
+pub fn render_template(
+    template: &str,
+    gvk: &Gvk,
+    kubernetes_version: &str,
+    strict: bool,
+) -> String {
+    let api_version = gvk.api_version();
+    let group_parts: Vec<&str> = api_version.split('/').collect();
+    let first = group_parts[0]
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    let mut kind_suffix = format!("-{first}");
+    if group_parts.len() > 1 {
+        kind_suffix.push('-');
+        kind_suffix.push_str(&group_parts[1].to_lowercase());
+    }
+    let re = regex::Regex::new(r"\{\{-?\s*\.(\w+)\s*-?\}\}").expect("static regex");
+    re.replace_all(template, |caps: &regex::Captures| match &caps[1] {
+        "NormalizedKubernetesVersion" => normalize_kubernetes_version(kubernetes_version),
+        "StrictSuffix" => {
+            if strict {
+                "-strict".into()
+            } else {
+                String::new()
+            }
+        }
+        "ResourceKind" => gvk.kind.to_lowercase(),
+        "ResourceAPIVersion" => group_parts[group_parts.len() - 1].to_string(),
+        "Group" => group_parts[0].to_string(),
+        "KindSuffix" => kind_suffix.clone(),
+        _ => String::new(),
+    })
+    .into_owned()
+}
+
+/// Collects schema files of a folder; under `kubernetes/` only `v<version>/`.
+fn collect_files(dir: &Path, version: &str, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if name == "kubernetes" {
+                collect_files(&path.join(version), version, out);
+            } else {
+                collect_files(&path, version, out);
+            }
+        } else if name.ends_with(".json") || name.ends_with(".yaml") || name.ends_with(".yml") {
+            out.push(path);
+        }
+    }
+}
+
+/// Parses every YAML document of a file (to JSON values); bad ones are skipped.
+pub fn yaml_documents(text: &str) -> Vec<Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .filter_map(|doc| serde_json::Value::deserialize(doc).ok())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The `(gvk, version name, openAPIV3Schema)` entries of a CRD object.
+pub fn crd_versions(crd: &Value) -> Vec<(Gvk, Value)> {
+    if crd.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+        return Vec::new();
+    }
+    let Some(spec) = crd.get("spec") else {
+        return Vec::new();
+    };
+    let group = spec
+        .get("group")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = spec
+        .pointer("/names/kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for v in spec
+        .get("versions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+        let schema = v
+            .pointer("/schema/openAPIV3Schema")
+            .or_else(|| spec.pointer("/validation/openAPIV3Schema"));
+        if let Some(schema) = schema {
+            out.push((Gvk::new(group, name, kind), schema.clone()));
+        }
+    }
+    out
+}
+
+fn index_file(path: &Path) -> (Vec<(Gvk, Source)>, bool, bool) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return (Vec::new(), false, false);
+    };
+    let mut kinds = Vec::new();
+    if path.extension().is_some_and(|e| e == "json") {
+        let Ok(doc) = serde_json::from_str::<Value>(&text) else {
+            return (kinds, false, false);
+        };
+        if let Some(schemas) = doc
+            .pointer("/components/schemas")
+            .and_then(Value::as_object)
+        {
+            let has_meta = schemas.contains_key(OBJECT_META);
+            for (name, schema) in schemas {
+                let gvks = schema
+                    .get("x-kubernetes-group-version-kind")
+                    .and_then(Value::as_array);
+                for g in gvks.into_iter().flatten() {
+                    let s = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or_default();
+                    kinds.push((
+                        Gvk::new(s("group"), s("version"), s("kind")),
+                        Source::OpenApi {
+                            file: path.to_path_buf(),
+                            name: name.clone(),
+                        },
+                    ));
+                }
+            }
+            return (kinds, true, has_meta);
+        }
+        for (gvk, _) in crd_versions(&doc) {
+            let version = gvk.version.clone();
+            kinds.push((
+                gvk,
+                Source::CrdFile {
+                    file: path.to_path_buf(),
+                    doc: 0,
+                    version,
+                },
+            ));
+        }
+        return (kinds, false, false);
+    }
+    for (i, doc) in yaml_documents(&text).iter().enumerate() {
+        for (gvk, _) in crd_versions(doc) {
+            let version = gvk.version.clone();
+            kinds.push((
+                gvk,
+                Source::CrdFile {
+                    file: path.to_path_buf(),
+                    doc: i,
+                    version,
+                },
+            ));
+        }
+    }
+    (kinds, false, false)
+}
+
+/// Loads `$ref`ed JSON documents from files or URLs (downloads cached).
+struct FileLoader {
+    #[cfg_attr(not(feature = "fetch"), allow(dead_code))]
+    cache_dir: Option<PathBuf>,
+}
+
+impl FileLoader {
+    fn fetch(&self, location: &str) -> Option<Value> {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            return self.download(location);
+        }
+        let text =
+            std::fs::read_to_string(location.strip_prefix("file://").unwrap_or(location)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    #[cfg(not(feature = "fetch"))]
+    fn download(&self, _location: &str) -> Option<Value> {
+        None
+    }
+
+    /// Downloads with curl, cached by URL.
+    #[cfg(feature = "fetch")]
+    fn download(&self, location: &str) -> Option<Value> {
+        {
+            let cached = self.cache_dir.as_ref().map(|d| {
+                d.join("http")
+                    .join(format!("{}.json", hash_hex(&[location])))
+            });
+            if let Some(c) = &cached
+                && let Ok(text) = std::fs::read_to_string(c)
+            {
+                return serde_json::from_str(&text).ok();
+            }
+            let bytes = exec::runner::Cmd::new("curl")
+                .args(["-fsSL", "--max-time", "30", location])
+                .read_bytes()
+                .ok()?;
+            let value: Value = serde_json::from_slice(&bytes).ok()?;
+            if let Some(c) = cached {
+                let _ = std::fs::create_dir_all(c.parent().unwrap_or(Path::new(".")));
+                let _ = std::fs::write(&c, &bytes);
+            }
+            Some(value)
+        }
+    }
+}
+
+impl DocLoader for FileLoader {
+    fn load(&self, base: &str, reference: &str) -> Option<(String, Arc<Value>)> {
+        let id = if reference.contains("://") || reference.starts_with('/') {
+            reference.to_string()
+        } else {
+            match base.rfind('/') {
+                Some(i) => format!("{}/{}", &base[..i], reference),
+                None => reference.to_string(),
+            }
+        };
+        let value = self.fetch(&id)?;
+        Some((id, Arc::new(value)))
+    }
+}
+
+impl Registry {
+    /// Indexes every location (from the cache when nothing changed).
+    /// Indexes the schema locations. Only the cache write can fail, and that
+    /// is not an error (the next run indexes again).
+    pub fn load(opts: RegistryOptions) -> std::io::Result<Self> {
+        let version = normalize_kubernetes_version(&opts.kubernetes_version);
+        let mut files = Vec::new();
+        let mut templates = Vec::new();
+        for loc in &opts.locations {
+            if is_template(loc) {
+                templates.push(loc.clone());
+            } else {
+                let dir = opts.base.join(loc);
+                if dir.is_file() {
+                    files.push(dir);
+                } else {
+                    collect_files(&dir, &version, &mut files);
+                }
+            }
+        }
+        let sigs: Vec<String> = files.iter().map(|f| file_sig(f)).collect();
+        let mut key_parts: Vec<&str> = sigs.iter().map(String::as_str).collect();
+        let cv = COMPILER_VERSION.to_string();
+        key_parts.push(&cv);
+        let index_path = opts
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("index-{}.json", hash_hex(&key_parts))));
+        let cached: Option<Index> = index_path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let from_cache = cached.is_some();
+        let index = match cached {
+            Some(index) => index,
+            None => {
+                let per_file: Vec<_> = files
+                    .par_iter()
+                    .map(|f| (f.clone(), index_file(f)))
+                    .collect();
+                let mut index = Index::default();
+                for (file, (kinds, is_openapi, has_meta)) in per_file {
+                    if is_openapi {
+                        index.openapi_docs += 1;
+                    } else if !kinds.is_empty() {
+                        index.crd_files += 1;
+                    }
+                    let core_doc = file
+                        .file_name()
+                        .is_some_and(|n| n == "api__v1_openapi.json");
+                    if has_meta && (index.object_meta.is_none() || core_doc) {
+                        index.object_meta = Some(file.clone());
+                    }
+                    index.kinds.extend(kinds);
+                }
+                if let Some(p) = &index_path {
+                    let _ = std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")));
+                    if let Ok(bytes) = serde_json::to_vec(&index) {
+                        let _ = std::fs::write(p, bytes);
+                    }
+                }
+                index
+            }
+        };
+        let mut kinds = HashMap::new();
+        for (gvk, source) in index.kinds {
+            kinds.entry(gvk).or_insert(source);
+        }
+        let stats = RegistryStats {
+            kinds_indexed: kinds.len(),
+            index_from_cache: from_cache,
+            ..RegistryStats::default()
+        };
+        Ok(Self {
+            opts,
+            kinds,
+            object_meta: index.object_meta,
+            templates,
+            compiled: RwLock::new(HashMap::new()),
+            docs: Mutex::new(HashMap::new()),
+            stats: Mutex::new(stats),
+        })
+    }
+
+    /// True when the Kubernetes OpenAPI documents of the version were found.
+    pub fn has_kubernetes(&self) -> bool {
+        self.object_meta.is_some()
+    }
+
+    pub fn kubernetes_version(&self) -> &str {
+        &self.opts.kubernetes_version
+    }
+
+    pub fn stats(&self) -> RegistryStats {
+        *self.stats.lock().expect("stats lock")
+    }
+
+    /// Every kind with a schema in the folders or added CRDs.
+    pub fn kinds(&self) -> impl Iterator<Item = &Gvk> {
+        self.kinds.keys()
+    }
+
+    /// True when the API server serves the kind itself: its schema comes
+    /// from the Kubernetes OpenAPI documents, not from a CRD.
+    pub fn is_builtin(&self, gvk: &Gvk) -> bool {
+        matches!(self.kinds.get(gvk), Some(Source::OpenApi { .. }))
+    }
+
+    /// Registers a CRD found in the rendered tree; it wins over folders.
+    pub fn add_crd(&mut self, crd: &Value) {
+        for (gvk, schema) in crd_versions(crd) {
+            let hash = hash_hex(&[&schema.to_string()]);
+            self.compiled.get_mut().expect("lock").remove(&gvk);
+            self.kinds.insert(
+                gvk,
+                Source::CrdInline {
+                    schema: Arc::new(schema),
+                    hash,
+                },
+            );
+        }
+    }
+
+    /// Compiles every kind of `gvks` in parallel (each at most once).
+    pub fn prepare(&self, gvks: &[Gvk]) {
+        gvks.par_iter().for_each(|g| {
+            let _ = self.get(g);
+        });
+    }
+
+    /// The compiled schema of `gvk`.
+    pub fn get(&self, gvk: &Gvk) -> Lookup {
+        if let Some(found) = self.compiled.read().expect("lock").get(gvk) {
+            return match found {
+                Some(c) => Lookup::Found(c.clone()),
+                None => Lookup::Missing,
+            };
+        }
+        let compiled = self.compile(gvk).map(Arc::new);
+        self.compiled
+            .write()
+            .expect("lock")
+            .insert(gvk.clone(), compiled.clone());
+        match compiled {
+            Some(c) => Lookup::Found(c),
+            None => Lookup::Missing,
+        }
+    }
+
+    fn doc(&self, file: &Path) -> Option<Arc<Value>> {
+        if let Some(d) = self.docs.lock().expect("lock").get(file) {
+            return Some(d.clone());
+        }
+        let text = std::fs::read_to_string(file).ok()?;
+        let value: Value = if file.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).ok()?
+        } else {
+            Value::Array(yaml_documents(&text))
+        };
+        let value = Arc::new(value);
+        self.docs
+            .lock()
+            .expect("lock")
+            .insert(file.to_path_buf(), value.clone());
+        Some(value)
+    }
+
+    fn source_for(&self, gvk: &Gvk) -> Option<Source> {
+        if let Some(s) = self.kinds.get(gvk) {
+            return Some(s.clone());
+        }
+        self.templates.first().map(|_| Source::Template {
+            location: String::new(),
+        })
+    }
+
+    fn cache_key(&self, gvk: &Gvk, source: &Source) -> String {
+        let src = match source {
+            Source::OpenApi { file, name } => format!("openapi:{}:{name}", file_sig(file)),
+            Source::CrdFile { file, doc, version } => {
+                format!("crd:{}:{doc}:{version}", file_sig(file))
+            }
+            Source::CrdInline { hash, .. } => format!("inline:{hash}"),
+            Source::Template { .. } => format!("tpl:{}", self.templates.join("|")),
+        };
+        let meta = self
+            .object_meta
+            .as_deref()
+            .map(file_sig)
+            .unwrap_or_default();
+        hash_hex(&[&COMPILER_VERSION.to_string(), &gvk.to_string(), &src, &meta])
+    }
+
+    fn compile(&self, gvk: &Gvk) -> Option<Compiled> {
+        let source = self.source_for(gvk)?;
+        if let Source::Template { .. } = source {
+            return self.compile_template(gvk);
+        }
+        let key = self.cache_key(gvk, &source);
+        let cache_file = self
+            .opts
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join("kinds").join(format!("{key}.json")));
+        if let Some(cf) = &cache_file
+            && let Ok(bytes) = std::fs::read(cf)
+            && let Ok(c) = serde_json::from_slice::<Compiled>(&bytes)
+        {
+            self.stats.lock().expect("lock").from_cache += 1;
+            return Some(c);
+        }
+        let loader = FileLoader { cache_dir: None };
+        let mut compiler = Compiler::new(&loader);
+        let compiled = match &source {
+            Source::OpenApi { file, name } => {
+                let doc = self.doc(file)?;
+                let id = file.display().to_string();
+                compiler.add_document(&id, doc);
+                compiler.builtin = true;
+                let pointer = format!(
+                    "/components/schemas/{}",
+                    name.replace('~', "~0").replace('/', "~1")
+                );
+                let root = compiler.compile_pointer(&id, &pointer)?;
+                compiler.finish(root)
+            }
+            Source::CrdFile { file, doc, version } => {
+                let docs = self.doc(file)?;
+                let crd = match docs.as_ref() {
+                    Value::Array(a) => a.get(*doc)?.clone(),
+                    other => other.clone(),
+                };
+                let schema = crd_versions(&crd)
+                    .into_iter()
+                    .find(|(g, _)| &g.version == version)?
+                    .1;
+                self.compile_crd(compiler, &schema)
+            }
+            Source::CrdInline { schema, .. } => self.compile_crd(compiler, schema),
+            Source::Template { .. } => unreachable!("handled above"),
+        };
+        self.stats.lock().expect("lock").compiled += 1;
+        if let Some(cf) = cache_file
+            && let Ok(bytes) = serde_json::to_vec(&compiled)
+        {
+            let _ = std::fs::create_dir_all(cf.parent().unwrap_or(Path::new(".")));
+            let tmp = cf.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &cf);
+            }
+        }
+        Some(compiled)
+    }
+
+    /// A CRD's schema, with `metadata` validated as ObjectMeta (as the API
+    /// server does) and `apiVersion`/`kind` always admitted.
+    fn compile_crd(&self, mut compiler: Compiler, schema: &Value) -> Compiled {
+        compiler.add_document("crd", Arc::new(schema.clone()));
+        let root: NodeId = compiler.compile_pointer("crd", "").unwrap_or(0);
+        let string = compiler.compile_value(&serde_json::json!({"type": "string"}), "crd");
+        compiler.set_property(root, "apiVersion", string);
+        compiler.set_property(root, "kind", string);
+        if let Some(meta_file) = &self.object_meta
+            && let Some(doc) = self.doc(meta_file)
+        {
+            let id = meta_file.display().to_string();
+            compiler.add_document(&id, doc);
+            compiler.builtin = true;
+            if let Some(meta) =
+                compiler.compile_pointer(&id, &format!("/components/schemas/{OBJECT_META}"))
+            {
+                compiler.set_property(root, "metadata", meta);
+            }
+            compiler.builtin = false;
+        }
+        compiler.finish(root)
+    }
+
+    fn compile_template(&self, gvk: &Gvk) -> Option<Compiled> {
+        let loader = FileLoader {
+            cache_dir: self.opts.cache_dir.clone(),
+        };
+        for tpl in &self.templates {
+            let mut location = render_template(tpl, gvk, &self.opts.kubernetes_version, true);
+            if !location.contains("://") && !location.starts_with('/') {
+                location = self.opts.base.join(&location).display().to_string();
+            }
+            let Some(doc) = loader.fetch(&location) else {
+                continue;
+            };
+            let mut compiler = Compiler::new(&loader);
+            compiler.add_document(&location, Arc::new(doc));
+            let root = compiler.compile_pointer(&location, "")?;
+            self.stats.lock().expect("lock").compiled += 1;
+            return Some(compiler.finish(root));
+        }
+        None
+    }
+}

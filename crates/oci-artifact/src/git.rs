@@ -1,0 +1,253 @@
+//! Default artifact metadata from git: source URL, `<branch>@sha1:<commit>`,
+//! the commit time, and the short sha used as the default tag.
+
+use std::path::Path;
+
+use exec::runner::Cmd;
+
+/// Metadata for [`super::PackageOptions`], from git or from fixed fallbacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitDefaults {
+    /// The `origin` remote as an https URL without credentials (see
+    /// [`normalize_source`]); `GITHUB_SERVER_URL/GITHUB_REPOSITORY` in Actions
+    /// without a remote; else `None`: the annotation is left out.
+    pub source: Option<String>,
+    /// `<branch>@sha1:<commit>`, `sha1:<commit>` on a detached HEAD, or
+    /// `"local"` outside git.
+    pub revision: String,
+    /// The commit time in RFC 3339 UTC; `1970-01-01T00:00:00Z` outside git,
+    /// so that packaging stays reproducible there too.
+    pub created: String,
+    /// The first 7 hex digits of the commit, the default tag.
+    pub short_sha: Option<String>,
+    /// What fell back, for a warning.
+    pub fallbacks: Vec<String>,
+}
+
+fn git(root: &Path, args: &[&str]) -> Option<String> {
+    Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(args)
+        .read()
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// A git remote as the https URL of its repository, for
+/// `org.opencontainers.image.source`: credentials dropped, ssh and scp-style
+/// remotes (`git@github.com:o/r.git`) turned into `https://github.com/o/r`,
+/// `.git` and trailing slashes removed. `None` for a local path or
+/// `file://` remote, which must never end up in an artifact.
+pub fn normalize_source(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (host, path) = if let Some((scheme, rest)) = url.split_once("://") {
+        if !matches!(
+            scheme,
+            "https" | "http" | "ssh" | "git" | "git+ssh" | "ssh+git"
+        ) {
+            return None; // file:// and friends
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        // An ssh port is not the web server's.
+        let host = if scheme == "https" || scheme == "http" {
+            host
+        } else {
+            host.split(':').next().unwrap_or(host)
+        };
+        (host.to_string(), path.to_string())
+    } else {
+        // scp-like `[user@]host:path`; a local path has no `:` before its first `/`.
+        let (authority, path) = url.split_once(':')?;
+        // `C:\src` is a Windows path, not a host called C.
+        if authority.len() < 2 || authority.contains('/') || authority.contains('\\') {
+            return None;
+        }
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        (host.to_string(), path.trim_start_matches('/').to_string())
+    };
+    if host.is_empty() || path.is_empty() {
+        return None;
+    }
+    let path = path.trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    Some(format!("https://{host}/{path}"))
+}
+
+/// The files under `root` (relative, `/`-separated) that differ from the
+/// commit: modified, added, deleted, renamed or untracked (ignored files are
+/// not). `None` outside a git work tree.
+pub fn uncommitted_files(root: &Path) -> Option<Vec<String>> {
+    let out = Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "status",
+            "--porcelain=v1",
+            "-z",
+            "--untracked-files=all",
+            "--no-renames",
+            "--",
+            ".",
+        ])
+        .read()
+        .ok()?;
+    // Porcelain paths are relative to the top level; make them relative to root.
+    let prefix = git(root, &["rev-parse", "--show-prefix"]).unwrap_or_default();
+    Some(
+        out.split('\0')
+            .filter(|entry| entry.len() > 3)
+            .filter_map(|entry| {
+                let path = &entry[3..];
+                path.strip_prefix(prefix.as_str()).map(str::to_string)
+            })
+            .collect(),
+    )
+}
+
+/// Reads the defaults from the git checkout at `root`, falling back field by
+/// field (recorded in [`GitDefaults::fallbacks`]).
+pub fn git_defaults(root: &Path) -> GitDefaults {
+    // Three independent queries, run at once: publish runs this on every call.
+    let (head, remote, branch) = std::thread::scope(|s| {
+        let head = s.spawn(|| git(root, &["log", "-1", "--format=%H %ct", "HEAD"]));
+        let remote = s.spawn(|| git(root, &["config", "--get", "remote.origin.url"]));
+        let branch = git(root, &["symbolic-ref", "--short", "-q", "HEAD"]);
+        (
+            head.join().ok().flatten(),
+            remote.join().ok().flatten(),
+            branch,
+        )
+    });
+    defaults_from(head.as_deref(), remote, branch)
+}
+
+/// [`GitDefaults`] from what git said: `head` is `"<commit> <unix time>"`
+/// (`git log -1 --format='%H %ct'`), `remote` the `origin` URL, `branch` the
+/// short name of HEAD's branch (`None` when detached).
+pub fn defaults_from(
+    head: Option<&str>,
+    remote: Option<String>,
+    branch: Option<String>,
+) -> GitDefaults {
+    let mut fallbacks = Vec::new();
+    let (commit, commit_time) = match head.map(str::trim).and_then(|h| h.split_once(' ')) {
+        Some((commit, time)) => (Some(commit.to_string()), Some(time.to_string())),
+        None => (None, None),
+    };
+    let remote = remote
+        .map(|r| r.trim().to_string())
+        .filter(|r| !r.is_empty());
+    let source = match remote {
+        Some(url) => {
+            let normalized = normalize_source(&url);
+            if normalized.is_none() {
+                fallbacks.push(
+                    "source: the `origin` remote is a local path; the source annotation is left out"
+                        .into(),
+                );
+            }
+            normalized
+        }
+        None => match (
+            std::env::var("GITHUB_SERVER_URL"),
+            std::env::var("GITHUB_REPOSITORY"),
+        ) {
+            (Ok(server), Ok(repo)) if !server.is_empty() && !repo.is_empty() => {
+                normalize_source(&format!("{server}/{repo}"))
+            }
+            _ => {
+                fallbacks.push(
+                    "source: no git remote `origin`; the source annotation is left out".into(),
+                );
+                None
+            }
+        },
+    };
+    let Some(commit) = commit else {
+        fallbacks.push("revision: no git commit, using \"local\"".into());
+        fallbacks.push("created: no git commit, using the epoch".into());
+        return GitDefaults {
+            source,
+            revision: "local".into(),
+            created: "1970-01-01T00:00:00Z".into(),
+            short_sha: None,
+            fallbacks,
+        };
+    };
+    let branch = branch.or_else(|| {
+        std::env::var("GITHUB_REF_NAME")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let revision = match branch {
+        Some(b) => format!("{b}@sha1:{commit}"),
+        None => format!("sha1:{commit}"),
+    };
+    let created = commit_time
+        .and_then(|s| s.parse::<i64>().ok())
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| {
+            fallbacks.push("created: could not read the commit time, using the epoch".into());
+            "1970-01-01T00:00:00Z".into()
+        });
+    GitDefaults {
+        source,
+        revision,
+        created,
+        short_sha: Some(commit.chars().take(7).collect()),
+        fallbacks,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remotes_become_https_urls() {
+        for (remote, want) in [
+            ("git@github.com:o/r.git", Some("https://github.com/o/r")),
+            (
+                "ssh://git@github.com/o/r.git",
+                Some("https://github.com/o/r"),
+            ),
+            (
+                "ssh://git@github.com:22/o/r",
+                Some("https://github.com/o/r"),
+            ),
+            (
+                "https://x-access-token:abc@github.com/o/r.git",
+                Some("https://github.com/o/r"),
+            ),
+            ("https://github.com/o/r/", Some("https://github.com/o/r")),
+            (
+                "http://gitea.lan:3000/o/r.git",
+                Some("https://gitea.lan:3000/o/r"),
+            ),
+            ("git://example.org/o/r.git", Some("https://example.org/o/r")),
+            ("/home/me/src/platform", None),
+            ("../platform.git", None),
+            ("file:///srv/git/platform.git", None),
+            ("C:\\src\\platform", None),
+        ] {
+            assert_eq!(normalize_source(remote).as_deref(), want, "{remote}");
+        }
+    }
+
+    #[test]
+    fn outside_git_the_defaults_are_fixed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = git_defaults(dir.path());
+        assert_eq!(d.revision, "local");
+        assert_eq!(d.created, "1970-01-01T00:00:00Z");
+        assert_eq!(d.short_sha, None);
+        assert!(!d.fallbacks.is_empty());
+    }
+}

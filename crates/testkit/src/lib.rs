@@ -1,0 +1,85 @@
+//! Helpers shared by the workspace's integration tests: where the checkout
+//! is, whether a tool is there (skip with a notice, or fail under
+//! `cargo xtask test`), the shared fixtures, and small assertions.
+
+use std::path::{Path, PathBuf};
+
+/// The checkout the tests run in: the folder above `crates/testkit`.
+pub fn root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|dir| dir.join("xtask/tools.toml").is_file())
+        .unwrap_or(here)
+        .to_path_buf()
+}
+
+/// `cargo xtask test` sets this: a missing prerequisite is then a failure,
+/// not a skip. A plain `cargo test` skips with a notice instead.
+pub fn tools_required() -> bool {
+    std::env::var_os("XTASK_REQUIRE_TOOLS").is_some_and(|v| v == "1")
+}
+
+/// Finds an external tool in `.tools/bin` or on PATH. Returns `None` (after
+/// printing a skip notice) when it is absent and tools are not required.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let local = root().join(".tools/bin").join(name);
+    if local.is_file() {
+        return Some(local);
+    }
+    if let Some(found) = which(name) {
+        return Some(found);
+    }
+    if tools_required() {
+        panic!(
+            "{name} is required (XTASK_REQUIRE_TOOLS=1) but not installed; run `cargo xtask test`"
+        );
+    }
+    eprintln!("SKIP: {name} not installed; `cargo xtask test` installs it");
+    None
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `../shared/fixtures/<sub>` next to the repository, which exists only on the
+/// project's own machines. `None` (with a printed notice) elsewhere.
+pub fn shared_fixtures(sub: &str) -> Option<PathBuf> {
+    let dir = root().join("../shared/fixtures").join(sub);
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIP: {} is absent (it exists only on the project's machines)",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Copies a directory tree (files and folders only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Fails the test with the command's stderr when it did not succeed.
+#[track_caller]
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,49 @@
+//! `cargo xtask e2e` as a test: the real Flux source- and kustomize-controller
+//! reconcile our published artifact against a local kube-apiserver and etcd,
+//! with a real registry. No Docker.
+//!
+//! Needs the four binaries built by `cargo xtask e2e --build-only` (or
+//! `xtask::cluster::local::build_binaries`), kubectl and docker-registry.
+//! Skips with a notice when they are missing, unless XTASK_REQUIRE_TOOLS=1.
+
+use crate::common;
+
+use xtask::cluster::local::{self, E2eOptions};
+
+fn prerequisites() -> bool {
+    if !local::all_cached(&common::root()) {
+        if common::tools_required() {
+            panic!(
+                "the control-plane binaries are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
+            );
+        }
+        eprintln!(
+            "SKIP: etcd, kube-apiserver and the Flux controllers are not built; `cargo xtask e2e --build-only` builds them"
+        );
+        return false;
+    }
+    common::tool("kubectl").is_some() && common::tool("docker-registry").is_some()
+}
+
+#[test]
+fn flux_reconciles_our_artifact_on_a_local_control_plane() {
+    if !prerequisites() {
+        return;
+    }
+    let opts = E2eOptions {
+        build: false,
+        ..E2eOptions::new(common::root())
+    };
+    let report =
+        local::run_e2e(&opts, |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(report.passed.len(), 7, "{:#?}", report.passed);
+    for (i, line) in report.passed.iter().enumerate() {
+        assert!(line.starts_with(&format!("{}. ", i + 1)), "{line}");
+    }
+    eprintln!(
+        "e2e: {:.1} s total; edit→applied {:.2} s; edit→Ready {:.2} s",
+        report.total.as_secs_f64(),
+        report.edit_to_applied.as_secs_f64(),
+        report.edit_to_ready.as_secs_f64()
+    );
+}
