@@ -1,4 +1,4 @@
-//! Local clusters: the Kind cluster with its registries that `cargo xtask
+//! Clusters: the local Kind cluster with its registries that `cargo xtask
 //! bootstrap` brings up ([`bootstrap`], [`engine`], [`kind`], [`registry`],
 //! [`flux_install`], [`age_key`]), and Flux objects over kubectl ([`flux`]).
 //!
@@ -10,6 +10,7 @@
 
 pub mod age_key;
 pub mod bootstrap;
+pub mod cni;
 pub mod engine;
 pub mod flux;
 pub mod flux_install;
