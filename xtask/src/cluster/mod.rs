@@ -12,6 +12,7 @@ pub mod age_key;
 pub mod bootstrap;
 pub mod cni;
 pub mod engine;
+pub mod existing;
 pub mod flux;
 pub mod flux_install;
 pub mod kind;
