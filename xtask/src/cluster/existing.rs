@@ -132,6 +132,8 @@ pub fn condition(o: &Value, ty: &str) -> Option<(String, String, String)> {
 }
 
 pub struct Summary {
+    /// (step title, outcome) of every step, in order.
+    pub steps: Vec<(String, String)>,
     pub context: String,
     pub server_version: String,
     pub objects: Vec<ObjectState>,
@@ -260,13 +262,14 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
     let context = kube.context.clone().unwrap_or_default();
     let server_version = match kube
         .cmd()
-        .args(["version", "-o", "json", "--request-timeout=15s"])
+        .args(["get", "--raw", "/version", "--request-timeout=15s"])
         .read()
     {
+        // /version, not `kubectl version`: that one refuses versions it cannot parse.
         Ok(out) => serde_json::from_str::<Value>(&out)
             .ok()
             .and_then(|v| {
-                v.pointer("/serverVersion/gitVersion")
+                v.pointer("/gitVersion")
                     .and_then(Value::as_str)
                     .map(str::to_string)
             })
@@ -570,6 +573,11 @@ pub fn run(o: &Options) -> Result<Summary, StepFailed> {
     let objects = objects?;
 
     Ok(Summary {
+        steps: steps
+            .finished
+            .iter()
+            .map(|(title, _, outcome)| (title.clone(), outcome.clone()))
+            .collect(),
         context: found.context,
         server_version: found.server_version,
         objects,
