@@ -92,3 +92,129 @@ fn dev_bootstrap_on_the_stand_in_verifies_signatures_and_refuses_the_rest() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The existing-cluster preflight against a real kube-apiserver: a node
+/// that reports kubelet's "cni plugin not initialized" (as a Talos node with
+/// `cni: none` does) is found and Cilium is planned from the rendered
+/// HelmRelease; an age key for another recipient and a missing pull secret
+/// are named, without printing the key; with the cluster's identity and
+/// credentials the plan is complete. (The helm install itself needs the
+/// chart repository, which is out of reach here.)
+#[test]
+fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missing() {
+    use xtask::cluster::existing::{self, Credentials, FluxMode, Options, PullPlan};
+    let Ok(bins) = local::api_server_binaries() else {
+        if common::tools_required() {
+            panic!(
+                "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask e2e --build-only`"
+            );
+        }
+        eprintln!(
+            "SKIP: etcd and kube-apiserver are not built; `cargo xtask e2e --build-only` builds them"
+        );
+        return;
+    };
+    if common::tool("kubectl").is_none() || common::tool("helm").is_none() {
+        return;
+    }
+    let cp = local::ControlPlane::start_api_server(&bins, |_| {}).unwrap();
+    let kube = cp.kube.clone();
+    // A Talos control-plane node before any CNI runs.
+    kube.apply_yaml("apiVersion: v1\nkind: Node\nmetadata:\n  name: talos-cp-1\n")
+        .unwrap();
+    let status = r#"{"status":{"conditions":[{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#;
+    let out = kube
+        .cmd()
+        .args([
+            "patch",
+            "node",
+            "talos-cp-1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+
+    // The tree, with .sops.yaml's dev rule on a key made for this test.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    for dir in xtask::MANIFEST_DIRS {
+        common::copy_tree(&common::root().join(dir), &root.join(dir));
+    }
+    let dev_recipient = xtask::cluster::age_key::recipients(&common::root(), "dev").unwrap();
+    let (identity, recipient) = xtask::sops::generate_identity();
+    let sops_yaml = std::fs::read_to_string(common::root().join(".sops.yaml")).unwrap();
+    std::fs::write(
+        root.join(".sops.yaml"),
+        sops_yaml.replace(&dev_recipient[0], &recipient),
+    )
+    .unwrap();
+
+    let (stranger, _) = xtask::sops::generate_identity();
+    let mut o = Options {
+        root: root.to_path_buf(),
+        cluster: "dev".into(),
+        kube: kube.clone(),
+        timeout: std::time::Duration::from_secs(60),
+        age_sources: vec![("SOPS_AGE_KEY".into(), stranger.clone())],
+        credentials: Credentials::None,
+        flux: FluxMode::LocalProcesses("test".into()),
+        wait_helm_releases: false,
+    };
+    let problems = match existing::preflight(&o, &mut kube.clone()) {
+        Ok(_) => panic!("a stranger's key and no pull secret pass preflight"),
+        Err(p) => p,
+    };
+    let text = problems.join("\n");
+    assert!(
+        text.contains(&format!(
+            "no age identity for the dev environment (recipient {recipient}) in SOPS_AGE_KEY"
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("AGE-SECRET-KEY"),
+        "a key was printed: {text}"
+    );
+    assert!(
+        text.contains("secretRef flux-system/ghcr-auth, which does not exist, and no credentials for ghcr.io were given"),
+        "{text}"
+    );
+    assert_eq!(problems.len(), 2, "{text}");
+
+    o.age_sources = vec![("SOPS_AGE_KEY".into(), format!("{stranger}\n{identity}\n"))];
+    o.credentials = Credentials::Given {
+        username: "bot".into(),
+        password: "token".into(),
+        origin: "test".into(),
+    };
+    let mut k = kube.clone();
+    let found = existing::preflight(&o, &mut k).unwrap_or_else(|p| panic!("{p:#?}"));
+    assert_eq!(
+        k.context.as_deref(),
+        Some(found.context.as_str()),
+        "the current-context is used"
+    );
+    assert!(
+        found.server_version.starts_with('v'),
+        "{}",
+        found.server_version
+    );
+    assert_eq!(found.nodes, 1);
+    assert_eq!(found.cni_missing, vec!["talos-cp-1".to_string()]);
+    let (_, cilium) = found.cilium.as_ref().expect("Cilium is planned");
+    assert_eq!(cilium.release, "cilium");
+    assert_eq!(cilium.namespace, "kube-system");
+    assert_eq!(found.keys, vec![identity], "only the dev identity");
+    match &found.pull {
+        PullPlan::Apply { secret, origin } => {
+            assert_eq!(secret["metadata"]["name"], "ghcr-auth");
+            assert_eq!(origin, "test");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(found.root_sync.len(), 2);
+}

@@ -50,6 +50,8 @@ pub enum Credentials {
     /// `GITHUB_TOKEN` (ghcr.io), `REGISTRY_USERNAME`/`REGISTRY_PASSWORD`, or
     /// the docker config in `dir` (default `$DOCKER_CONFIG`, `~/.docker`).
     Environment { docker_config: Option<PathBuf> },
+    /// None: a pull secret must already exist when the source names one.
+    None,
     /// Given outright (the e2e).
     Given {
         username: String,
@@ -211,6 +213,7 @@ fn credentials_for(
             password,
             origin,
         } => Ok(Some((username.clone(), password.clone(), origin.clone()))),
+        Credentials::None => Ok(None),
         Credentials::Environment { docker_config } => {
             let dir = docker_config
                 .clone()
