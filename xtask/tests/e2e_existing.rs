@@ -218,3 +218,60 @@ fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missin
     }
     assert_eq!(found.root_sync.len(), 2);
 }
+
+/// `cargo xtask bootstrap --cluster dev` itself, against a real
+/// kube-apiserver: the identity comes from SOPS_AGE_KEY, the credentials
+/// from the environment, and preflight lists every problem with the seven
+/// step lines' first one; nothing is created.
+#[test]
+fn the_bootstrap_verb_refuses_a_stranger_key_and_a_missing_pull_secret() {
+    let Ok(bins) = local::api_server_binaries() else {
+        if common::tools_required() {
+            panic!(
+                "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask e2e --build-only`"
+            );
+        }
+        eprintln!(
+            "SKIP: etcd and kube-apiserver are not built; `cargo xtask e2e --build-only` builds them"
+        );
+        return;
+    };
+    if common::tool("kubectl").is_none() {
+        return;
+    }
+    let cp = local::ControlPlane::start_api_server(&bins, |_| {}).unwrap();
+    let (stranger, _) = xtask::sops::generate_identity();
+    let out = assert_cmd::Command::cargo_bin("xtask")
+        .unwrap()
+        .args(["bootstrap", "--cluster", "dev", "--kubeconfig"])
+        .arg(&cp.kubeconfig)
+        .env("SOPS_AGE_KEY", &stranger)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("DOCKER_CONFIG", "/nonexistent")
+        .env_remove("REGISTRY_USERNAME")
+        .env_remove("REGISTRY_PASSWORD")
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let recipient = &xtask::cluster::age_key::recipients(&common::root(), "dev").unwrap()[0];
+    assert!(err.contains("[1/7] Preflight"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no age identity for the dev environment (recipient {recipient}) in SOPS_AGE_KEY"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("secretRef flux-system/ghcr-auth, which does not exist"),
+        "{err}"
+    );
+    assert!(!err.contains("AGE-SECRET-KEY"), "a key was printed: {err}");
+    assert!(!err.contains("[2/7]"), "no step after preflight ran: {err}");
+    let secret = cp
+        .kube
+        .get("secret", Some("flux-system"), "sops-age")
+        .unwrap();
+    assert!(secret.is_none(), "nothing is created");
+}
