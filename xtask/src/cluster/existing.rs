@@ -767,6 +767,9 @@ mod tests {
         assert_eq!(h.release, "cilium");
         assert_eq!(h.namespace, "kube-system");
         assert!(h.values.get("k8sServiceHost").is_some(), "{}", h.values);
+        // Substituted as Flux would (`${cilium_replicas:=1}` is a number).
+        assert!(!h.values.to_string().contains("${"), "{}", h.values);
+        assert_eq!(h.values["operator"]["replicas"], 1);
     }
 
     #[test]

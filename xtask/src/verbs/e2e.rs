@@ -1,5 +1,7 @@
 //! `cargo xtask e2e`: reconcile our artifact with the real Flux controllers
-//! against a local kube-apiserver, no Docker. See [`crate::cluster::local`].
+//! against a local kube-apiserver, no Docker. See [`crate::cluster::local`];
+//! `--cluster dev|prod` runs the existing-cluster bootstrap against it, with
+//! signature verification (see [`crate::cluster::local::existing_e2e`]).
 
 use std::process::ExitCode;
 
