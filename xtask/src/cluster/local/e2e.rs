@@ -1152,7 +1152,7 @@ pub(crate) fn probe_yaml(value: &str) -> String {
     )
 }
 
-fn encrypt_secret(secret: &Value, recipient: &str) -> Result<String, LocalError> {
+pub(crate) fn encrypt_secret(secret: &Value, recipient: &str) -> Result<String, LocalError> {
     let plain = serde_yaml::to_string(secret)
         .map_err(|e| LocalError::Other(format!("serialising a Secret: {e}")))?;
     let rule = CreationRule::new(
@@ -1308,7 +1308,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), LocalError> {
     Ok(())
 }
 
-fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
+pub(crate) fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir.display()))? {
         let path = entry.map_err(io_err(dir.display()))?.path();

@@ -26,7 +26,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::e2e::{PROBE, READY_TIMEOUT, Scenario, probe_yaml, read_docs, write_docs};
+use super::e2e::{
+    PROBE, READY_TIMEOUT, Scenario, encrypt_secret, probe_yaml, read_docs, write_docs, yaml_files,
+};
 use super::{E2eOptions, E2eReport, LocalError, io_err};
 use crate::artifact::cosign::{self, SigningKey};
 use crate::artifact::{Auth, RegistryRef};
@@ -79,6 +81,55 @@ pub fn verify_with_key(docs: &mut [Value]) -> bool {
         }
     }
     changed
+}
+
+/// Re-creates every SOPS Secret under `dir` that is not yet encrypted for
+/// `recipient`: the same keys, random values, encrypted for `recipient`.
+/// Returns how many files were rewritten.
+pub fn regenerate_secrets(dir: &Path, recipient: &str) -> Result<usize, LocalError> {
+    let mut count = 0;
+    for file in yaml_files(dir)? {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !(name.ends_with(".enc.yaml") || name.ends_with(".enc.yml")) {
+            continue;
+        }
+        let docs = read_docs(&file)?;
+        let ours = docs.iter().all(|d| {
+            d.pointer("/sops/age")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|r| r["recipient"] == recipient))
+        });
+        if ours {
+            continue;
+        }
+        let mut out = String::new();
+        for d in &docs {
+            if d.get("kind").and_then(Value::as_str) != Some("Secret") {
+                return Err(LocalError::Other(format!(
+                    "{}: only Secrets can be regenerated for the test key",
+                    file.display()
+                )));
+            }
+            let mut fresh = d.clone();
+            let keys: Vec<String> = ["stringData", "data"]
+                .into_iter()
+                .filter_map(|f| d.get(f).and_then(Value::as_object))
+                .flat_map(|m| m.keys().cloned())
+                .collect();
+            if let Some(o) = fresh.as_object_mut() {
+                o.remove("sops");
+                o.remove("data");
+            }
+            fresh["stringData"] = keys.into_iter().map(|k| (k, json!(random_hex()))).collect();
+            if !out.is_empty() {
+                out.push_str("---\n");
+            }
+            out.push_str(&encrypt_secret(&fresh, recipient)?);
+        }
+        std::fs::write(&file, out).map_err(io_err(file.display()))?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 impl Scenario {
@@ -220,6 +271,9 @@ fn scenario(
     )
     .map_err(io_err(sops_file.display()))?;
 
+    // Any other SOPS file of the cluster (the variables Secret already is).
+    let regenerated = regenerate_secrets(&s.cluster_dir(), &s.recipient)?;
+
     // Signature verification with a key pair made for this run.
     let (key, public) = test_key()?;
     let flux_dir = s.cluster_dir().join("flux-system");
@@ -253,7 +307,7 @@ fn scenario(
         &crate::render::to_yaml_stream(&[secret]),
     )?;
     say(&format!(
-        "e2e profile of clusters/{cluster}: .sops.yaml's {cluster} rule and the cluster's secrets use an age key made for this run; the OCIRepository verifies cosign signatures with a key pair made for this run (Secret {COSIGN_SECRET}) and keeps its pull secretRef"
+        "e2e profile of clusters/{cluster}: .sops.yaml's {cluster} rule and the cluster's secrets use an age key made for this run ({regenerated} more SOPS file(s) regenerated besides the variables Secret); the OCIRepository verifies cosign signatures with a key pair made for this run (Secret {COSIGN_SECRET}) and keeps its pull secretRef"
     ));
 
     // 1. Publish and sign.
@@ -450,6 +504,34 @@ mod tests {
         );
         assert_eq!(docs[0]["spec"]["secretRef"]["name"], "ghcr-auth");
         assert_eq!(docs[1], json!({"kind": "Kustomization", "spec": {}}));
+    }
+
+    #[test]
+    fn secrets_are_regenerated_for_the_test_key_with_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, other) = crate::sops::generate_identity();
+        let (identity, test) = crate::sops::generate_identity();
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "n"},
+            "stringData": {"a": "real-a", "b": "real-b"}});
+        let file = dir.path().join("s.enc.yaml");
+        std::fs::write(&file, encrypt_secret(&secret, &other).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join("plain.yaml"),
+            "kind: ConfigMap
+",
+        )
+        .unwrap();
+        assert_eq!(regenerate_secrets(dir.path(), &test).unwrap(), 1);
+        let docs = read_docs(&file).unwrap();
+        let ids = crate::sops::Identities::from_keys_text(&identity).unwrap();
+        let plain = crate::sops::decrypt_object(&docs[0], &ids).unwrap();
+        let data = plain["stringData"].as_object().unwrap();
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(data.values().all(|v| v.as_str().unwrap().len() == 32));
+        assert_eq!(plain["metadata"]["name"], "s");
+        // Already for the test key: left alone.
+        assert_eq!(regenerate_secrets(dir.path(), &test).unwrap(), 0);
     }
 
     #[test]
