@@ -247,6 +247,17 @@ fn current_context(kube: &Kube) -> anyhow::Result<String> {
     Ok(ctx)
 }
 
+/// The Node objects (cluster-scoped: no `-A`).
+fn list_nodes(kube: &Kube) -> anyhow::Result<Vec<Value>> {
+    let out = kube.cmd().args(["get", "nodes", "-o", "json"]).read()?;
+    let list: Value = serde_json::from_str(&out)?;
+    Ok(list
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default())
+}
+
 /// Checks everything up front; one line per problem.
 pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
     let mut problems = Vec::new();
@@ -284,8 +295,8 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
             )]);
         }
     };
-    let nodes = kube.list("nodes").unwrap_or_else(|e| {
-        problems.push(format!("listing the nodes: {e}"));
+    let nodes = list_nodes(kube).unwrap_or_else(|e| {
+        problems.push(format!("listing the nodes: {e:#}"));
         Vec::new()
     });
     let missing = cni_missing(&nodes);
@@ -631,9 +642,14 @@ pub fn kube_for(kubeconfig: Option<PathBuf>, context: Option<String>) -> anyhow:
                 .ok_or_else(|| anyhow::anyhow!("no home folder: pass --kubeconfig"))?,
         },
     };
-    let mut kube = Kube::new(&path)?;
-    kube.context = context;
-    Ok(kube)
+    // XTASK_KUBECTL, .tools/bin, PATH: as the local bootstrap finds it.
+    let kubectl = find_tool("kubectl").ok_or_else(|| anyhow::anyhow!(install_hint("kubectl")))?;
+    Ok(Kube {
+        kubectl,
+        kubeconfig: path,
+        context,
+        cache_dir: None,
+    })
 }
 
 /// Whether `clusters/<cluster>` is a local Kind cluster (it has a kind.yaml).
