@@ -1,6 +1,8 @@
 //! Clusters: the local Kind cluster with its registries that `cargo xtask
 //! bootstrap` brings up ([`bootstrap`], [`engine`], [`kind`], [`registry`],
-//! [`flux_install`], [`age_key`]), and Flux objects over kubectl ([`flux`]).
+//! [`flux_install`], [`age_key`]), an existing cluster (dev, prod) that
+//! `bootstrap --cluster` takes from the kubeconfig ([`existing`]), the CNI
+//! step both share ([`cni`]), and Flux objects over kubectl ([`flux`]).
 //!
 //! Every docker, kind, kubectl and helm call goes through [`crate::runner::Cmd`].
 //! The tools are found with [`crate::tools::find`] (`.tools/bin`, then PATH);
