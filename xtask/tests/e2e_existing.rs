@@ -11,9 +11,13 @@
 
 mod common;
 
+use std::sync::Mutex;
 use std::time::Instant;
 
 use xtask::cluster::local::{self, E2eOptions};
+
+/// One control plane at a time: they share the log files in target/e2e.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn prerequisites() -> bool {
     if !local::all_cached() {
@@ -32,6 +36,7 @@ fn prerequisites() -> bool {
 
 #[test]
 fn dev_bootstrap_on_the_stand_in_verifies_signatures_and_refuses_the_rest() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !prerequisites() {
         return;
     }
@@ -102,6 +107,7 @@ fn dev_bootstrap_on_the_stand_in_verifies_signatures_and_refuses_the_rest() {
 /// chart repository, which is out of reach here.)
 #[test]
 fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     use xtask::cluster::existing::{self, Credentials, FluxMode, Options, PullPlan};
     let Ok(bins) = local::api_server_binaries() else {
         if common::tools_required() {
@@ -225,6 +231,7 @@ fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missin
 /// step lines' first one; nothing is created.
 #[test]
 fn the_bootstrap_verb_refuses_a_stranger_key_and_a_missing_pull_secret() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Ok(bins) = local::api_server_binaries() else {
         if common::tools_required() {
             panic!(
