@@ -67,15 +67,7 @@ pub fn matching_keys(text: &str, recipients: &[String]) -> Vec<String> {
 pub fn local_keys(root: &Path, cluster: &str) -> anyhow::Result<Vec<String>> {
     let recipients = recipients(root, cluster)?;
     let sources = key_sources();
-    let mut keys: Vec<String> = Vec::new();
-    for (_, text) in &sources {
-        for k in matching_keys(text, &recipients) {
-            if !keys.contains(&k) {
-                keys.push(k);
-            }
-        }
-    }
-    if keys.is_empty() {
+    select(&sources, &recipients, cluster).map_err(|e| {
         let looked: Vec<String> = if sources.is_empty() {
             vec![
                 sops::default_keys_file()
@@ -83,15 +75,71 @@ pub fn local_keys(root: &Path, cluster: &str) -> anyhow::Result<Vec<String>> {
                     .unwrap_or_else(|| "the default keys file".into()),
             ]
         } else {
-            sources.into_iter().map(|(s, _)| s).collect()
+            e.looked.clone()
         };
-        anyhow::bail!(
-            "no age identity for the {cluster} environment (recipient {}) in {}: run `cargo xtask secrets keygen --env {cluster}`",
-            recipients.join(", "),
-            looked.join(", ")
-        );
+        anyhow::anyhow!(
+            "{}: run `cargo xtask secrets keygen --env {cluster}`",
+            NoIdentity { looked, ..e }
+        )
+    })
+}
+
+/// No identity of the user matches the cluster's recipient. Names where
+/// it looked and the recipient, never a key.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no age identity for the {cluster} environment (recipient {}) in {}",
+    recipients.join(", "),
+    if looked.is_empty() { "SOPS_AGE_KEY or SOPS_AGE_KEY_FILE (neither is set)".to_string() } else { looked.join(", ") }
+)]
+pub struct NoIdentity {
+    pub cluster: String,
+    pub recipients: Vec<String>,
+    /// The sources looked at (names only).
+    pub looked: Vec<String>,
+}
+
+/// The identities of `sources` ((name, text) pairs) whose public key is one
+/// of `recipients`, each once; every other identity is left out.
+pub fn select(
+    sources: &[(String, String)],
+    recipients: &[String],
+    cluster: &str,
+) -> Result<Vec<String>, NoIdentity> {
+    let mut keys: Vec<String> = Vec::new();
+    for (_, text) in sources {
+        for k in matching_keys(text, recipients) {
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    if keys.is_empty() {
+        return Err(NoIdentity {
+            cluster: cluster.to_string(),
+            recipients: recipients.to_vec(),
+            looked: sources.iter().map(|(n, _)| n.clone()).collect(),
+        });
     }
     Ok(keys)
+}
+
+/// `SOPS_AGE_KEY`, then the file `SOPS_AGE_KEY_FILE` names: where a
+/// bootstrap of a shared cluster takes its identities (never the default
+/// keys file, which may hold keys of other environments).
+pub fn env_sources() -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    if let Some(t) = std::env::var_os("SOPS_AGE_KEY").filter(|t| !t.is_empty()) {
+        out.push(("SOPS_AGE_KEY".into(), t.to_string_lossy().into_owned()));
+    }
+    if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(p);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!("SOPS_AGE_KEY_FILE={}: cannot read it: {e}", path.display())
+        })?;
+        out.push((format!("SOPS_AGE_KEY_FILE={}", path.display()), text));
+    }
+    Ok(out)
 }
 
 /// The `flux-system/sops-age` Secret holding `keys` under `age.agekey`.
@@ -137,6 +185,32 @@ mod tests {
         // The decoded text is a valid keys file for our own sops engine.
         let text = format!("{k1}\n{k2}\n");
         assert_eq!(sops::Identities::from_keys_text(&text).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn only_the_identity_of_the_cluster_recipient_is_selected() {
+        let (dev, dev_pub) = sops::generate_identity();
+        let (prod, _) = sops::generate_identity();
+        let sources = vec![
+            ("SOPS_AGE_KEY".to_string(), format!("{prod}\n{dev}\n")),
+            (
+                "SOPS_AGE_KEY_FILE=/k".to_string(),
+                format!("# dev\n{dev}\n"),
+            ),
+        ];
+        let keys = select(&sources, std::slice::from_ref(&dev_pub), "dev").unwrap();
+        assert_eq!(keys, vec![dev.clone()], "only dev's, once");
+        let err = select(&sources[..1], &["age1other".into()], "prod").unwrap_err();
+        let text = err.to_string();
+        assert_eq!(
+            text,
+            "no age identity for the prod environment (recipient age1other) in SOPS_AGE_KEY"
+        );
+        assert!(!text.contains("AGE-SECRET-KEY"), "never prints a key");
+        let none = select(&[], &["age1x".into()], "dev")
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("neither is set"), "{none}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Local clusters: the Kind cluster with its registries that `cargo xtask
+//! Clusters: the local Kind cluster with its registries that `cargo xtask
 //! bootstrap` brings up ([`bootstrap`], [`engine`], [`kind`], [`registry`],
-//! [`flux_install`], [`age_key`]), and Flux objects over kubectl ([`flux`]).
+//! [`flux_install`], [`age_key`]), an existing cluster (dev, prod) that
+//! `bootstrap --cluster` takes from the kubeconfig ([`existing`]), the CNI
+//! step both share ([`cni`]), and Flux objects over kubectl ([`flux`]).
 //!
 //! Every docker, kind, kubectl and helm call goes through [`exec::runner::Cmd`].
 //! The tools are found with [`exec::tools::find`] (`.tools/bin`, then PATH);
@@ -10,7 +12,9 @@
 
 pub mod age_key;
 pub mod bootstrap;
+pub mod cni;
 pub mod engine;
+pub mod existing;
 pub mod flux;
 pub mod flux_install;
 pub mod kind;

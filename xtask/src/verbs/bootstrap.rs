@@ -1,5 +1,7 @@
 //! `cargo xtask bootstrap`: a local Kind cluster that Flux reconciles from
-//! our own artifact, in nine idempotent steps (see [`crate::cluster::bootstrap`]).
+//! our own artifact, in nine idempotent steps (see [`crate::cluster::bootstrap`]);
+//! or, for a cluster folder without a kind.yaml (dev, prod), an existing
+//! cluster from the kubeconfig (see [`crate::cluster::existing`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::cluster::{bootstrap, registry, steps::fmt_duration};
+use crate::cluster::{bootstrap, existing, registry, steps::fmt_duration};
 
 /// Parses `90s`, `10m`, `1h` or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -52,14 +54,34 @@ pub struct Args {
     /// The tree to render and publish [default: this repository].
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Existing clusters (no kind.yaml): the kubeconfig [default: KUBECONFIG, else ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Existing clusters: the kubeconfig context [default: its current-context].
+    #[arg(long, value_name = "CTX")]
+    context: Option<String>,
+    /// Existing clusters: the docker config folder holding credentials for
+    /// the pull secret [default: $DOCKER_CONFIG, else ~/.docker]; GITHUB_TOKEN
+    /// and REGISTRY_USERNAME/REGISTRY_PASSWORD come first.
+    #[arg(long, value_name = "DIR")]
+    docker_config: Option<PathBuf>,
 }
 
 impl Args {
     pub fn run(self, checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
-        let root = checkout.tree(self.root)?;
+        let root = checkout.tree(self.root.clone())?;
         // The secrets gate first: nothing is created for a tree that cannot ship.
         let ids = sops::Identities::from_env().ok();
         crate::ship::gate_tree(&root, ids.as_ref())?;
+        if !existing::is_kind_cluster(&root, &self.cluster) {
+            return self.run_existing(checkout, root);
+        }
+        if self.kubeconfig.is_some() || self.context.is_some() {
+            anyhow::bail!(
+                "--kubeconfig and --context are for existing clusters; clusters/{} has a kind.yaml, so bootstrap creates it",
+                self.cluster
+            );
+        }
         let mut o = bootstrap::Options::new(root, &self.cluster);
         if let Ok(repo) = checkout.root() {
             o.checkout = repo.to_path_buf();
@@ -123,6 +145,51 @@ impl Args {
                 eprintln!("error: {e}");
                 eprintln!(
                     "fix it and re-run `cargo xtask bootstrap`: every step converges, so finished work is reused"
+                );
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+impl Args {
+    /// An existing cluster from the kubeconfig: no kind, no local registry.
+    fn run_existing(self, checkout: &crate::Checkout, root: PathBuf) -> anyhow::Result<ExitCode> {
+        if !root.join("clusters").join(&self.cluster).is_dir() {
+            anyhow::bail!("there is no clusters/{} folder", self.cluster);
+        }
+        let o = existing::Options {
+            kube: existing::kube_for(self.kubeconfig, self.context)?,
+            root,
+            cluster: self.cluster.clone(),
+            timeout: self.timeout,
+            age_sources: crate::cluster::age_key::env_sources()?,
+            credentials: existing::Credentials::Environment {
+                docker_config: self.docker_config,
+            },
+            flux: existing::FluxMode::Install(crate::cluster::flux_install::FluxPin::of_repo(
+                checkout.root()?,
+            )?),
+            wait_helm_releases: true,
+        };
+        match existing::run(&o) {
+            Ok(s) => {
+                eprintln!();
+                eprintln!(
+                    "cluster {} (context {}, {}) is Ready in {}",
+                    o.cluster,
+                    s.context,
+                    s.server_version,
+                    fmt_duration(s.total)
+                );
+                eprintln!("waits: {}", s.budget);
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "fix it and re-run `cargo xtask bootstrap --cluster {}`: every step converges",
+                    o.cluster
                 );
                 Ok(ExitCode::FAILURE)
             }

@@ -142,3 +142,99 @@ fn clusters_that_verify_follow_workflows_that_sign() {
         );
     }
 }
+
+/// The dev and prod sources on ghcr.io name a pull secret (packages there
+/// start private), and it is the one `bootstrap --cluster` writes: a
+/// dockerconfigjson Secret of that name, in the source's namespace, for
+/// the source's host.
+#[test]
+fn shared_registry_sources_name_the_pull_secret_bootstrap_writes() {
+    use base64::Engine as _;
+    let mut checked = 0;
+    for (cluster, repo) in oci_repositories() {
+        let url = repo["spec"]["url"].as_str().unwrap_or_default();
+        if !url.starts_with("oci://ghcr.io/") {
+            continue;
+        }
+        let name = repo["spec"]["secretRef"]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{cluster}: {url} is pulled without a secretRef"));
+        let ns = repo["metadata"]["namespace"].as_str().unwrap();
+        let host = xtask::cluster::existing::registry_host(url).unwrap();
+        let secret = xtask::cluster::existing::pull_secret(name, ns, &host, "u", "t");
+        assert_eq!(secret["metadata"]["name"], name);
+        assert_eq!(secret["type"], "kubernetes.io/dockerconfigjson");
+        let config: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(config["auths"]["ghcr.io"].is_object(), "{config}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "dev and prod");
+}
+
+/// `cd.yaml` bootstraps dev from repository secrets, and skips the job
+/// cleanly when the kubeconfig secret is absent (a job-level `if` on an
+/// output, since `secrets` cannot appear in a job's `if`).
+#[test]
+fn cd_bootstraps_dev_only_when_its_kubeconfig_secret_is_set() {
+    let text = std::fs::read_to_string(common::root().join(".github/workflows/cd.yaml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let jobs = doc["jobs"].as_mapping().unwrap();
+    let (name, job) = jobs
+        .iter()
+        .find(|(_, j)| {
+            j["steps"].as_sequence().into_iter().flatten().any(|s| {
+                s["run"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("cargo xtask bootstrap --cluster dev"))
+            })
+        })
+        .expect("a job runs `cargo xtask bootstrap --cluster dev`");
+    let step = job["steps"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["run"]
+                .as_str()
+                .is_some_and(|r| r.contains("cargo xtask bootstrap"))
+        })
+        .unwrap();
+    let env = &step["env"];
+    assert!(
+        env["KUBECONFIG"].as_str().is_some(),
+        "{name:?}: no KUBECONFIG"
+    );
+    assert!(
+        env["SOPS_AGE_KEY"]
+            .as_str()
+            .is_some_and(|v| v.contains("secrets.")),
+        "{name:?}: SOPS_AGE_KEY must come from a secret"
+    );
+    // The kubeconfig comes from a repository secret.
+    assert!(
+        text.contains("secrets.DEV_KUBECONFIG"),
+        "no DEV_KUBECONFIG secret"
+    );
+    // Skipped cleanly: the job's `if` reads another job's output, and that
+    // job checks the secret.
+    let cond = job["if"].as_str().expect("a job-level if");
+    let needs = job["needs"].as_str().expect("needs the check job");
+    assert!(cond.contains(&format!("needs.{needs}.outputs.")), "{cond}");
+    let check = &jobs[&serde_yaml::Value::from(needs)];
+    let checks_secret = check["steps"].as_sequence().into_iter().flatten().any(|s| {
+        s["env"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .any(|v| v.as_str() == Some("${{ secrets.DEV_KUBECONFIG }}"))
+            && s["run"]
+                .as_str()
+                .is_some_and(|r| r.contains("GITHUB_OUTPUT"))
+    });
+    assert!(checks_secret, "{needs} does not check DEV_KUBECONFIG");
+}

@@ -9,6 +9,7 @@ mod registry;
 mod support;
 
 mod artifact_package;
+mod bootstrap_existing;
 mod bootstrap_flow;
 mod bootstrap_schemas;
 mod build_render;
@@ -17,6 +18,7 @@ mod cosign_interop;
 mod delivery;
 mod diff_git;
 mod diff_output;
+mod e2e_existing;
 mod e2e_reconcile;
 mod helm_flux_local;
 mod helm_render;

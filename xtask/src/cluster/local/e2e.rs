@@ -8,7 +8,8 @@
 //! - every Flux Kustomization gets `wait: false` and no health checks, since
 //!   no kubelet runs here, so no Pod ever starts;
 //! - a SOPS Secret `variables-cluster`, encrypted for an age key generated
-//!   for this run, feeds postBuild substitution;
+//!   for this run, with a random value for every key of the tree's Secret,
+//!   feeds postBuild substitution;
 //! - a ConfigMap `e2e-probe` in the last Kustomization is what the edit test
 //!   changes.
 //!
@@ -33,11 +34,11 @@ const SOURCE: &str = "https://github.com/devantler-tech/platform";
 const CREATED: &str = "2025-01-01T00:00:00Z";
 const REPOSITORY: &str = "platform";
 const TAG: &str = "latest";
-const PROBE: &str = "e2e-probe";
+pub(crate) const PROBE: &str = "e2e-probe";
 const WRONG_KEY_SECRET: &str = "e2e-wrong-key";
 const SECRET_NAME: &str = "variables-cluster";
 /// How long a Flux object may take to become Ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(180);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -117,7 +118,7 @@ pub struct Scenario {
     /// The last digest published.
     pub digest: String,
     publishes: u32,
-    rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
 }
 
 /// Builds (or finds) the binaries and returns their paths.
@@ -145,6 +146,24 @@ impl Scenario {
     /// Starts the control plane, writes the e2e profile of the tree, renders
     /// it, installs the CRDs it needs, and creates the sops-age Secret.
     pub fn setup(opts: &E2eOptions, say: &mut impl FnMut(&str)) -> Result<Self, LocalError> {
+        let s = Self::setup_profile(opts, say)?;
+        let key = base64::engine::general_purpose::STANDARD.encode(format!("{}\n", s.identity));
+        s.kube().apply(&[json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "sops-age", "namespace": "flux-system"},
+            "type": "Opaque",
+            "data": {"age.agekey": key},
+        })])?;
+        Ok(s)
+    }
+
+    /// [`Scenario::setup`] without the sops-age Secret (an existing-cluster
+    /// bootstrap writes it).
+    pub fn setup_profile(
+        opts: &E2eOptions,
+        say: &mut impl FnMut(&str),
+    ) -> Result<Self, LocalError> {
         let root = opts.root.clone();
         let bins = binaries(&root, opts.build, say)?;
         let cp = ControlPlane::start(&root, &bins, &mut *say)?;
@@ -195,14 +214,6 @@ impl Scenario {
                 missing.join(", ")
             ));
         }
-        let key = base64::engine::general_purpose::STANDARD.encode(format!("{}\n", s.identity));
-        s.kube().apply(&[json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "sops-age", "namespace": "flux-system"},
-            "type": "Opaque",
-            "data": {"age.agekey": key},
-        })])?;
         Ok(s)
     }
 
@@ -210,7 +221,7 @@ impl Scenario {
         &self.cp.kube
     }
 
-    fn cluster_dir(&self) -> PathBuf {
+    pub(crate) fn cluster_dir(&self) -> PathBuf {
         self.tree.path().join("clusters").join(&self.cluster)
     }
 
@@ -311,25 +322,10 @@ impl Scenario {
 
         // The SOPS Secret, in the first Kustomization (the variables).
         self.secret_dir = first.1.clone();
-        let mut rng_bytes = [0u8; 12];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut rng_bytes);
-        let random = hex::encode(rng_bytes);
-        self.secret_values = [
-            ("e2e_secret".to_string(), format!("flux-decrypted-{random}")),
-            ("nextcloud_password".to_string(), format!("pw-{random}")),
-        ]
-        .into_iter()
-        .collect();
-        let secret = json!({
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": SECRET_NAME, "namespace": "flux-system"},
-            "type": "Opaque",
-            "stringData": self.secret_values,
-        });
-        let encrypted = encrypt_secret(&secret, &self.recipient)?;
         // The tree's own Secret of that name is encrypted for a key we do not
-        // have: our Secret takes its place in the copy.
+        // have: our Secret takes its place in the copy, with a random value
+        // for every key it has (the key names are readable, only values are
+        // encrypted), so every substitution the tree relies on is filled.
         let existing = yaml_files(&self.tree.path().join(&self.secret_dir))?
             .into_iter()
             .find(|f| {
@@ -341,6 +337,38 @@ impl Scenario {
                     })
                 })
             });
+        let tree_keys: Vec<String> = match &existing {
+            Some(f) => read_docs(f)?
+                .iter()
+                .flat_map(|d| {
+                    ["stringData", "data"]
+                        .into_iter()
+                        .filter_map(|field| d.get(field).and_then(Value::as_object))
+                        .flat_map(|m| m.keys().cloned())
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let random = || {
+            let mut bytes = [0u8; 16];
+            rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+            hex::encode(bytes)
+        };
+        self.secret_values = tree_keys.into_iter().map(|k| (k, random())).collect();
+        self.secret_values
+            .insert("e2e_secret".into(), format!("flux-decrypted-{}", random()));
+        self.secret_values
+            .entry("nextcloud_password".into())
+            .or_insert_with(|| format!("pw-{}", random()));
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET_NAME, "namespace": "flux-system"},
+            "type": "Opaque",
+            "stringData": self.secret_values,
+        });
+        let encrypted = encrypt_secret(&secret, &self.recipient)?;
         match existing {
             Some(file) => {
                 std::fs::write(&file, &encrypted).map_err(io_err(file.display()))?;
@@ -485,7 +513,7 @@ impl Scenario {
     }
 
     /// The OCIRepository of the cluster: (namespace, name).
-    fn source(&self) -> (String, String) {
+    pub(crate) fn source(&self) -> (String, String) {
         self.rendered
             .root_objects
             .iter()
@@ -659,7 +687,7 @@ impl Scenario {
         }
     }
 
-    fn probe_value(&self) -> Result<Option<String>, LocalError> {
+    pub(crate) fn probe_value(&self) -> Result<Option<String>, LocalError> {
         Ok(self
             .kube()
             .get("configmap", Some("flux-system"), PROBE)?
@@ -868,7 +896,7 @@ impl Scenario {
     }
 
     /// Assertion 5: our SOPS Secret, decrypted by kustomize-controller.
-    fn check_secret(&self) -> Result<String, LocalError> {
+    pub(crate) fn check_secret(&self) -> Result<String, LocalError> {
         let what = "the SOPS Secret we encrypted is in the API server, decrypted by Flux";
         let secret = self
             .kube()
@@ -1011,6 +1039,11 @@ impl Scenario {
 
 /// Runs the whole scenario; `say` receives progress and one line per passed assertion.
 pub fn run_e2e(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport, LocalError> {
+    // A cluster without a kind.yaml (dev, prod) is an existing cluster:
+    // its own scenario runs the existing-cluster bootstrap.
+    if !crate::cluster::existing::is_kind_cluster(&opts.root, &opts.cluster) {
+        return super::existing_e2e::run(opts, say);
+    }
     let started = Instant::now();
     let mut report = E2eReport::default();
     let mut s = Scenario::setup(opts, &mut say)?;
@@ -1068,13 +1101,13 @@ pub fn run_e2e(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport
     Ok(report)
 }
 
-fn probe_yaml(value: &str) -> String {
+pub(crate) fn probe_yaml(value: &str) -> String {
     format!(
         "---\n# Written by cargo xtask e2e: what the edit test changes.\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {PROBE}\n  namespace: flux-system\ndata:\n  value: \"{value}\"\n  domain: \"${{domain}}\"\n"
     )
 }
 
-fn encrypt_secret(secret: &Value, recipient: &str) -> Result<String, LocalError> {
+pub(crate) fn encrypt_secret(secret: &Value, recipient: &str) -> Result<String, LocalError> {
     let plain = serde_yaml::to_string(secret)
         .map_err(|e| LocalError::Other(format!("serialising a Secret: {e}")))?;
     let rule = CreationRule::new(
@@ -1230,7 +1263,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), LocalError> {
     Ok(())
 }
 
-fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
+pub(crate) fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir.display()))? {
         let path = entry.map_err(io_err(dir.display()))?.path();
@@ -1244,13 +1277,13 @@ fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, LocalError> {
     Ok(out)
 }
 
-fn read_docs(path: &Path) -> Result<Vec<Value>, LocalError> {
+pub(crate) fn read_docs(path: &Path) -> Result<Vec<Value>, LocalError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path.display()))?;
     flux_render::parse_stream(&text)
         .map_err(|e| LocalError::Other(format!("{}: {e}", path.display())))
 }
 
-fn write_docs(path: &Path, docs: &[Value]) -> Result<(), LocalError> {
+pub(crate) fn write_docs(path: &Path, docs: &[Value]) -> Result<(), LocalError> {
     std::fs::write(path, flux_render::to_yaml_stream(docs)).map_err(io_err(path.display()))
 }
 
