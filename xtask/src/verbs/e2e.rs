@@ -1,7 +1,7 @@
 //! `cargo xtask e2e`: reconcile our artifact with the real Flux controllers
 //! against a local kube-apiserver, no Docker. See [`crate::cluster::local`];
 //! `--cluster dev|prod` runs the existing-cluster bootstrap against it, with
-//! signature verification (see [`crate::cluster::local::existing_e2e`]).
+//! signature verification (see [`crate::cluster::local::e2e::existing`]).
 
 use std::process::ExitCode;
 

@@ -7,14 +7,14 @@
 //! - [`ControlPlane::start`] starts everything and installs the CRDs;
 //!   dropping it stops every process (see [`process`]).
 //! - [`e2e`] is the end-to-end scenario behind `cargo xtask e2e`, and the
-//!   edit→Ready loop behind `cargo xtask bench reconcile`; [`existing_e2e`]
+//!   edit→Ready loop behind `cargo xtask bench reconcile`; [`e2e::existing`]
 //!   is `cargo xtask e2e --cluster dev|prod`, where this control plane
 //!   stands in for an existing cluster.
 
 pub mod build;
 pub mod crds;
 pub mod e2e;
-pub mod existing_e2e;
+
 pub mod pki;
 pub mod process;
 pub mod registry;

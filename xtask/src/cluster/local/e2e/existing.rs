@@ -26,10 +26,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::e2e::{
-    PROBE, READY_TIMEOUT, Scenario, encrypt_secret, probe_yaml, read_docs, write_docs, yaml_files,
+use super::super::{E2eOptions, E2eReport, LocalError, io_err};
+use super::{
+    PROBE, READY_TIMEOUT, Scenario, encrypt_secret, fail, probe_yaml, read_docs, write_docs,
+    yaml_files,
 };
-use super::{E2eOptions, E2eReport, LocalError, io_err};
 use crate::cluster::{age_key, existing};
 use oci_artifact::cosign::{self, SigningKey};
 use oci_artifact::{Auth, RegistryRef};
@@ -38,14 +39,6 @@ use oci_artifact::{Auth, RegistryRef};
 pub const COSIGN_SECRET: &str = "cosign-pub";
 /// Flux's reason for a refused signature.
 pub const VERIFICATION_ERROR: &str = "VerificationError";
-
-fn fail(number: u8, what: &str, detail: impl Into<String>) -> LocalError {
-    LocalError::Assertion(super::e2e::AssertionFailed {
-        number,
-        what: what.into(),
-        detail: detail.into(),
-    })
-}
 
 fn random_hex() -> String {
     let mut bytes = [0u8; 16];
