@@ -265,6 +265,8 @@ enum Spot {
         node: Range<usize>,
         text: String,
         value: Option<String>,
+        /// Inside `{...}` or `[...]`, where a plain comma ends the value.
+        flow: bool,
     },
     /// `age: [a, b]`.
     Flow { open: usize, items: Vec<Item> },
@@ -300,10 +302,15 @@ impl Spot {
                     Ok(serde_yaml::Value::Null) => None,
                     _ => return Err(layout_unsupported()),
                 };
+                let flow = v.ancestors().any(|a| {
+                    a.children_with_tokens()
+                        .any(|c| matches!(c.kind(), K::LEFT_BRACE | K::LEFT_BRACKET))
+                });
                 Ok(Spot::Scalar {
                     node: range(&v),
                     text,
                     value,
+                    flow,
                 })
             }
             K::SEQUENCE => {
@@ -412,7 +419,12 @@ impl Spot {
     /// Writes a scalar or flow value anew with `list`, in the same form.
     fn rewrite(&self, list: &[String], edits: &mut Vec<Edit>) -> Result<(), SopsError> {
         match self {
-            Spot::Scalar { node, text, value } => {
+            Spot::Scalar {
+                node,
+                text,
+                value,
+                flow,
+            } => {
                 let sep = match value.as_deref() {
                     Some(v) if v.contains(", ") => ", ",
                     _ => ",",
@@ -421,6 +433,7 @@ impl Spot {
                 let q = text.chars().next().filter(|c| *c == '"' || *c == '\'');
                 let rendered = match q {
                     Some(q) => format!("{q}{joined}{q}"),
+                    None if *flow && list.len() > 1 => format!("\"{joined}\""),
                     None => joined,
                 };
                 edits.push((node.clone(), rendered));

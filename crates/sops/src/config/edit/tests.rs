@@ -235,3 +235,27 @@ fn what_cannot_be_edited_is_refused() {
     let err = replace_recipients(CFG, &v(&["age1local"]), &[]).unwrap_err();
     assert!(matches!(err, SopsError::NoRecipients), "{err}");
 }
+
+#[test]
+fn flow_style_rules_are_edited_in_place() {
+    let cfg = "creation_rules: [{path_regex: ^clusters/dev/, age: age1a}, {path_regex: x, age: [age1a]}]\n";
+    let out = add_recipient(cfg, "clusters/dev/", "age1c").unwrap();
+    // A plain comma would end the value inside `{...}`: the string gets quoted.
+    assert_eq!(out, cfg.replacen("age: age1a}", "age: \"age1a,age1c\"}", 1));
+    let out = replace_recipients(&out, &v(&["age1a"]), &v(&["age1n"])).unwrap();
+    assert_eq!(
+        out,
+        "creation_rules: [{path_regex: ^clusters/dev/, age: \"age1n,age1c\"}, {path_regex: x, age: [age1n]}]\n"
+    );
+    assert_eq!(ages(&out), vec![v(&["age1n", "age1c"]), v(&["age1n"])]);
+}
+
+#[test]
+fn a_config_sops_would_reject_is_an_error() {
+    let cfg = "creation_rules:\n  - path_regex: ^clusters/dev/(\n    age: age1a\n";
+    let err = add_recipient(cfg, "clusters/dev/", "age1c").unwrap_err();
+    assert!(
+        matches!(&err, SopsError::InvalidConfig { reason } if reason.contains("path_regex")),
+        "{err}"
+    );
+}
