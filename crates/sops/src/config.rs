@@ -1,5 +1,7 @@
 //! `.sops.yaml`: creation rules and their matching.
 
+pub mod edit;
+
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -227,6 +229,22 @@ impl Config {
         Err(SopsError::NoMatchingCreationRule {
             file: file.to_path_buf(),
         })
+    }
+
+    /// The index of the first rule whose `path_regex` names `path`, e.g.
+    /// `clusters/dev/` in `^clusters/dev/.+\.enc\.ya?ml$` (backslash escapes
+    /// ignored): how an environment's rule is found.
+    pub fn rule_index_naming(&self, path: &str) -> Result<usize, SopsError> {
+        self.rules
+            .iter()
+            .position(|r| {
+                r.path_regex
+                    .as_deref()
+                    .is_some_and(|p| p.replace('\\', "").contains(path))
+            })
+            .ok_or_else(|| SopsError::NoRuleFor {
+                path: path.to_string(),
+            })
     }
 
     /// The first matching rule, even one this engine cannot use.

@@ -11,7 +11,7 @@
 //! files are re-emitted in sops' own layout.
 
 mod cipher;
-mod config;
+pub mod config;
 mod dotenv;
 pub mod files;
 mod ini;
@@ -95,6 +95,12 @@ pub enum SopsError {
     Keys { reason: String },
     #[error("{}: {reason}", path.display())]
     Config { path: PathBuf, reason: String },
+    #[error("no creation rule in .sops.yaml has a path_regex for {path}")]
+    NoRuleFor { path: String },
+    #[error(".sops.yaml is not a mapping with creation_rules: {reason}")]
+    NotCreationRules { reason: String },
+    #[error("invalid .sops.yaml: {reason}")]
+    InvalidConfig { reason: String },
 }
 
 /// Options of [`decrypt`].

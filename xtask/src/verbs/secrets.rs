@@ -473,18 +473,9 @@ fn keep_edit(
     Ok(ExitCode::FAILURE)
 }
 
-/// The `.sops.yaml` rule of an environment: its `path_regex` names `clusters/<env>/`.
-fn env_rule_index(config: &Config, env: &str) -> anyhow::Result<usize> {
-    let needle = format!("clusters/{env}/");
-    config
-        .rules
-        .iter()
-        .position(|r| {
-            r.path_regex
-                .as_deref()
-                .is_some_and(|p| p.replace('\\', "").contains(&needle))
-        })
-        .with_context(|| format!("no creation rule in .sops.yaml has a path_regex for {needle}"))
+/// What an environment's `.sops.yaml` rule names in its `path_regex`.
+fn env_rule_path(env: &str) -> String {
+    format!("clusters/{env}/")
 }
 
 fn random_dev_value() -> String {
@@ -503,7 +494,7 @@ fn regenerate(ctx: &Ctx, env: &str, force: bool) -> anyhow::Result<ExitCode> {
             "regenerate replaces secrets with random development values; for env {env} pass --force if that is really intended"
         );
     }
-    let idx = env_rule_index(&ctx.config, env)?;
+    let idx = ctx.config.rule_index_naming(&env_rule_path(env))?;
     let rule = ctx.config.rules[idx].clone();
     let ids = identities()?;
     let paths: Vec<PathBuf> = files::managed_files(&ctx.config_dir, &ctx.config)
@@ -561,7 +552,7 @@ fn keygen(
     checkout: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::load()?;
-    let idx = env_rule_index(&ctx.config, env)?;
+    let idx = ctx.config.rule_index_naming(&env_rule_path(env))?;
     let keys_file = keys_file
         .or_else(|| std::env::var_os("SOPS_AGE_KEY_FILE").map(PathBuf::from))
         .or_else(sops::default_keys_file)
@@ -632,10 +623,14 @@ fn keygen(
     let old = ctx.config.rules[idx].age.clone();
     let sops_text = std::fs::read_to_string(&ctx.config_path)?;
     let replace = env == "local";
-    let new_text = update_sops_yaml(&sops_text, idx, env, &old, &recipient, replace)?;
-    // The result must still parse with the same rules.
-    Config::parse(&new_text)
-        .map_err(|e| anyhow::anyhow!("internal error: edited .sops.yaml does not parse: {e}"))?;
+    // Edited on the CST: comments, layout and the other rules stay; the
+    // result is checked to read back with the intended recipients.
+    let new_text = if replace && !old.is_empty() {
+        sops::config::edit::replace_recipients(&sops_text, &old, std::slice::from_ref(&recipient))
+    } else {
+        sops::config::edit::add_recipient(&sops_text, &env_rule_path(env), &recipient)
+    }
+    .with_context(|| format!("cannot edit {}", ctx.rel(&ctx.config_path)))?;
     write_atomic(&ctx.config_path, new_text.as_bytes())?;
     eprintln!(
         "keygen: {} the {env} recipient in {}",
@@ -683,133 +678,4 @@ fn holds_env_key(ctx: &Ctx, idx: usize) -> anyhow::Result<bool> {
             sops::decrypt(&bytes, sops::Format::from_path(f), &ids, options).is_ok()
         })
     }))
-}
-
-/// Edits `.sops.yaml` as text (comments and layout kept): for `replace`, every
-/// old recipient of the rule becomes `new` wherever it appears and the rule's
-/// `age` becomes the single `new`; otherwise `new` is appended to the rule's list.
-fn update_sops_yaml(
-    text: &str,
-    idx: usize,
-    env: &str,
-    old: &[String],
-    new: &str,
-    replace: bool,
-) -> anyhow::Result<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    // Locate the rule: the idx-th `- ` item under creation_rules whose path_regex names the env.
-    let needle = format!("clusters/{env}/");
-    let start = lines
-        .iter()
-        .position(|l| l.contains("path_regex") && l.replace('\\', "").contains(&needle))
-        .context("cannot find the rule's path_regex line")?;
-    let item_indent = {
-        // The `- ` of the rule is on this line or above.
-        let mut i = start;
-        loop {
-            let t = lines[i].trim_start();
-            if t.starts_with("- ") {
-                break lines[i].len() - t.len();
-            }
-            if i == 0 {
-                bail!("cannot find the rule's list item");
-            }
-            i -= 1;
-        }
-    };
-    let mut end = start + 1;
-    while end < lines.len() {
-        let l = lines[end];
-        let ind = l.len() - l.trim_start().len();
-        if !l.trim().is_empty() && !l.trim_start().starts_with('#') && ind <= item_indent {
-            break;
-        }
-        end += 1;
-    }
-    let _ = idx;
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        let l = lines[i];
-        if i > start.saturating_sub(1) && i < end && l.trim_start().starts_with("age:") {
-            let ind = l.len() - l.trim_start().len();
-            let value = l.trim_start()["age:".len()..].trim();
-            // Collect a block list that follows.
-            let mut j = i + 1;
-            let mut items: Vec<String> = Vec::new();
-            if value.is_empty() {
-                while j < end {
-                    let t = lines[j].trim_start();
-                    if let Some(v) = t.strip_prefix("- ") {
-                        items.push(v.trim().to_string());
-                        j += 1;
-                    } else if t.is_empty() || t.starts_with('#') {
-                        j += 1;
-                    } else {
-                        break;
-                    }
-                }
-            } else {
-                items = value
-                    .split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect();
-            }
-            let pad = " ".repeat(ind);
-            if replace {
-                out.push(format!("{pad}age: {new}"));
-            } else {
-                if !items.iter().any(|x| x == new) {
-                    items.push(new.to_string());
-                }
-                out.push(format!("{pad}age:"));
-                for it in items {
-                    out.push(format!("{pad}  - {it}"));
-                }
-            }
-            i = j;
-            continue;
-        }
-        let mut line = l.to_string();
-        if replace {
-            for o in old {
-                if !o.is_empty() {
-                    line = line.replace(o.as_str(), new);
-                }
-            }
-        }
-        out.push(line);
-        i += 1;
-    }
-    let mut s = out.join("\n");
-    if text.ends_with('\n') {
-        s.push('\n');
-    }
-    Ok(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const CFG: &str = "---\n# comment kept\ncreation_rules:\n  # local\n  - path_regex: ^clusters/local/.+\\.enc\\.ya?ml$\n    encrypted_regex: ^(data|stringData)$\n    age: age1old\n  - path_regex: ^clusters/dev/.+\\.enc\\.ya?ml$\n    age: age1dev\n  - path_regex: \\.enc\\.ya?ml$\n    age:\n      - age1old\n      - age1dev\n";
-
-    #[test]
-    fn replace_local_everywhere_keeps_comments() {
-        let out = update_sops_yaml(CFG, 0, "local", &["age1old".into()], "age1new", true).unwrap();
-        assert!(out.contains("# comment kept\n"));
-        assert!(!out.contains("age1old"));
-        assert_eq!(out.matches("age1new").count(), 2);
-        assert!(out.contains("    age: age1dev\n"));
-    }
-
-    #[test]
-    fn add_to_dev_appends() {
-        let out = update_sops_yaml(CFG, 1, "dev", &["age1dev".into()], "age1two", false).unwrap();
-        assert!(
-            out.contains("    age:\n      - age1dev\n      - age1two\n  - path_regex"),
-            "{out}"
-        );
-    }
 }

@@ -596,3 +596,43 @@ fn decrypt_needs_no_sops_yaml() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no .sops.yaml"));
 }
+
+#[test]
+fn keygen_dev_adds_its_recipient_to_devs_rule_only() {
+    let r = repo();
+    let cfg = format!(
+        "---\n# rules\ncreation_rules:\n  # local\n  - path_regex: ^clusters/local/.+\\.enc\\.ya?ml$\n    age: {}\n\n  # dev\n  - path_regex: ^clusters/dev/.+\\.enc\\.ya?ml$\n    age:\n      - {} # ops\n",
+        r.recipient, r.other_recipient
+    );
+    std::fs::write(r.root().join(".sops.yaml"), &cfg).unwrap();
+    let dev_keys = r.dir.path().join("dev/keys.txt");
+    let out = r
+        .cmd(&["keygen", "--env", "dev", "--keys-file"])
+        .arg(&dev_keys)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("added the dev recipient in .sops.yaml")
+            && err.contains("run `cargo xtask secrets updatekeys`"),
+        "{err}"
+    );
+    let keys = std::fs::read_to_string(&dev_keys).unwrap();
+    let new = keys
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    assert!(err.contains(new) && new.starts_with("age1"), "{err}");
+    // Only the dev list grew, by one item at its indentation; the rest is byte for byte.
+    assert_eq!(
+        std::fs::read_to_string(r.root().join(".sops.yaml")).unwrap(),
+        format!("{cfg}      - {new}\n")
+    );
+    // An environment without a rule is named in the error and changes nothing.
+    let (ok, err) = r.run(&["keygen", "--env", "qa", "--keys-file", "/nonexistent/k"]);
+    assert!(
+        !ok && err.contains("no creation rule in .sops.yaml has a path_regex for clusters/qa/"),
+        "{err}"
+    );
+}

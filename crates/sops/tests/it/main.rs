@@ -5,6 +5,7 @@ mod common {
     pub use testkit::*;
 }
 
+mod sops_config_edit;
 mod sops_fixtures;
 mod sops_mutation;
 mod sops_npm;
