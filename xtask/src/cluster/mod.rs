@@ -138,3 +138,19 @@ pub fn kube(t: &Toolbox, name: &str) -> flux::Kube {
         cache_dir: Some(state_dir().join("kube-cache")),
     }
 }
+
+/// The cluster as Flux would apply it, or `None` with the reason added to a
+/// preflight's `problems`.
+pub fn render_or_note(
+    root: &std::path::Path,
+    cluster: &str,
+    problems: &mut Vec<String>,
+) -> Option<flux_render::RenderedCluster> {
+    flux_render::render_cluster(root, cluster, &flux_render::RenderOptions::default())
+        .map_err(|e| {
+            problems.push(format!(
+                "clusters/{cluster} does not render, so Flux could not apply it: {e}"
+            ))
+        })
+        .ok()
+}

@@ -193,6 +193,14 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
+/// Prints a preflight's problems one a line and returns the step's error.
+pub fn listed(problems: &[String]) -> anyhow::Error {
+    for line in problems {
+        eprintln!("  - {line}");
+    }
+    anyhow::anyhow!("{} problem(s), listed above", problems.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

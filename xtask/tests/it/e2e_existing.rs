@@ -10,34 +10,16 @@
 //! unless XTASK_REQUIRE_TOOLS=1.
 
 use crate::common;
+use crate::control_plane;
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use xtask::cluster::local::{self, E2eOptions};
 
-/// One control plane at a time: they share the log files in target/e2e.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn prerequisites() -> bool {
-    if !local::all_cached(&common::root()) {
-        if common::tools_required() {
-            panic!(
-                "the control-plane binaries are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
-            );
-        }
-        eprintln!(
-            "SKIP: etcd, kube-apiserver and the Flux controllers are not built; `cargo xtask e2e --build-only` builds them"
-        );
-        return false;
-    }
-    common::tool("kubectl").is_some() && common::tool("docker-registry").is_some()
-}
-
 #[test]
 fn dev_bootstrap_on_the_stand_in_verifies_signatures_and_refuses_the_rest() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    if !prerequisites() {
+    let _one = control_plane::exclusive();
+    if !control_plane::prerequisites() {
         return;
     }
     let started = Instant::now();
@@ -108,17 +90,9 @@ fn dev_bootstrap_on_the_stand_in_verifies_signatures_and_refuses_the_rest() {
 /// chart repository, which is out of reach here.)
 #[test]
 fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missing() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = control_plane::exclusive();
     use xtask::cluster::existing::{self, Credentials, FluxMode, Options, PullPlan};
-    let Ok(bins) = local::api_server_binaries(&common::root()) else {
-        if common::tools_required() {
-            panic!(
-                "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask e2e --build-only`"
-            );
-        }
-        eprintln!(
-            "SKIP: etcd and kube-apiserver are not built; `cargo xtask e2e --build-only` builds them"
-        );
+    let Some(bins) = crate::control_plane::api_server_binaries() else {
         return;
     };
     if common::tool("kubectl").is_none() || common::tool("helm").is_none() {
@@ -232,16 +206,8 @@ fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missin
 /// step lines' first one; nothing is created.
 #[test]
 fn the_bootstrap_verb_refuses_a_stranger_key_and_a_missing_pull_secret() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let Ok(bins) = local::api_server_binaries(&common::root()) else {
-        if common::tools_required() {
-            panic!(
-                "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask e2e --build-only`"
-            );
-        }
-        eprintln!(
-            "SKIP: etcd and kube-apiserver are not built; `cargo xtask e2e --build-only` builds them"
-        );
+    let _one = control_plane::exclusive();
+    let Some(bins) = crate::control_plane::api_server_binaries() else {
         return;
     };
     if common::tool("kubectl").is_none() {

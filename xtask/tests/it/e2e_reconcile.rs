@@ -7,27 +7,14 @@
 //! Skips with a notice when they are missing, unless XTASK_REQUIRE_TOOLS=1.
 
 use crate::common;
+use crate::control_plane;
 
 use xtask::cluster::local::{self, E2eOptions};
 
-fn prerequisites() -> bool {
-    if !local::all_cached(&common::root()) {
-        if common::tools_required() {
-            panic!(
-                "the control-plane binaries are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
-            );
-        }
-        eprintln!(
-            "SKIP: etcd, kube-apiserver and the Flux controllers are not built; `cargo xtask e2e --build-only` builds them"
-        );
-        return false;
-    }
-    common::tool("kubectl").is_some() && common::tool("docker-registry").is_some()
-}
-
 #[test]
 fn flux_reconciles_our_artifact_on_a_local_control_plane() {
-    if !prerequisites() {
+    let _one = control_plane::exclusive();
+    if !control_plane::prerequisites() {
         return;
     }
     let opts = E2eOptions {

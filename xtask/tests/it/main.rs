@@ -4,6 +4,7 @@
 mod common {
     pub use testkit::*;
 }
+mod control_plane;
 mod registry;
 #[path = "../fixtures/helm/support.rs"]
 mod support;

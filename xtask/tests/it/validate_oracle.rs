@@ -19,7 +19,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
-use xtask::cluster::local::{self, ControlPlane};
+use xtask::cluster::local::ControlPlane;
 use xtask::validate::{self, Options, Severity};
 
 /// The corpus: `(name, YAML)`. Each name is also a directory of the tree.
@@ -1077,15 +1077,8 @@ fn server_verdicts(
 
 #[test]
 fn validate_agrees_with_the_api_server_on_every_object() {
-    let Ok(binaries) = local::api_server_binaries(&common::root()) else {
-        if common::tools_required() {
-            panic!(
-                "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
-            );
-        }
-        eprintln!(
-            "SKIP: etcd and kube-apiserver are not built; `cargo xtask e2e --build-only` builds them"
-        );
+    let _one = crate::control_plane::exclusive();
+    let Some(binaries) = crate::control_plane::api_server_binaries() else {
         return;
     };
     if common::tool("kubectl").is_none() || common::tool("kustomize").is_none() {

@@ -17,7 +17,7 @@ use super::flux::Kube;
 use super::flux_install::FluxPin;
 use super::steps::{Budget, Progress, StepFailed, Steps};
 use super::{Toolbox, age_key, engine, kind, registry};
-use flux_render::{RenderOptions, RenderedCluster};
+use flux_render::RenderedCluster;
 
 mod preflight;
 pub use preflight::{Ready, port_busy, port_busy_on, preflight};
@@ -449,15 +449,7 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
             );
             Ok((r, outcome))
         }
-        Err(problems) => {
-            for line in &problems {
-                eprintln!("  - {line}");
-            }
-            Err(anyhow::anyhow!(
-                "{} problem(s), listed above",
-                problems.len()
-            ))
-        }
+        Err(problems) => Err(super::steps::listed(&problems)),
     })?;
     let t = &ready.tools;
     let kube = super::kube(t, &o.cluster);

@@ -127,17 +127,7 @@ pub fn preflight(o: &Options) -> Result<Ready, Vec<String>> {
             None
         }
     };
-    let rendered = match flux_render::render_cluster(&o.root, &o.cluster, &RenderOptions::default())
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            problems.push(format!(
-                "clusters/{} does not render, so Flux could not apply it: {e}",
-                o.cluster
-            ));
-            None
-        }
-    };
+    let rendered = crate::cluster::render_or_note(&o.root, &o.cluster, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }

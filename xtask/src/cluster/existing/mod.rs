@@ -21,7 +21,7 @@ use super::flux::{self, Kube};
 use super::flux_install::FluxPin;
 use super::steps::{Budget, StepFailed, Steps};
 use super::{age_key, find_tool, install_hint};
-use flux_render::{RenderOptions, RenderedCluster};
+use flux_render::RenderedCluster;
 
 mod preflight;
 #[cfg(test)]
@@ -174,15 +174,7 @@ pub fn run(o: &Options) -> Result<Summary, StepFailed> {
             );
             Ok((f, outcome))
         }
-        Err(problems) => {
-            for line in &problems {
-                eprintln!("  - {line}");
-            }
-            Err(anyhow::anyhow!(
-                "{} problem(s), listed above",
-                problems.len()
-            ))
-        }
+        Err(problems) => Err(super::steps::listed(&problems)),
     })?;
     let budget = Budget::start(o.timeout);
 
@@ -507,7 +499,9 @@ mod tests {
     #[test]
     fn the_cilium_helm_install_carries_the_dev_release_values() {
         let root = crate::test_checkout();
-        let Ok(r) = flux_render::render_cluster(&root, "dev", &RenderOptions::default()) else {
+        let Ok(r) =
+            flux_render::render_cluster(&root, "dev", &flux_render::RenderOptions::default())
+        else {
             eprintln!("SKIP: clusters/dev does not render here (kustomize missing?)");
             return;
         };

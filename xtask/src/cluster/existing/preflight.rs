@@ -162,17 +162,7 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
     });
     let missing = cni_missing(&nodes);
 
-    let rendered = match flux_render::render_cluster(&o.root, &o.cluster, &RenderOptions::default())
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            problems.push(format!(
-                "clusters/{} does not render, so Flux could not apply it: {e}",
-                o.cluster
-            ));
-            None
-        }
-    };
+    let rendered = crate::cluster::render_or_note(&o.root, &o.cluster, &mut problems);
     let flux_dir = o.root.join("clusters").join(&o.cluster).join("flux-system");
     let root_sync = match flux_render::kustomize_build(&flux_dir) {
         Ok(objects) if root_sync_from_tree(&objects).len() == 2 => objects,

@@ -232,13 +232,7 @@ pub fn run(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport, Lo
         .push(("control plane ready".into(), started.elapsed()));
     let result = scenario(&mut s, &mut say, &mut report);
     if let Err(e) = result {
-        let _ = s.cp.check_alive().map_err(|dead| {
-            say(&format!("a control-plane process died: {dead}"));
-        });
-        say(&format!(
-            "logs: {} (etcd, kube-apiserver, registry, source-controller, kustomize-controller)",
-            s.cp.log_dir.display()
-        ));
+        super::explain_failure(&mut s, &mut say);
         return Err(e);
     }
     report.total = started.elapsed();

@@ -108,6 +108,18 @@ fn fail(number: u8, what: &str, detail: impl Into<String>) -> LocalError {
     })
 }
 
+/// After a failed assertion: whether a control-plane process died, and
+/// where the logs are.
+fn explain_failure(s: &mut Scenario, say: &mut impl FnMut(&str)) {
+    let _ = s.cp.check_alive().map_err(|dead| {
+        say(&format!("a control-plane process died: {dead}"));
+    });
+    say(&format!(
+        "logs: {} (etcd, kube-apiserver, registry, source-controller, kustomize-controller)",
+        s.cp.log_dir.display()
+    ));
+}
+
 /// Runs the whole scenario; `say` receives progress and one line per passed assertion.
 pub fn run_e2e(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport, LocalError> {
     // A cluster without a kind.yaml (dev, prod) is an existing cluster:
@@ -159,13 +171,7 @@ pub fn run_e2e(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = s.cp.check_alive().map_err(|dead| {
-            say(&format!("a control-plane process died: {dead}"));
-        });
-        say(&format!(
-            "logs: {} (etcd, kube-apiserver, registry, source-controller, kustomize-controller)",
-            s.cp.log_dir.display()
-        ));
+        explain_failure(&mut s, &mut say);
         return Err(e);
     }
     report.total = started.elapsed();

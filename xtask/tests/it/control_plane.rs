@@ -1,0 +1,50 @@
+//! What the tests that start the Docker-less control plane share: its
+//! prerequisites, and a lock so that one runs at a time (they share the logs
+//! under target/e2e, and two would crowd a 2-core machine).
+
+use std::sync::{Mutex, MutexGuard};
+
+use xtask::cluster::local;
+
+use crate::common;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Holds the control plane for one test.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The four binaries, kubectl and docker-registry: `false` (after a SKIP
+/// notice) when one is missing, a failure under XTASK_REQUIRE_TOOLS=1.
+pub fn prerequisites() -> bool {
+    if !local::all_cached(&common::root()) {
+        if common::tools_required() {
+            panic!(
+                "the control-plane binaries are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
+            );
+        }
+        eprintln!(
+            "SKIP: etcd, kube-apiserver and the Flux controllers are not built; `cargo xtask e2e --build-only` builds them"
+        );
+        return false;
+    }
+    common::tool("kubectl").is_some() && common::tool("docker-registry").is_some()
+}
+
+/// etcd and kube-apiserver: `None` (after a SKIP notice) when not built, a
+/// failure under XTASK_REQUIRE_TOOLS=1.
+pub fn api_server_binaries() -> Option<std::collections::BTreeMap<String, std::path::PathBuf>> {
+    match local::api_server_binaries(&common::root()) {
+        Ok(binaries) => Some(binaries),
+        Err(_) if common::tools_required() => panic!(
+            "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
+        ),
+        Err(_) => {
+            eprintln!(
+                "SKIP: etcd and kube-apiserver are not built; `cargo xtask e2e --build-only` builds them"
+            );
+            None
+        }
+    }
+}
