@@ -194,11 +194,12 @@ pub(super) fn client(r: &RegistryRef, insecure: bool) -> Client {
 /// A client for `r` with `auth` stored for its host: what every registry
 /// operation starts with.
 pub(super) async fn connect(
+    clients: &super::client::Clients,
     r: &RegistryRef,
     auth: &Auth,
     insecure: bool,
 ) -> (Client, RegistryAuth) {
-    let c = client(r, insecure);
+    let c = clients.get(r, insecure);
     let ra = registry_auth(auth);
     c.store_auth_if_needed(&r.host, &ra).await;
     (c, ra)
@@ -295,7 +296,8 @@ pub(super) async fn tag_digest(
 /// Pushes `a` to `reference` (`oci://host/repo`) under every tag in `tags`.
 /// `progress` draws indicatif bars for uploads (only when stderr is a
 /// terminal). See the module docs for the order of operations.
-pub async fn publish(
+pub(super) async fn publish(
+    clients: &super::client::Clients,
     a: &Artifact,
     reference: &str,
     tags: &[String],
@@ -303,12 +305,13 @@ pub async fn publish(
     insecure: bool,
     progress: bool,
 ) -> Result<PublishOutcome, ArtifactError> {
-    push(a, reference, tags, auth, insecure, progress)
+    push(clients, a, reference, tags, auth, insecure, progress)
         .await
         .map_err(|e| e.given(auth))
 }
 
 async fn push(
+    clients: &super::client::Clients,
     a: &Artifact,
     reference: &str,
     tags: &[String],
@@ -329,7 +332,7 @@ async fn push(
     for t in &tags {
         validate_tag(t)?;
     }
-    let (c, ra) = connect(&r, auth, insecure).await;
+    let (c, ra) = connect(clients, &r, auth, insecure).await;
 
     // 1. Which tags already point at this digest, and which blobs are in?
     // Both at once: a first push then waits for one round of requests, not two.
@@ -561,24 +564,26 @@ pub fn inspect_layout(dir: &Path, tag: Option<&str>) -> Result<Inspection, Artif
 
 /// Inspects an artifact in a registry: `oci://host/repo[:tag]` (default tag
 /// `latest`).
-pub async fn inspect_registry(
+pub(super) async fn inspect_registry(
+    clients: &super::client::Clients,
     reference: &str,
     auth: &Auth,
     insecure: bool,
 ) -> Result<Inspection, ArtifactError> {
-    fetch_inspection(reference, auth, insecure)
+    fetch_inspection(clients, reference, auth, insecure)
         .await
         .map_err(|e| e.given(auth))
 }
 
 async fn fetch_inspection(
+    clients: &super::client::Clients,
     reference: &str,
     auth: &Auth,
     insecure: bool,
 ) -> Result<Inspection, ArtifactError> {
     let r = RegistryRef::parse(reference)?;
     let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-    let c = client(&r, insecure);
+    let c = clients.get(&r, insecure);
     let ra = registry_auth(auth);
     let image = r.reference(&tag);
     let (manifest, digest) = c

@@ -447,7 +447,11 @@ pub enum CaFile {
 /// Publishes the tree to the local registry through the secrets gate:
 /// `latest` and the short sha, or `latest` and the dirty tag for a working
 /// tree with uncommitted changes (the inner loop publishes those on purpose).
-pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::Result<String> {
+pub fn publish(
+    registry: &crate::artifact::Registry,
+    root: &Path,
+    port: u16,
+) -> anyhow::Result<String> {
     let ids = crate::sops::Identities::from_env().ok();
     let shipment = crate::ship::prepare(
         &crate::ship::ShipOptions {
@@ -463,14 +467,14 @@ pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::
     let mut tags = vec!["latest".to_string()];
     tags.extend(shipment.default_tags.into_iter().filter(|t| t != "latest"));
     let reference = format!("oci://localhost:{port}/{}", registry::REPOSITORY);
-    let out = rt.block_on(crate::artifact::publish(
+    let out = registry.publish(
         &a,
         &reference,
         &tags,
         &crate::artifact::Auth::Anonymous,
         false,
         false,
-    ))?;
+    )?;
     Ok(if out.up_to_date {
         format!("{} up to date", short_digest(&out.digest))
     } else {
@@ -732,7 +736,7 @@ fn install_cilium(
 }
 
 /// Runs every step. The runtime is the verb's (one per process).
-pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFailed> {
+pub fn run(o: &Options, registry: &crate::artifact::Registry) -> Result<Summary, StepFailed> {
     let mut steps = Steps::new(STEPS.len());
 
     let ready = steps.run(STEPS[0], |p| match preflight(o) {
@@ -933,7 +937,7 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
     })?;
 
     let digest = steps.run(STEPS[6], |_| {
-        let outcome = publish(rt, &o.root, port)?;
+        let outcome = publish(registry, &o.root, port)?;
         Ok((outcome.clone(), outcome))
     })?;
 

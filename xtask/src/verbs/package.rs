@@ -204,15 +204,7 @@ fn inspect(reference: &str, access: &RegistryAccess, output: Output) -> anyhow::
     let insp = if reference.contains("://") {
         let r = artifact::RegistryRef::parse(reference)?;
         let auth = access.auth(&r.host)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        rt.block_on(artifact::inspect_registry(
-            reference,
-            &auth.auth,
-            access.insecure,
-        ))?
+        artifact::Registry::new()?.inspect(reference, &auth.auth, access.insecure)?
     } else {
         let (dir, tag) = layout_ref(reference);
         artifact::inspect_layout(&dir, tag.as_deref())?

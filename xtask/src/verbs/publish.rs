@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use crate::artifact;
 use crate::ship::DirtyTree;
-use anyhow::Context;
 
 use super::package::{Output, PackageArgs, RegistryAccess};
 
@@ -66,21 +65,19 @@ impl Args {
         let repackaged = shipment.packaged;
         let a = shipment.artifact;
         let packaged = started.elapsed();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let registry = artifact::Registry::new()?;
         let progress = self.output == Output::Text;
-        let outcome = rt.block_on(artifact::publish(
+        let outcome = registry.publish(
             &a,
             &self.registry,
             &tags,
             &auth.auth,
             self.access.insecure,
             progress,
-        ))?;
+        )?;
         if let Some(key) = &signer {
             super::verify::sign_digest(
+                &registry,
                 key,
                 &target,
                 &outcome.digest,

@@ -124,7 +124,7 @@ pub struct Scenario {
     /// The last digest published.
     pub digest: String,
     publishes: u32,
-    rt: tokio::runtime::Runtime,
+    registry: artifact::Registry,
 }
 
 /// Builds (or finds) the binaries and returns their paths.
@@ -181,10 +181,7 @@ impl Scenario {
             },
             digest: String::new(),
             publishes: 0,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(io_err("starting the async runtime"))?,
+            registry: artifact::Registry::new().map_err(|e| LocalError::Other(e.to_string()))?,
         };
         s.write_profile()?;
         say(&format!(
@@ -460,15 +457,15 @@ impl Scenario {
         })
         .map_err(|e| LocalError::Other(format!("package: {e}")))?;
         let outcome = self
-            .rt
-            .block_on(artifact::publish(
+            .registry
+            .publish(
                 &a,
                 &self.reference,
                 &[TAG.to_string()],
                 &Auth::Anonymous,
                 true,
                 false,
-            ))
+            )
             .map_err(|e| LocalError::Other(format!("publish: {e}")))?;
         if outcome.digest != a.manifest_digest {
             return Err(LocalError::Other(format!(
