@@ -4,7 +4,7 @@
 //! call these methods; async stays inside this module's siblings.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use oci_client::Client;
 
@@ -20,17 +20,31 @@ pub struct Registry {
     clients: Clients,
 }
 
-/// One oci-client client per (host, plain http), built on first use.
+/// One oci-client client per (host, plain http), and one plain-HTTP
+/// client for loopback registries that ask for no credentials; each built
+/// on first use.
 #[derive(Default)]
-pub(super) struct Clients(Mutex<HashMap<(String, bool), Client>>);
+pub(super) struct Clients {
+    oci: Mutex<HashMap<(String, bool), Client>>,
+    loopback: OnceLock<reqwest::Client>,
+}
 
 impl Clients {
     /// The client for `r` (a clone shares its connections and tokens).
     pub(super) fn get(&self, r: &RegistryRef, insecure: bool) -> Client {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.oci.lock().unwrap_or_else(|p| p.into_inner());
         map.entry((r.host.clone(), insecure))
             .or_insert_with(|| super::registry::client(r, insecure))
             .clone()
+    }
+
+    /// The client of [`super::loopback`].
+    pub(super) fn loopback(&self) -> Result<reqwest::Client, ArtifactError> {
+        if let Some(c) = self.loopback.get() {
+            return Ok(c.clone());
+        }
+        let c = super::loopback::client()?;
+        Ok(self.loopback.get_or_init(|| c).clone())
     }
 }
 

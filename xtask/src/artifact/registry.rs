@@ -139,7 +139,7 @@ pub struct PublishOutcome {
     pub up_to_date: bool,
 }
 
-fn ensure_crypto_provider() {
+pub(super) fn ensure_crypto_provider() {
     // Err means a provider is already installed: fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -148,7 +148,7 @@ fn ensure_crypto_provider() {
 /// makes a TLS connection, and without a root of its own reqwest reads the
 /// whole system store (~300 files) on every run. No private key exists for
 /// this certificate, so nothing can ever be trusted through it.
-const PLAIN_HTTP_PLACEHOLDER_ROOT: &str = concat!(
+pub(super) const PLAIN_HTTP_PLACEHOLDER_ROOT: &str = concat!(
     "-----BEGIN CERTIFICATE-----\n",
     "MIIB1jCCAXugAwIBAgIUZ4ZaPNwTm416afkT+zqpf8/NztwwCgYIKoZIzj0EAwIw\n",
     "PzE9MDsGA1UEAww0eHRhc2sgcGxhaW4taHR0cCBwbGFjZWhvbGRlciAobm8gcHJp\n",
@@ -257,7 +257,7 @@ pub(super) fn classify(host: &str, e: OciDistributionError) -> ArtifactError {
     }
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
@@ -331,6 +331,12 @@ async fn push(
     }
     for t in &tags {
         validate_tag(t)?;
+    }
+    if matches!(auth, Auth::Anonymous) && r.is_local() {
+        let c = clients.loopback()?;
+        if let Some(outcome) = super::loopback::push(&c, a, &r, &tags).await? {
+            return Ok(outcome);
+        }
     }
     let (c, ra) = connect(clients, &r, auth, insecure).await;
 
