@@ -141,8 +141,18 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
     };
     let root = &opts.root;
     let probe = cache::probe(root, opts);
-    if let Some(hit) = probe.hit() {
-        return Ok(hit);
+    match probe.hit() {
+        Some(cache::Hit::Same(hit)) => return Ok(hit),
+        Some(cache::Hit::Layer { built, head }) => {
+            let view = probe.view.clone().unwrap_or_default();
+            let git = artifact::defaults_from(Some(&head), view.remote, view.branch);
+            let shipment = stamp(opts, source, &git, built, Vec::new())?;
+            return Ok(Shipment {
+                packaged: false,
+                ..shipment
+            });
+        }
+        None => {}
     }
     let (shipment, tracked) = package(opts, ids, source, &probe)?;
     probe.store(&shipment, tracked.as_deref());
@@ -200,6 +210,19 @@ fn package(
     let built = built.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let git = git.unwrap_or_else(|| artifact::git_defaults(root));
     let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
+    Ok((stamp(opts, source, &git, built, dirty_files)?, tracked))
+}
+
+/// The shipment of a layer that passed the gate, stamped with `git`'s
+/// metadata (or the overrides), dirty or not.
+fn stamp(
+    opts: &ShipOptions,
+    source: Option<String>,
+    git: &artifact::GitDefaults,
+    built: tarball::Built,
+    dirty_files: Vec<String>,
+) -> Result<Shipment, ShipError> {
+    let root = &opts.root;
     let content12: String = built
         .diff_id
         .trim_start_matches("sha256:")
@@ -248,15 +271,14 @@ fn package(
         created: opts.created.clone().unwrap_or(git.created.clone()),
     };
     let artifact = artifact::assemble(&package, built)?;
-    let shipment = Shipment {
+    Ok(Shipment {
         artifact,
         default_tags,
         commit_tag,
         dirty_files,
         warnings,
         packaged: true,
-    };
-    Ok((shipment, tracked))
+    })
 }
 
 /// The uncommitted paths that change what ships: shipped files that differ,
