@@ -250,10 +250,10 @@ pub(super) async fn push(
         .await
         .map_err(refused)?;
     outcome.pushed_blobs = missing.iter().map(|(d, _)| (*d).clone()).collect();
-    // 3. Tags last, once every blob is in.
-    for t in &stale {
-        repo.push_manifest(t, &a.manifest).await.map_err(refused)?;
-        outcome.pushed_tags.push(t.clone());
-    }
+    // 3. Tags last (all at once), once every blob is in.
+    futures_util::future::try_join_all(stale.iter().map(|t| repo.push_manifest(t, &a.manifest)))
+        .await
+        .map_err(refused)?;
+    outcome.pushed_tags = stale;
     Ok(Some(outcome))
 }

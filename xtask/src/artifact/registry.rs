@@ -4,8 +4,8 @@
 //! Push order: HEAD every tag (all already at our digest: "up to date",
 //! nothing pushed); HEAD each blob and upload only the missing ones (layer and
 //! config concurrently, each as POST + one streamed PUT); only then PUT the
-//! manifest under each tag. A push killed at any point leaves no tag
-//! pointing at a missing blob, and a re-run completes it.
+//! manifest under each tag (all at once). A push killed at any point leaves
+//! no tag pointing at a missing blob, and a re-run completes it.
 
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -398,17 +398,19 @@ async fn push(
     .await?;
     outcome.pushed_blobs = pushed.into_iter().flatten().collect();
 
-    // 3. Tags last: a manifest PUT per tag, only now that every blob is in.
-    for t in &stale {
+    // 3. Tags last: a manifest PUT per tag (all at once), only now that
+    // every blob is in.
+    let refs: Vec<Reference> = stale.iter().map(|t| r.reference(t)).collect();
+    futures_util::future::try_join_all(refs.iter().map(|image| {
         c.push_manifest_raw(
-            &r.reference(t),
+            image,
             a.manifest.clone(),
             MANIFEST_MEDIA_TYPE.parse().expect("a valid header value"),
         )
-        .await
-        .map_err(|e| classify(&r.host, e))?;
-        outcome.pushed_tags.push(t.clone());
-    }
+    }))
+    .await
+    .map_err(|e| classify(&r.host, e))?;
+    outcome.pushed_tags = stale;
     Ok(outcome)
 }
 
