@@ -89,18 +89,15 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
         repo += 1;
         format!("bench-{repo}")
     };
-    let ours_publish = |repo: &str| {
+    let publish_from = |tree: &Path, repo: &str| {
         Cmd::new(&xtask)
-            .args([
-                "publish",
-                "--registry",
-                &registry.url(repo),
-                "--tag",
-                "latest",
-            ])
-            .dir(&root)
+            .args(["publish", "--path"])
+            .arg(tree)
+            .args(["--registry", &registry.url(repo), "--tag", "latest"])
+            .dir(tree)
             .read()
     };
+    let ours_publish = |repo: &str| publish_from(&root, repo);
     // The peer: the tarball as `flux push artifact` builds it (tar + gzip of
     // the tree, owners and times zeroed), then oras with Flux's media types.
     let tarball = scratch.path().join("manifests.tgz");
@@ -136,7 +133,35 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
             .read()?;
         Ok(())
     };
-    // A new commit: nothing cached, so the tree is walked, gated and packaged.
+    // A new commit that leaves the shipped tree as it was (tooling or docs):
+    // made in a clone, untimed, before each sample.
+    let clone = scratch.path().join("clone");
+    Cmd::new("git")
+        .args(["clone", "-q", "--local"])
+        .arg(&root)
+        .arg(&clone)
+        .read()?;
+    publish_from(&clone, &next_repo())?;
+    let mut commits = 0;
+    let ours_new_commit = time(
+        runs,
+        || {
+            commits += 1;
+            std::fs::write(clone.join("README.md"), format!("bench commit {commits}\n"))?;
+            Cmd::new("git")
+                .arg("-C")
+                .arg(&clone)
+                .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+                .args(["commit", "-q", "-am", "bench"])
+                .read()?;
+            Ok(())
+        },
+        || {
+            publish_from(&clone, &next_repo())?;
+            Ok(())
+        },
+    )?;
+    // A changed shipped tree: nothing cached, so it is walked, gated and packaged.
     let ours_cold = time(
         runs,
         || Ok(crate::ship::cache::forget(&root)?),
@@ -177,7 +202,16 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
                 ours_first,
                 peer_first.clone(),
             ),
-            ("first push, new commit".into(), ours_cold, peer_first),
+            (
+                "first push, new commit, same shipped tree".into(),
+                ours_new_commit,
+                peer_first.clone(),
+            ),
+            (
+                "first push, shipped tree changed (nothing cached)".into(),
+                ours_cold,
+                peer_first,
+            ),
             ("re-push, unchanged".into(), ours_again, peer_again),
         ],
     })
