@@ -144,6 +144,9 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             "--porcelain=v2",
             "-z",
             "--branch",
+            // The branch's name and commit, never a walk to count how far
+            // it is ahead of or behind its upstream.
+            "--no-ahead-behind",
             "--untracked-files=no",
             "--no-renames",
         ]);
