@@ -133,8 +133,8 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
             .read()?;
         Ok(())
     };
-    // A new commit that leaves the shipped tree as it was (tooling or docs):
-    // made in a clone, untimed, before each sample.
+    // New commits that leave the shipped tree as it was (tooling or docs)
+    // are made in a clone.
     let clone = scratch.path().join("clone");
     Cmd::new("git")
         .args(["clone", "-q", "--local"])
@@ -142,56 +142,56 @@ fn publish(runs: usize) -> anyhow::Result<Report> {
         .arg(&clone)
         .read()?;
     publish_from(&clone, &next_repo())?;
-    let mut commits = 0;
-    let ours_new_commit = time(
-        runs,
-        || {
-            commits += 1;
-            std::fs::write(clone.join("README.md"), format!("bench commit {commits}\n"))?;
-            Cmd::new("git")
-                .arg("-C")
-                .arg(&clone)
-                .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
-                .args(["commit", "-q", "-am", "bench"])
-                .read()?;
-            Ok(())
-        },
-        || {
+    ours_publish("again")?;
+    peer_publish("again-peer")?;
+    // The cases take turns within each round, so that the load of a shared
+    // machine weighs on every case alike, not on one block of samples.
+    let timed = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        f()?;
+        Ok(started.elapsed())
+    };
+    let mut samples: [Vec<Duration>; 6] = Default::default();
+    for round in 1..=runs {
+        // A new commit that leaves the shipped tree as it was: untimed.
+        std::fs::write(clone.join("README.md"), format!("bench commit {round}\n"))?;
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(["commit", "-q", "-am", "bench"])
+            .read()?;
+        samples[0].push(timed(&mut || {
             publish_from(&clone, &next_repo())?;
             Ok(())
-        },
-    )?;
-    // A changed shipped tree: nothing cached, so it is walked, gated and packaged.
-    let ours_cold = time(
-        runs,
-        || Ok(crate::ship::cache::forget(&root)?),
-        || {
+        })?);
+        // A changed shipped tree: nothing cached, so it is walked, gated
+        // and packaged (the entry it leaves serves the next case).
+        crate::ship::cache::forget(&root)?;
+        samples[1].push(timed(&mut || {
             ours_publish(&next_repo())?;
             Ok(())
-        },
-    )?;
-    // The same commit again, to a new repository: packaged from the cache
-    // that the runs above left.
-    let ours_first = time(
-        runs,
-        || Ok(()),
-        || {
+        })?);
+        // The same commit again, to a new repository: from the cache.
+        samples[2].push(timed(&mut || {
             ours_publish(&next_repo())?;
             Ok(())
-        },
-    )?;
-    let peer_first = time(runs, || Ok(()), || peer_publish(&next_repo()))?;
-    ours_publish("again")?;
-    let ours_again = time(
-        runs,
-        || Ok(()),
-        || {
+        })?);
+        samples[3].push(timed(&mut || peer_publish(&next_repo()))?);
+        samples[4].push(timed(&mut || {
             ours_publish("again")?;
             Ok(())
-        },
-    )?;
-    peer_publish("again-peer")?;
-    let peer_again = time(runs, || Ok(()), || peer_publish("again-peer"))?;
+        })?);
+        samples[5].push(timed(&mut || peer_publish("again-peer"))?);
+    }
+    let [
+        ours_new_commit,
+        ours_cold,
+        ours_first,
+        peer_first,
+        ours_again,
+        peer_again,
+    ] = samples.map(Timing);
     Ok(Report {
         title: format!(
             "bench publish: the real tree to docker-registry on 127.0.0.1, {runs} runs per side; peer = flux-style tar.gz + oras push"
