@@ -513,6 +513,13 @@ fn identities_digest() -> String {
 }
 
 impl Probe {
+    /// `"<commit> <unix time>"` (as `git log -1 --format='%H %ct'`) of a
+    /// clean tree, from what the probe already read.
+    pub fn head_line(&self) -> Option<String> {
+        let head = self.head.as_ref()?;
+        (!self.commit.is_empty()).then(|| format!("{} {}", self.commit, head.time))
+    }
+
     /// The cached shipment for this key, when there is one and its layer is intact.
     pub fn hit(&self) -> Option<Hit> {
         let key = self.key.as_ref()?;

@@ -169,19 +169,22 @@ fn package(
 ) -> Result<(Shipment, Option<String>), ShipError> {
     let root = &opts.root;
     // git answers while we walk and gate; the probe already read the status
-    // at the top level of a work tree, which leaves the commit time.
+    // at the top level of a work tree, and the commit time of a clean one.
     let mut tracked = None;
     let (entries, git, uncommitted) = std::thread::scope(|s| {
         let (git, uncommitted) = match probe.view.clone() {
             Some(view) => {
                 let files = s.spawn(|| probe.tracked());
+                let known = probe.head_line();
                 let head = s.spawn(move || {
-                    let head = crate::runner::Cmd::new("git")
-                        .arg("-C")
-                        .arg(root)
-                        .args(["log", "-1", "--format=%H %ct", "HEAD"])
-                        .read()
-                        .ok();
+                    let head = known.or_else(|| {
+                        crate::runner::Cmd::new("git")
+                            .arg("-C")
+                            .arg(root)
+                            .args(["log", "-1", "--format=%H %ct", "HEAD"])
+                            .read()
+                            .ok()
+                    });
                     artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
                 let entries = tree::collect(root);
