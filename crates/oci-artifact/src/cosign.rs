@@ -580,26 +580,28 @@ pub fn signature_image(
 
 /// Signs the manifest `digest` of repository `r` with `key` and stores the
 /// signature under its `.sig` tag, after any signatures already there.
-pub async fn sign(
+pub(super) async fn sign(
+    clients: &super::client::Clients,
     r: &RegistryRef,
     digest: &str,
     key: &SigningKey,
     auth: &Auth,
     insecure: bool,
 ) -> Result<SignOutcome, CosignError> {
-    sign_inner(r, digest, key, auth, insecure)
+    sign_inner(clients, r, digest, key, auth, insecure)
         .await
         .map_err(|e| e.given(auth))
 }
 
 async fn sign_inner(
+    clients: &super::client::Clients,
     r: &RegistryRef,
     digest: &str,
     key: &SigningKey,
     auth: &Auth,
     insecure: bool,
 ) -> Result<SignOutcome, CosignError> {
-    let (c, ra) = connect(r, auth, insecure).await;
+    let (c, ra) = connect(clients, r, auth, insecure).await;
     let tag = signature_tag(digest);
     let body = payload(&format!("{}/{}", r.host, r.repository), digest);
     let body_digest = sha256_digest(&body);
@@ -677,7 +679,8 @@ async fn sign_inner(
 
 /// Verifies that `r` (at `digest`, else at its tag, default `latest`) has a
 /// signature under `key`: cosign's `verify --key --insecure-ignore-tlog`.
-pub async fn verify(
+pub(super) async fn verify(
+    clients: &super::client::Clients,
     r: &RegistryRef,
     digest: Option<&str>,
     key: &PublicKey,
@@ -685,12 +688,13 @@ pub async fn verify(
     auth: &Auth,
     insecure: bool,
 ) -> Result<Verified, CosignError> {
-    verify_inner(r, digest, key, key_name, auth, insecure)
+    verify_inner(clients, r, digest, key, key_name, auth, insecure)
         .await
         .map_err(|e| e.given(auth))
 }
 
 async fn verify_inner(
+    clients: &super::client::Clients,
     r: &RegistryRef,
     digest: Option<&str>,
     key: &PublicKey,
@@ -698,7 +702,7 @@ async fn verify_inner(
     auth: &Auth,
     insecure: bool,
 ) -> Result<Verified, CosignError> {
-    let (c, ra) = connect(r, auth, insecure).await;
+    let (c, ra) = connect(clients, r, auth, insecure).await;
     let digest = match digest {
         Some(d) => d.to_string(),
         None => {

@@ -5,7 +5,7 @@
 //!   ([`tarball`]) and the OCI config and manifest around it.
 //! - [`write_oci_layout`] stores it as an OCI image layout folder, readable by
 //!   `skopeo inspect oci:DIR:TAG` without any registry.
-//! - [`publish`] pushes it with oci-client ([`registry`]); [`auth`] finds the
+//! - [`Registry`] pushes it with oci-client ([`registry`]); [`auth`] finds the
 //!   credentials the way docker does; [`git_defaults`] gives the source,
 //!   revision and created time from git.
 //!
@@ -16,9 +16,11 @@
 //! reads them).
 
 pub mod auth;
+mod client;
 pub mod cosign;
 mod git;
 mod layout;
+mod loopback;
 mod promote;
 pub mod registry;
 pub mod tarball;
@@ -30,12 +32,11 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub use auth::{Auth, Resolved, resolve_auth};
+pub use client::Registry;
 pub use git::{GitDefaults, defaults_from, git_defaults, normalize_source, uncommitted_files};
 pub use layout::{read_oci_layout, write_oci_layout};
-pub use promote::{PromoteOutcome, TagMove, promote};
-pub use registry::{
-    Inspection, PublishOutcome, RegistryRef, inspect_layout, inspect_registry, publish,
-};
+pub use promote::{PromoteOutcome, TagMove};
+pub use registry::{Inspection, PublishOutcome, RegistryRef, inspect_layout};
 
 /// Layer media type of a Flux content artifact (RFC-0003).
 pub const CONTENT_MEDIA_TYPE: &str = "application/vnd.cncf.flux.content.v1.tar+gzip";
@@ -89,6 +90,8 @@ pub enum ArtifactError {
     NotAnArtifact { what: String, detail: String },
     #[error("OCI layout {dir}: {detail}")]
     Layout { dir: PathBuf, detail: String },
+    #[error("starting the async runtime")]
+    Runtime(#[source] std::io::Error),
 }
 
 impl ArtifactError {

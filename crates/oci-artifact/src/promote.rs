@@ -39,19 +39,21 @@ pub struct PromoteOutcome {
 
 /// Points every tag of `to` at the manifest that `from` (a tag, or a
 /// `sha256:` digest) names in `registry` (`oci://host/repo`).
-pub async fn promote(
+pub(super) async fn promote(
+    clients: &super::client::Clients,
     registry: &str,
     from: &str,
     to: &[String],
     auth: &Auth,
     insecure: bool,
 ) -> Result<PromoteOutcome, ArtifactError> {
-    retag(registry, from, to, auth, insecure)
+    retag(clients, registry, from, to, auth, insecure)
         .await
         .map_err(|e| e.given(auth))
 }
 
 async fn retag(
+    clients: &super::client::Clients,
     registry: &str,
     from: &str,
     to: &[String],
@@ -71,7 +73,7 @@ async fn retag(
         validate_tag(from)?;
         r.reference(from)
     };
-    let (c, ra) = connect(&r, auth, insecure).await;
+    let (c, ra) = connect(clients, &r, auth, insecure).await;
     let (manifest, digest) = match c.pull_manifest_raw(&source, &ra, &ACCEPTED).await {
         Ok(found) => found,
         Err(e) if is_not_found(&e) => {

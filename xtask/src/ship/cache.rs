@@ -1,5 +1,8 @@
 //! The last shipment of a clean tree, kept under `target/xtask/ship/` so that
-//! shipping an unchanged commit again neither walks, gates nor compresses it.
+//! shipping an unchanged tree again neither walks, gates nor compresses it,
+//! even from a new commit: the entry is keyed by the git tree ids of what
+//! ships, and a new commit only re-stamps the config and manifest with its
+//! own revision and time (a few hundred bytes; the layer is reused).
 //!
 //! Why a hit is safe: a hit hands out bytes that already passed the gate, so
 //! it can only be wrong if the gate would now judge those bytes differently,
@@ -7,8 +10,14 @@
 //! - a digest of every age identity source (`SOPS_AGE_KEY`, the key files):
 //!   a new key can open a file the old run could only check for structure;
 //! - this binary (path, size, mtime): a changed gate or packer re-runs;
-//! - the commit, which fixes the tracked tree, `.sops.yaml`, `.gitignore`
-//!   and `.sourceignore`; and a working tree that `git status` calls clean
+//! - HEAD's tree, where it can matter: the names of the top-level entries
+//!   the walk can enter, the ids (git hashes of content and modes) of those
+//!   the last shipment took files from, and the ids of the root
+//!   `.sops.yaml`, `.gitignore` and `.sourceignore`. A top-level entry that
+//!   shipped nothing was pruned by those ignore files (nothing below it is
+//!   read), so its content cannot change the artifact while they stay the
+//!   same. Nested ignore files and `.sops.yaml` rules' targets sit inside
+//!   the shipped trees. And a working tree that `git status` calls clean
 //!   (file modes compared), with no untracked file that the `.gitignore`
 //!   files alone (as in the walk) leave visible, except in paths the walk
 //!   always leaves out (`target/`, `xtask/`, ...);
@@ -29,7 +38,10 @@ use oci_artifact::{Artifact, tree};
 use super::ShipOptions;
 
 /// Bumped when the entry's meaning changes.
-const FORMAT: &str = "xtask-ship-cache-1";
+const FORMAT: &str = "xtask-ship-cache-2";
+
+/// Root files that steer the walk or the gate whether or not they ship.
+const STEERING: [&str; 3] = [".sops.yaml", ".gitignore", ".sourceignore"];
 
 /// What `git status` says about the tree, read once.
 #[derive(Debug)]
@@ -38,6 +50,9 @@ pub struct Probe {
     /// top level, a changed or untracked ignore file, no commit, ...).
     key: Option<String>,
     commit: String,
+    /// HEAD's committer time (unix seconds) and its top-level entries that
+    /// can matter (see the module docs): `(name, "mode id")`.
+    head: Option<Head>,
     dir: PathBuf,
     root: PathBuf,
     /// What git said, when `root` is the top level of a work tree.
@@ -59,6 +74,12 @@ pub struct GitView {
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Entry {
     key: String,
+    /// [`trees`] of the commit it was packaged from.
+    trees: String,
+    /// That commit: another one with the same trees re-stamps the manifest.
+    commit: String,
+    /// The layer's diff id, for a re-stamped config.
+    diff_id: String,
     config: String,
     manifest: String,
     manifest_digest: String,
@@ -70,20 +91,27 @@ struct Entry {
     warnings: Vec<String>,
 }
 
-/// Where the entry for `root` lives: one per packaged root.
-fn cache_dir(root: &Path) -> PathBuf {
+/// Where a run keeps its entries: the checkout's `target/xtask/ship`, else
+/// the user's cache; never inside the tree that ships.
+pub fn location(checkout: &crate::Checkout) -> PathBuf {
+    match checkout.root() {
+        Ok(root) => root.join("target/xtask/ship"),
+        Err(_) => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("devantler-platform/ship"),
+    }
+}
+
+/// Where the entry for `root` lives under `base`: one per packaged root.
+fn cache_dir(base: &Path, root: &Path) -> PathBuf {
     let id = hex::encode(Sha256::digest(root.to_string_lossy().as_bytes()));
-    // The user's cache, not the tree: nothing is ever written into what ships.
-    dirs::cache_dir()
-        .unwrap_or_else(std::env::temp_dir)
-        .join("devantler-platform/ship")
-        .join(&id[..16])
+    base.join(&id[..16])
 }
 
 /// Drops the entry for `root`, so that the next ship packages it (for the
 /// benchmark of a new commit).
-pub fn forget(root: &Path) -> std::io::Result<()> {
-    match std::fs::remove_dir_all(cache_dir(root)) {
+pub fn forget(base: &Path, root: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(cache_dir(base, root)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -91,13 +119,13 @@ pub fn forget(root: &Path) -> std::io::Result<()> {
 
 /// Runs `git status` and reads the remote (at once), and computes the key.
 pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
-    let dir = cache_dir(root);
+    let dir = cache_dir(&opts.cache, root);
     let git = |args: &[&str]| Cmd::new("git").arg("-C").arg(root).args(args).read().ok();
     // Three small queries at once: the commit and the changed tracked files
     // (modes compared); the untracked files that only `.gitignore` files
     // exclude, as in the walk (not `info/exclude` or a global excludes file,
     // which would hide files the walk ships); the remote.
-    let (status, untracked, remote) = std::thread::scope(|s| {
+    let (status, untracked, remote, head) = std::thread::scope(|s| {
         let untracked = s.spawn(|| {
             git(&[
                 "ls-files",
@@ -107,7 +135,19 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
                 "--exclude-per-directory=.gitignore",
             ])
         });
-        let remote = s.spawn(|| git(&["config", "--get", "remote.origin.url"]));
+        let remote = s.spawn(|| {
+            origin_url(root).unwrap_or_else(|| git(&["config", "--get", "remote.origin.url"]))
+        });
+        let head = s.spawn(|| {
+            Cmd::new("git")
+                .arg("-C")
+                .arg(root)
+                .args(["cat-file", "--batch"])
+                .stdin_bytes(b"HEAD\nHEAD^{tree}\n".to_vec())
+                .read_bytes()
+                .ok()
+                .and_then(|out| parse_head(&out))
+        });
         let status = git(&[
             "-c",
             "core.fileMode=true",
@@ -115,6 +155,9 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             "--porcelain=v2",
             "-z",
             "--branch",
+            // The branch's name and commit, never a walk to count how far
+            // it is ahead of or behind its upstream.
+            "--no-ahead-behind",
             "--untracked-files=no",
             "--no-renames",
         ]);
@@ -122,6 +165,7 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             status,
             untracked.join().ok().flatten(),
             remote.join().ok().flatten(),
+            head.join().ok().flatten(),
         )
     });
     let status = status.zip(untracked).map(|(status, untracked)| {
@@ -139,13 +183,15 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
         .as_ref()
         .filter(|_| root.join(".git").exists())
         .map(|status| view(status, remote.clone()));
-    let (key, commit) = match status {
-        Some(status) => key(root, opts, &status, remote.as_deref()),
-        None => (None, String::new()),
+    let (key, commit) = match (status, &head) {
+        (Some(status), Some(_)) => key(root, opts, &status, remote.as_deref()),
+        _ => (None, String::new()),
     };
+    let head = head.and_then(|h| h.filtered(root));
     Probe {
         key,
         commit,
+        head,
         dir,
         root: root.to_path_buf(),
         view,
@@ -173,6 +219,199 @@ fn view(status: &[String], remote: Option<String>) -> GitView {
         }
     }
     out
+}
+
+/// `remote.origin.url` read from the repository's own config file, which
+/// spares a git process on every ship. `None` (ask git) unless the answer
+/// is plain: the file is found, it includes no other file, no worktree
+/// config or environment can override it, and it sets the URL (a value
+/// there is the last git reads, so `git config --get` would say the same).
+fn origin_url(root: &Path) -> Option<Option<String>> {
+    if [
+        "GIT_DIR",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+    {
+        return None;
+    }
+    let dot_git = root.join(".git");
+    let git_dir = if dot_git.is_dir() {
+        dot_git
+    } else {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        root.join(text.strip_prefix("gitdir:")?.trim())
+    };
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir,
+    };
+    let text = std::fs::read_to_string(common.join("config")).ok()?;
+    config_origin_url(&text).map(Some)
+}
+
+/// The last `url` of `[remote "origin"]` in a git config file's text;
+/// `None` for anything this small reader does not follow.
+fn config_origin_url(text: &str) -> Option<String> {
+    let mut in_origin = false;
+    let mut url = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.ends_with('\\') {
+            return None; // a continued value
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.split(']').next()?.trim();
+            let lower = header.to_ascii_lowercase();
+            if lower.starts_with("include") || lower.starts_with("remote.") {
+                return None;
+            }
+            in_origin =
+                lower.starts_with("remote ") && header["remote ".len()..].trim() == "\"origin\"";
+            continue;
+        }
+        if line.to_ascii_lowercase().contains("worktreeconfig") {
+            return None;
+        }
+        if !in_origin {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if key.trim().eq_ignore_ascii_case("url") {
+            url = Some(config_value(value)?);
+        }
+    }
+    url.filter(|u| !u.is_empty())
+}
+
+/// A config value: quotes joined, escapes read, a comment cut off.
+fn config_value(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut chars = raw.trim().chars();
+    let mut pending_space = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' => {
+                out.push_str(&pending_space);
+                pending_space.clear();
+                out.push(match chars.next()? {
+                    'n' => '\n',
+                    't' => '\t',
+                    'b' => '\u{8}',
+                    c @ ('"' | '\\') => c,
+                    _ => return None,
+                });
+            }
+            '#' | ';' if !quoted => break,
+            c if c.is_whitespace() && !quoted => pending_space.push(c),
+            c => {
+                out.push_str(&pending_space);
+                pending_space.clear();
+                out.push(c);
+            }
+        }
+    }
+    (!quoted).then_some(out)
+}
+
+/// What `git cat-file --batch` says of `HEAD` and `HEAD^{tree}`.
+#[derive(Debug)]
+struct Head {
+    /// Committer time, unix seconds.
+    time: String,
+    /// Top-level entries: (name, is a tree, "mode id").
+    top: Vec<(String, bool, String)>,
+}
+
+impl Head {
+    /// Only the entries that can matter: those the walk may enter, and the
+    /// steering files.
+    fn filtered(self, root: &Path) -> Option<Self> {
+        let builtin = tree::builtin_matcher(root).ok()?;
+        let top = self
+            .top
+            .into_iter()
+            .filter(|(name, is_dir, _)| {
+                STEERING.contains(&name.as_str())
+                    || !builtin.matched(Path::new(name), *is_dir).is_ignore()
+            })
+            .collect();
+        Some(Self { top, ..self })
+    }
+}
+
+/// Parses `git cat-file --batch` answering `HEAD` then `HEAD^{tree}`.
+fn parse_head(out: &[u8]) -> Option<Head> {
+    // `<oid> <type> <size>\n<content>\n`, twice.
+    let object = |at: usize| -> Option<(usize, &[u8], usize)> {
+        let nl = at + out.get(at..)?.iter().position(|&b| b == b'\n')?;
+        let header = std::str::from_utf8(&out[at..nl]).ok()?;
+        let mut parts = header.split(' ');
+        let oid_len = parts.next()?.len();
+        let size: usize = parts.nth(1)?.parse().ok()?;
+        let body = out.get(nl + 1..nl + 1 + size)?;
+        Some((oid_len / 2, body, nl + 2 + size))
+    };
+    let (_, commit, next) = object(0)?;
+    let (raw_len, tree, _) = object(next)?;
+    let time = std::str::from_utf8(commit)
+        .ok()?
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix("committer "))?
+        .split(' ')
+        .rev()
+        .nth(1)?
+        .to_string();
+    // Tree entries: `<mode> <name>\0<raw oid>`.
+    let mut top = Vec::new();
+    let mut rest = tree;
+    while !rest.is_empty() {
+        let sp = rest.iter().position(|&b| b == b' ')?;
+        let nul = rest.iter().position(|&b| b == 0)?;
+        let mode = std::str::from_utf8(&rest[..sp]).ok()?;
+        let name = std::str::from_utf8(&rest[sp + 1..nul]).ok()?;
+        let oid = rest.get(nul + 1..nul + 1 + raw_len)?;
+        top.push((
+            name.to_string(),
+            mode == "40000",
+            format!("{mode} {}", hex::encode(oid)),
+        ));
+        rest = &rest[nul + 1 + raw_len..];
+    }
+    Some(Head { time, top })
+}
+
+/// A digest of the tree material of the key (see the module docs): the
+/// names in `head`, and the ids of `shipped` top-level names and the
+/// steering files.
+fn trees(head: &Head, shipped: &std::collections::BTreeSet<&str>) -> String {
+    let mut h = Sha256::new();
+    for (name, _, id) in &head.top {
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        if shipped.contains(name.as_str()) || STEERING.contains(&name.as_str()) {
+            h.update(id.as_bytes());
+        }
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+/// The top-level names that `entries` (archive names) took files from.
+fn shipped_tops(entries: &[String]) -> std::collections::BTreeSet<&str> {
+    entries
+        .iter()
+        .filter(|e| e.as_str() != ".")
+        .map(|e| e.split('/').next().unwrap_or(e))
+        .collect()
 }
 
 /// The key and commit of a clean tree; no key when it cannot be cached.
@@ -239,7 +478,6 @@ fn key(
         "root": root.to_string_lossy(),
         "exe": exe,
         "identities": identities_digest(),
-        "commit": commit,
         "branch": branch,
         "remote": remote.map(str::trim),
         "env": [env("GITHUB_REF_NAME"), env("GITHUB_SERVER_URL"), env("GITHUB_REPOSITORY")],
@@ -284,24 +522,44 @@ fn identities_digest() -> String {
 }
 
 impl Probe {
+    /// `"<commit> <unix time>"` (as `git log -1 --format='%H %ct'`) of a
+    /// clean tree, from what the probe already read.
+    pub fn head_line(&self) -> Option<String> {
+        let head = self.head.as_ref()?;
+        (!self.commit.is_empty()).then(|| format!("{} {}", self.commit, head.time))
+    }
+
     /// The cached shipment for this key, when there is one and its layer is intact.
-    pub fn hit(&self) -> Option<super::Shipment> {
+    pub fn hit(&self) -> Option<Hit> {
         let key = self.key.as_ref()?;
+        let head = self.head.as_ref()?;
         let text = std::fs::read(self.dir.join("entry.json")).ok()?;
         let e: Entry = serde_json::from_slice(&text).ok()?;
-        if &e.key != key {
+        if &e.key != key || e.trees != trees(head, &shipped_tops(&e.entries)) {
             return None;
         }
         let layer = std::fs::read(self.dir.join("layer.tar.gz")).ok()?;
-        let (config, manifest) = (e.config.into_bytes(), e.manifest.into_bytes());
         // A torn or edited entry is a miss, never a wrong artifact.
-        if oci_artifact::sha256_digest(&layer) != e.layer_digest
-            || oci_artifact::sha256_digest(&config) != e.config_digest
+        if oci_artifact::sha256_digest(&layer) != e.layer_digest {
+            return None;
+        }
+        if e.commit != self.commit {
+            return Some(Hit::Layer {
+                built: oci_artifact::tarball::Built {
+                    gz: layer,
+                    diff_id: e.diff_id,
+                    entries: e.entries,
+                },
+                head: format!("{} {}", self.commit, head.time),
+            });
+        }
+        let (config, manifest) = (e.config.into_bytes(), e.manifest.into_bytes());
+        if oci_artifact::sha256_digest(&config) != e.config_digest
             || oci_artifact::sha256_digest(&manifest) != e.manifest_digest
         {
             return None;
         }
-        Some(super::Shipment {
+        Some(Hit::Same(super::Shipment {
             artifact: Artifact {
                 layer,
                 config,
@@ -316,7 +574,7 @@ impl Probe {
             dirty_files: Vec::new(),
             warnings: e.warnings,
             packaged: false,
-        })
+        }))
     }
 
     /// Keeps a freshly packaged shipment of a clean tree. Best effort: a
@@ -357,8 +615,15 @@ impl Probe {
         ) else {
             return;
         };
+        let Some(head) = &self.head else { return };
+        let Some(diff_id) = diff_id(&s.artifact.config) else {
+            return;
+        };
         let entry = Entry {
             key: key.clone(),
+            trees: trees(head, &shipped_tops(&s.artifact.entries)),
+            commit: self.commit.clone(),
+            diff_id,
             config,
             manifest,
             manifest_digest: s.artifact.manifest_digest.clone(),
@@ -407,6 +672,26 @@ impl Probe {
     }
 }
 
+/// The layer's diff id, as the config records it.
+fn diff_id(config: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    v.pointer("/rootfs/diff_ids/0")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// A cache hit.
+pub enum Hit {
+    /// The same commit: the shipment as it was.
+    Same(super::Shipment),
+    /// Another commit with the same trees: the layer (it passed the gate),
+    /// to stamp with that commit (`head` is `"<commit> <unix time>"`).
+    Layer {
+        built: oci_artifact::tarball::Built,
+        head: String,
+    },
+}
+
 /// A temp file renamed over `path`, without fsync: a cache entry lost or torn
 /// in a crash fails its digest check and is a miss.
 fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -418,4 +703,67 @@ fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_origin_url_is_read_as_git_reads_it_or_left_to_git() {
+        let config = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://x/up.git\n[remote \"origin\"]\n\turl = git@github.com:o/r.git ; scp-style\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n[branch \"main\"]\n\tremote = origin\n";
+        assert_eq!(
+            config_origin_url(config).as_deref(),
+            Some("git@github.com:o/r.git")
+        );
+        assert_eq!(
+            config_origin_url("[remote \"origin\"]\nURL = \"https://h/a b.git\"  # c\n").as_deref(),
+            Some("https://h/a b.git")
+        );
+        // Last one wins, as `git config --get`.
+        assert_eq!(
+            config_origin_url("[remote \"origin\"]\nurl = a\nurl = b\n").as_deref(),
+            Some("b")
+        );
+        // What this reader does not follow goes to git.
+        for other in [
+            "[remote \"upstream\"]\nurl = a\n",
+            "[include]\npath = other\n[remote \"origin\"]\nurl = a\n",
+            "[remote.origin]\nurl = a\n",
+            "[extensions]\nworktreeConfig = true\n[remote \"origin\"]\nurl = a\n",
+            "[remote \"origin\"]\nurl = \"a\n",
+        ] {
+            assert_eq!(config_origin_url(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn head_is_read_from_one_cat_file_batch() {
+        let commit = b"tree 1111111111111111111111111111111111111111\nauthor a <a@x> 1700000000 +0000\ncommitter c <c@x> 1700000123 +0200\n\nmsg\n";
+        let mut tree = Vec::new();
+        tree.extend_from_slice(b"100644 .sops.yaml\0");
+        tree.extend_from_slice(&[0xab; 20]);
+        tree.extend_from_slice(b"40000 apps\0");
+        tree.extend_from_slice(&[0x01; 20]);
+        let mut out = format!("{} commit {}\n", "c".repeat(40), commit.len()).into_bytes();
+        out.extend_from_slice(commit);
+        out.extend_from_slice(format!("\n{} tree {}\n", "1".repeat(40), tree.len()).as_bytes());
+        out.extend_from_slice(&tree);
+        out.push(b'\n');
+        let head = parse_head(&out).unwrap();
+        assert_eq!(head.time, "1700000123");
+        assert_eq!(
+            head.top,
+            vec![
+                (
+                    ".sops.yaml".into(),
+                    false,
+                    format!("100644 {}", "ab".repeat(20))
+                ),
+                ("apps".into(), true, format!("40000 {}", "01".repeat(20))),
+            ]
+        );
+        // A repository without a commit answers `HEAD missing`.
+        assert!(parse_head(b"HEAD missing\nHEAD^{tree} missing\n").is_none());
+    }
 }

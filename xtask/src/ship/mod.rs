@@ -38,6 +38,8 @@ pub struct ShipOptions {
     pub source: Option<String>,
     pub revision: Option<String>,
     pub created: Option<String>,
+    /// Where packaged entries are kept ([`cache::location`]).
+    pub cache: PathBuf,
 }
 
 /// A packaged artifact that passed the gate.
@@ -141,8 +143,18 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
     };
     let root = &opts.root;
     let probe = cache::probe(root, opts);
-    if let Some(hit) = probe.hit() {
-        return Ok(hit);
+    match probe.hit() {
+        Some(cache::Hit::Same(hit)) => return Ok(hit),
+        Some(cache::Hit::Layer { built, head }) => {
+            let view = probe.view.clone().unwrap_or_default();
+            let git = oci_artifact::defaults_from(Some(&head), view.remote, view.branch);
+            let shipment = stamp(opts, source, &git, built, Vec::new())?;
+            return Ok(Shipment {
+                packaged: false,
+                ..shipment
+            });
+        }
+        None => {}
     }
     let (shipment, tracked) = package(opts, ids, source, &probe)?;
     probe.store(&shipment, tracked.as_deref());
@@ -159,19 +171,22 @@ fn package(
 ) -> Result<(Shipment, Option<String>), ShipError> {
     let root = &opts.root;
     // git answers while we walk and gate; the probe already read the status
-    // at the top level of a work tree, which leaves the commit time.
+    // at the top level of a work tree, and the commit time of a clean one.
     let mut tracked = None;
     let (entries, git, uncommitted) = std::thread::scope(|s| {
         let (git, uncommitted) = match probe.view.clone() {
             Some(view) => {
                 let files = s.spawn(|| probe.tracked());
+                let known = probe.head_line();
                 let head = s.spawn(move || {
-                    let head = exec::runner::Cmd::new("git")
-                        .arg("-C")
-                        .arg(root)
-                        .args(["log", "-1", "--format=%H %ct", "HEAD"])
-                        .read()
-                        .ok();
+                    let head = known.or_else(|| {
+                        exec::runner::Cmd::new("git")
+                            .arg("-C")
+                            .arg(root)
+                            .args(["log", "-1", "--format=%H %ct", "HEAD"])
+                            .read()
+                            .ok()
+                    });
                     oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
                 let entries = tree::collect(root);
@@ -200,6 +215,19 @@ fn package(
     let built = built.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
     let git = git.unwrap_or_else(|| oci_artifact::git_defaults(root));
     let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
+    Ok((stamp(opts, source, &git, built, dirty_files)?, tracked))
+}
+
+/// The shipment of a layer that passed the gate, stamped with `git`'s
+/// metadata (or the overrides), dirty or not.
+fn stamp(
+    opts: &ShipOptions,
+    source: Option<String>,
+    git: &oci_artifact::GitDefaults,
+    built: tarball::Built,
+    dirty_files: Vec<String>,
+) -> Result<Shipment, ShipError> {
+    let root = &opts.root;
     let content12: String = built
         .diff_id
         .trim_start_matches("sha256:")
@@ -248,15 +276,14 @@ fn package(
         created: opts.created.clone().unwrap_or(git.created.clone()),
     };
     let artifact = oci_artifact::assemble(&package, built)?;
-    let shipment = Shipment {
+    Ok(Shipment {
         artifact,
         default_tags,
         commit_tag,
         dirty_files,
         warnings,
         packaged: true,
-    };
-    Ok((shipment, tracked))
+    })
 }
 
 /// The uncommitted paths that change what ships: shipped files that differ,

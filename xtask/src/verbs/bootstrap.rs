@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use crate::cluster::{bootstrap, existing, registry, steps::fmt_duration};
 
 /// Parses `90s`, `10m`, `1h` or plain seconds.
@@ -94,11 +92,8 @@ impl Args {
         o.registry_wait = self.timeout.min(o.registry_wait);
         o.registry_port = self.registry_port;
         o.mirrors = self.mirrors;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        match bootstrap::run(&o, &rt) {
+        let registry = oci_artifact::Registry::new()?;
+        match bootstrap::run(&o, &registry) {
             Ok(s) => {
                 eprintln!();
                 eprintln!(

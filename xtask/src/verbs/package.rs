@@ -85,6 +85,7 @@ impl PackageArgs {
                 source: self.source.clone(),
                 revision: self.revision.clone(),
                 created: self.created.clone(),
+                cache: crate::ship::cache::location(checkout),
             },
             ids.as_ref(),
         );
@@ -198,15 +199,7 @@ fn inspect(reference: &str, access: &RegistryAccess, output: Output) -> anyhow::
     let insp = if reference.contains("://") {
         let r = oci_artifact::RegistryRef::parse(reference)?;
         let auth = access.auth(&r.host)?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        rt.block_on(oci_artifact::inspect_registry(
-            reference,
-            &auth.auth,
-            access.insecure,
-        ))?
+        oci_artifact::Registry::new()?.inspect(reference, &auth.auth, access.insecure)?
     } else {
         let (dir, tag) = layout_ref(reference);
         oci_artifact::inspect_layout(&dir, tag.as_deref())?

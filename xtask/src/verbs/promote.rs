@@ -4,8 +4,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use super::package::{Output, RegistryAccess};
 
 #[derive(clap::Args)]
@@ -33,19 +31,17 @@ impl Args {
         let target = oci_artifact::RegistryRef::parse(&self.registry)?;
         let auth = self.access.auth(&target.host)?;
         let signer = self.sign_key.load()?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        let outcome = rt.block_on(oci_artifact::promote(
+        let registry = oci_artifact::Registry::new()?;
+        let outcome = registry.promote(
             &self.registry,
             &self.from,
             &self.to,
             &auth.auth,
             self.access.insecure,
-        ))?;
+        )?;
         if let Some(key) = &signer {
             super::verify::sign_digest(
+                &registry,
                 key,
                 &target,
                 &outcome.digest,

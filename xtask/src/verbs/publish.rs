@@ -4,7 +4,6 @@
 //! tags are written last. Prints `oci://host/repo@sha256:...` on stdout.
 
 use crate::ship::DirtyTree;
-use anyhow::Context;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -64,21 +63,19 @@ impl Args {
         let repackaged = shipment.packaged;
         let a = shipment.artifact;
         let packaged = started.elapsed();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let registry = oci_artifact::Registry::new()?;
         let progress = self.output == Output::Text;
-        let outcome = rt.block_on(oci_artifact::publish(
+        let outcome = registry.publish(
             &a,
             &self.registry,
             &tags,
             &auth.auth,
             self.access.insecure,
             progress,
-        ))?;
+        )?;
         if let Some(key) = &signer {
             super::verify::sign_digest(
+                &registry,
                 key,
                 &target,
                 &outcome.digest,

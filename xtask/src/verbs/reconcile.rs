@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
 use super::bootstrap::parse_duration;
 use crate::cluster::{self, Toolbox, bootstrap, kind, registry, steps::Steps};
 use flux_render::RenderOptions;
@@ -40,10 +38,7 @@ impl Args {
         if !stopped.is_empty() {
             anyhow::bail!(kind::stopped_message(&self.cluster, &stopped));
         }
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let registry = oci_artifact::Registry::new()?;
         let deadline = Instant::now() + self.timeout;
         let kube = cluster::kube(&t, &self.cluster);
         let mut steps = Steps::new(3);
@@ -52,7 +47,7 @@ impl Args {
                 flux_render::render_cluster(&root, &self.cluster, &RenderOptions::default())?;
             let port = registry::published_port(&t, registry::REGISTRY_NAME)?
                 .ok_or_else(|| anyhow::anyhow!("{} publishes no port", registry::REGISTRY_NAME))?;
-            let outcome = bootstrap::publish(&rt, &root, port)?;
+            let outcome = bootstrap::publish(&registry, checkout.root()?, &root, port)?;
             Ok((rendered, outcome))
         });
         let rendered = match rendered {

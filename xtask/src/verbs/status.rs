@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use serde_json::json;
 
 use crate::cluster::{self, Toolbox, bootstrap, kind, registry};
@@ -105,16 +104,8 @@ impl Args {
         let (reference, digest) = match port {
             Ok(Some(port)) => {
                 let reference = format!("oci://localhost:{port}/{}:latest", registry::REPOSITORY);
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("starting the async runtime")?;
-                let digest = rt
-                    .block_on(oci_artifact::inspect_registry(
-                        &reference,
-                        &oci_artifact::Auth::Anonymous,
-                        false,
-                    ))
+                let digest = oci_artifact::Registry::new()?
+                    .inspect(&reference, &oci_artifact::Auth::Anonymous, false)
                     .map(|i| i.digest)
                     .map_err(|e| e.to_string());
                 (Some(reference), digest)

@@ -30,15 +30,14 @@ impl Args {
         let (target, digest) = cosign::parse_target(&self.reference)?;
         let key = cosign::PublicKey::load(&self.key)?;
         let auth = self.access.auth(&target.host)?;
-        let rt = runtime()?;
-        let verified = rt.block_on(cosign::verify(
+        let verified = oci_artifact::Registry::new()?.verify(
             &target,
             digest.as_deref(),
             &key,
             &self.key.display().to_string(),
             &auth.auth,
             self.access.insecure,
-        ))?;
+        )?;
         match self.output {
             Output::Text => {
                 eprintln!(
@@ -54,13 +53,6 @@ impl Args {
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
 }
 
 /// Reads and decrypts `--sign-key` with `COSIGN_PASSWORD` (set and empty
@@ -94,15 +86,14 @@ pub fn load_signing_key(path: &Path) -> anyhow::Result<cosign::SigningKey> {
 
 /// Signs `digest` in `target`'s repository and says so on stderr.
 pub fn sign_digest(
+    registry: &oci_artifact::Registry,
     key: &cosign::SigningKey,
     target: &RegistryRef,
     digest: &str,
     auth: &Auth,
     insecure: bool,
 ) -> anyhow::Result<cosign::SignOutcome> {
-    let outcome = runtime()?.block_on(oci_artifact::cosign::sign(
-        target, digest, key, auth, insecure,
-    ))?;
+    let outcome = registry.sign(target, digest, key, auth, insecure)?;
     let note = if outcome.already_signed {
         " (already signed by this key)"
     } else {

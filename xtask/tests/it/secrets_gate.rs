@@ -781,3 +781,81 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
         text(&out)
     );
 }
+
+#[test]
+fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
+    let Some(tree) = Tree::new() else { return };
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let ok = |(out, v): (Output, serde_json::Value)| {
+        assert!(out.status.success(), "{}", text(&out));
+        v
+    };
+    let commit = |tree: &Tree, msg: &str| {
+        tree.git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-am",
+            msg,
+        ]);
+    };
+    let first = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    assert_eq!(first["packaged"], true, "{first}");
+
+    // A new commit that touches nothing that ships (an empty commit, then a
+    // file under a path the walk always leaves out): not packaged, but
+    // stamped with the new commit, exactly as packaging it would.
+    commit(&tree, "empty");
+    std::fs::create_dir_all(tree.repo().join(".github")).unwrap();
+    std::fs::write(tree.repo().join(".github/ci.yml"), "on: push\n").unwrap();
+    tree.git(&["add", ".github/ci.yml"]);
+    commit(&tree, "ci");
+    let reused = ok(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
+    assert_eq!(reused["packaged"], false, "{reused}");
+    assert_eq!(reused["layer_digest"], first["layer_digest"]);
+    assert_ne!(reused["digest"], first["digest"]);
+    // The layer is in the registry already; only a new config can be sent.
+    assert!(
+        !reused["pushed_blobs"]
+            .as_array()
+            .unwrap()
+            .contains(&first["layer_digest"]),
+        "{reused}"
+    );
+    xtask::ship::cache::forget(&common::root().join("target/xtask/ship"), &tree.repo()).unwrap();
+    let fresh = ok(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
+    assert_eq!(fresh["packaged"], true, "{fresh}");
+    assert_eq!(fresh["digest"], reused["digest"]);
+    let (_, annotations) = inspect(&tree, &registry.url("p:b")).unwrap();
+    assert!(
+        annotations["org.opencontainers.image.revision"]
+            .as_str()
+            .unwrap()
+            .ends_with(&tree.git(&["rev-parse", "HEAD"]).trim().to_string()),
+        "{annotations:?}"
+    );
+
+    // A change to a root file that steers the walk or the gate is packaged
+    // and gated again, even though the file never ships.
+    let sops_yaml = tree.repo().join(".sops.yaml");
+    let rules = std::fs::read_to_string(&sops_yaml).unwrap();
+    std::fs::write(&sops_yaml, format!("{rules}\n# reviewed\n")).unwrap();
+    commit(&tree, "sops rules");
+    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "c"], true));
+    assert_eq!(v["packaged"], true, "{v}");
+
+    // A commit that changes a shipped file: packaged and gated.
+    let deployment = tree.repo().join("apps/web/deployment.yaml");
+    let before = std::fs::read_to_string(&deployment).unwrap();
+    std::fs::write(&deployment, before.replace("whoami:v1.10", "whoami:v1.11")).unwrap();
+    commit(&tree, "bump");
+    let bumped = ok(publish_json(&tree, &registry, "p", &["--tag", "d"], true));
+    assert_eq!(bumped["packaged"], true, "{bumped}");
+    assert_ne!(bumped["layer_digest"], first["layer_digest"]);
+}

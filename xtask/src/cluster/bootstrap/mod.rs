@@ -221,7 +221,12 @@ pub enum CaFile {
 /// Publishes the tree to the local registry through the secrets gate:
 /// `latest` and the short sha, or `latest` and the dirty tag for a working
 /// tree with uncommitted changes (the inner loop publishes those on purpose).
-pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::Result<String> {
+pub fn publish(
+    registry: &oci_artifact::Registry,
+    checkout: &Path,
+    root: &Path,
+    port: u16,
+) -> anyhow::Result<String> {
     let ids = sops::Identities::from_env().ok();
     let shipment = crate::ship::prepare(
         &crate::ship::ShipOptions {
@@ -230,6 +235,7 @@ pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::
             source: None,
             revision: None,
             created: None,
+            cache: crate::ship::cache::location(&crate::Checkout::at(checkout.to_path_buf())),
         },
         ids.as_ref(),
     )?;
@@ -237,14 +243,14 @@ pub fn publish(rt: &tokio::runtime::Runtime, root: &Path, port: u16) -> anyhow::
     let mut tags = vec!["latest".to_string()];
     tags.extend(shipment.default_tags.into_iter().filter(|t| t != "latest"));
     let reference = format!("oci://localhost:{port}/{}", registry::REPOSITORY);
-    let out = rt.block_on(oci_artifact::publish(
+    let out = registry.publish(
         &a,
         &reference,
         &tags,
         &oci_artifact::Auth::Anonymous,
         false,
         false,
-    ))?;
+    )?;
     Ok(if out.up_to_date {
         format!("{} up to date", short_digest(&out.digest))
     } else {
@@ -429,7 +435,7 @@ fn or_report<T>(r: Result<T, StepFailed>, budget: &Budget) -> Result<T, StepFail
 }
 
 /// Runs every step. The runtime is the verb's (one per process).
-pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFailed> {
+pub fn run(o: &Options, registry: &oci_artifact::Registry) -> Result<Summary, StepFailed> {
     let mut steps = Steps::new(STEPS.len());
 
     let ready = steps.run(STEPS[0], |p| match preflight(o) {
@@ -590,7 +596,7 @@ pub fn run(o: &Options, rt: &tokio::runtime::Runtime) -> Result<Summary, StepFai
     })?;
 
     let digest = steps.run(STEPS[6], |_| {
-        let outcome = publish(rt, &o.root, port)?;
+        let outcome = publish(registry, &o.checkout, &o.root, port)?;
         Ok((outcome.clone(), outcome))
     })?;
 

@@ -7,7 +7,9 @@ use std::path::Path;
 use exec::runner::Cmd;
 use exec::tools;
 
-use super::{Report, Row, ours, time};
+use std::time::{Duration, Instant};
+
+use super::{Report, Row, Samples, ours};
 use crate::cluster::local::registry::LocalRegistry;
 
 pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
@@ -21,18 +23,15 @@ pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
         repo += 1;
         format!("bench-{repo}")
     };
-    let ours_publish = |repo: &str| {
+    let publish_from = |tree: &Path, repo: &str| {
         Cmd::new(&xtask)
-            .args([
-                "publish",
-                "--registry",
-                &registry.url(repo),
-                "--tag",
-                "latest",
-            ])
-            .dir(root)
+            .args(["publish", "--path"])
+            .arg(tree)
+            .args(["--registry", &registry.url(repo), "--tag", "latest"])
+            .dir(tree)
             .read()
     };
+    let ours_publish = |repo: &str| publish_from(root, repo);
     // The peer: the tarball as `flux push artifact` builds it (tar + gzip of
     // the tree, owners and times zeroed), then oras with Flux's media types.
     let tarball = scratch.path().join("manifests.tgz");
@@ -68,37 +67,65 @@ pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
             .read()?;
         Ok(())
     };
-    // A new commit: nothing cached, so the tree is walked, gated and packaged.
-    let ours_cold = time(
-        runs,
-        || Ok(crate::ship::cache::forget(root)?),
-        || {
-            ours_publish(&next_repo())?;
-            Ok(())
-        },
-    )?;
-    // The same commit again, to a new repository: packaged from the cache
-    // that the runs above left.
-    let ours_first = time(
-        runs,
-        || Ok(()),
-        || {
-            ours_publish(&next_repo())?;
-            Ok(())
-        },
-    )?;
-    let peer_first = time(runs, || Ok(()), || peer_publish(&next_repo()))?;
+    // New commits that leave the shipped tree as it was (tooling or docs)
+    // are made in a clone.
+    let clone = scratch.path().join("clone");
+    Cmd::new("git")
+        .args(["clone", "-q", "--local"])
+        .arg(root)
+        .arg(&clone)
+        .read()?;
+    publish_from(&clone, &next_repo())?;
     ours_publish("again")?;
-    let ours_again = time(
-        runs,
-        || Ok(()),
-        || {
+    peer_publish("again-peer")?;
+    // The cases take turns within each round, so that the load of a shared
+    // machine weighs on every case alike, not on one block of samples.
+    let timed = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        f()?;
+        Ok(started.elapsed())
+    };
+    let mut samples: [Vec<Duration>; 6] = Default::default();
+    for round in 1..=runs {
+        // A new commit that leaves the shipped tree as it was: untimed.
+        std::fs::write(clone.join("README.md"), format!("bench commit {round}\n"))?;
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&clone)
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(["commit", "-q", "-am", "bench"])
+            .read()?;
+        samples[0].push(timed(&mut || {
+            publish_from(&clone, &next_repo())?;
+            Ok(())
+        })?);
+        // A changed shipped tree: nothing cached, so it is walked, gated
+        // and packaged (the entry it leaves serves the next case).
+        crate::ship::cache::forget(&root.join("target/xtask/ship"), root)?;
+        samples[1].push(timed(&mut || {
+            ours_publish(&next_repo())?;
+            Ok(())
+        })?);
+        // The same commit again, to a new repository: from the cache.
+        samples[2].push(timed(&mut || {
+            ours_publish(&next_repo())?;
+            Ok(())
+        })?);
+        samples[3].push(timed(&mut || peer_publish(&next_repo()))?);
+        samples[4].push(timed(&mut || {
             ours_publish("again")?;
             Ok(())
-        },
-    )?;
-    peer_publish("again-peer")?;
-    let peer_again = time(runs, || Ok(()), || peer_publish("again-peer"))?;
+        })?);
+        samples[5].push(timed(&mut || peer_publish("again-peer"))?);
+    }
+    let [
+        ours_new_commit,
+        ours_cold,
+        ours_first,
+        peer_first,
+        ours_again,
+        peer_again,
+    ] = samples.map(Samples::new);
     Ok(Report {
         title: format!(
             "bench publish: the real tree to docker-registry on 127.0.0.1, {runs} runs per side; peer = flux-style tar.gz + oras push"
@@ -109,7 +136,16 @@ pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
                 ours_first,
                 peer_first.clone(),
             ),
-            Row::new("first push, new commit", ours_cold, peer_first),
+            Row::new(
+                "first push, new commit, same shipped tree",
+                ours_new_commit,
+                peer_first.clone(),
+            ),
+            Row::new(
+                "first push, shipped tree changed (nothing cached)",
+                ours_cold,
+                peer_first,
+            ),
             Row::new("re-push, unchanged", ours_again, peer_again),
         ],
     })

@@ -130,8 +130,8 @@ impl Scenario {
     fn sign(&self, key: &SigningKey) -> Result<cosign::SignOutcome, LocalError> {
         let r = RegistryRef::parse(&self.reference)
             .map_err(|e| LocalError::Other(format!("{}: {e}", self.reference)))?;
-        self.rt
-            .block_on(cosign::sign(&r, &self.digest, key, &Auth::Anonymous, true))
+        self.registry
+            .sign(&r, &self.digest, key, &Auth::Anonymous, true)
             .map_err(|e| LocalError::Other(format!("signing {}: {e}", self.digest)))
     }
 

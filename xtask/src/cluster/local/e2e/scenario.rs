@@ -26,7 +26,7 @@ pub struct Scenario {
     /// The last digest published.
     pub digest: String,
     publishes: u32,
-    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) registry: oci_artifact::Registry,
 }
 
 /// Builds (or finds) the binaries and returns their paths.
@@ -102,10 +102,8 @@ impl Scenario {
             },
             digest: String::new(),
             publishes: 0,
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(io_err("starting the async runtime"))?,
+            registry: oci_artifact::Registry::new()
+                .map_err(|e| LocalError::Other(e.to_string()))?,
         };
         s.write_profile()?;
         say(&format!(
@@ -390,15 +388,15 @@ impl Scenario {
         })
         .map_err(|e| LocalError::Other(format!("package: {e}")))?;
         let outcome = self
-            .rt
-            .block_on(oci_artifact::publish(
+            .registry
+            .publish(
                 &a,
                 &self.reference,
                 &[TAG.to_string()],
                 &Auth::Anonymous,
                 true,
                 false,
-            ))
+            )
             .map_err(|e| LocalError::Other(format!("publish: {e}")))?;
         if outcome.digest != a.manifest_digest {
             return Err(LocalError::Other(format!(

@@ -1,0 +1,153 @@
+//! The blocking face of the registry code: one [`Registry`] owns the one
+//! tokio runtime (current thread) and the oci-client clients, one per host,
+//! so that a publish that also signs connects once. Verbs and cluster code
+//! call these methods; async stays inside this module's siblings.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use oci_client::Client;
+
+use super::auth::Auth;
+use super::cosign::{self, CosignError, PublicKey, SignOutcome, SigningKey, Verified};
+use super::promote::PromoteOutcome;
+use super::registry::{Inspection, PublishOutcome, RegistryRef};
+use super::{Artifact, ArtifactError};
+
+/// The registry operations, blocking.
+pub struct Registry {
+    rt: tokio::runtime::Runtime,
+    clients: Clients,
+}
+
+/// One oci-client client per (host, plain http), and one plain-HTTP
+/// client for loopback registries that ask for no credentials; each built
+/// on first use.
+#[derive(Default)]
+pub(super) struct Clients {
+    oci: Mutex<HashMap<(String, bool), Client>>,
+    loopback: OnceLock<reqwest::Client>,
+}
+
+impl Clients {
+    /// The client for `r` (a clone shares its connections and tokens).
+    pub(super) fn get(&self, r: &RegistryRef, insecure: bool) -> Client {
+        let mut map = self.oci.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((r.host.clone(), insecure))
+            .or_insert_with(|| super::registry::client(r, insecure))
+            .clone()
+    }
+
+    /// The client of [`super::loopback`].
+    pub(super) fn loopback(&self) -> Result<reqwest::Client, ArtifactError> {
+        if let Some(c) = self.loopback.get() {
+            return Ok(c.clone());
+        }
+        let c = super::loopback::client()?;
+        Ok(self.loopback.get_or_init(|| c).clone())
+    }
+}
+
+impl Registry {
+    /// Starts the runtime; no connection is made before the first call.
+    pub fn new() -> Result<Self, ArtifactError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ArtifactError::Runtime)?;
+        Ok(Self {
+            rt,
+            clients: Clients::default(),
+        })
+    }
+
+    /// Pushes `a` to `reference` (`oci://host/repo`) under every tag in
+    /// `tags`; see [`super::registry`] for the order of operations.
+    pub fn publish(
+        &self,
+        a: &Artifact,
+        reference: &str,
+        tags: &[String],
+        auth: &Auth,
+        insecure: bool,
+        progress: bool,
+    ) -> Result<PublishOutcome, ArtifactError> {
+        self.rt.block_on(super::registry::publish(
+            &self.clients,
+            a,
+            reference,
+            tags,
+            auth,
+            insecure,
+            progress,
+        ))
+    }
+
+    /// Reads an artifact back: `oci://host/repo[:tag]` (default `latest`).
+    pub fn inspect(
+        &self,
+        reference: &str,
+        auth: &Auth,
+        insecure: bool,
+    ) -> Result<Inspection, ArtifactError> {
+        self.rt.block_on(super::registry::inspect_registry(
+            &self.clients,
+            reference,
+            auth,
+            insecure,
+        ))
+    }
+
+    /// Points every tag of `to` at the manifest `from` (a tag or digest) names.
+    pub fn promote(
+        &self,
+        registry: &str,
+        from: &str,
+        to: &[String],
+        auth: &Auth,
+        insecure: bool,
+    ) -> Result<PromoteOutcome, ArtifactError> {
+        self.rt.block_on(super::promote::promote(
+            &self.clients,
+            registry,
+            from,
+            to,
+            auth,
+            insecure,
+        ))
+    }
+
+    /// Signs manifest `digest` of `r` with `key` (cosign's `.sig` tag).
+    pub fn sign(
+        &self,
+        r: &RegistryRef,
+        digest: &str,
+        key: &SigningKey,
+        auth: &Auth,
+        insecure: bool,
+    ) -> Result<SignOutcome, CosignError> {
+        self.rt
+            .block_on(cosign::sign(&self.clients, r, digest, key, auth, insecure))
+    }
+
+    /// Verifies that `r` (at `digest`, else its tag) is signed by `key`.
+    pub fn verify(
+        &self,
+        r: &RegistryRef,
+        digest: Option<&str>,
+        key: &PublicKey,
+        key_name: &str,
+        auth: &Auth,
+        insecure: bool,
+    ) -> Result<Verified, CosignError> {
+        self.rt.block_on(cosign::verify(
+            &self.clients,
+            r,
+            digest,
+            key,
+            key_name,
+            auth,
+            insecure,
+        ))
+    }
+}
