@@ -23,8 +23,6 @@ pub enum ToolError {
     },
     #[error("{0} is not pinned in xtask/tools.toml")]
     Unknown(String),
-    #[error("{tool} not found: install it with `cargo xtask tools install` or put it on PATH")]
-    NotFound { tool: String },
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -103,9 +101,9 @@ pub fn path_with(dir: &Path) -> std::ffi::OsString {
 
 /// Finds `name` on PATH (the binary puts the repository's `.tools/bin` first).
 pub fn find(name: &str) -> Result<PathBuf, ToolError> {
-    find_on(std::env::var_os("PATH").as_deref(), name).ok_or_else(|| ToolError::NotFound {
+    find_on(std::env::var_os("PATH").as_deref(), name).ok_or_else(|| ToolError::Run(RunError::NotFound {
         tool: name.to_string(),
-    })
+    }))
 }
 
 fn find_on(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
@@ -153,8 +151,10 @@ pub fn kustomize() -> Result<Kustomize, ToolError> {
     }
     find("kubectl")
         .map(Kustomize::Kubectl)
-        .map_err(|_| ToolError::NotFound {
-            tool: "kustomize".into(),
+        .map_err(|_| {
+            ToolError::Run(RunError::NotFound {
+                tool: "kustomize".into(),
+            })
         })
 }
 
@@ -178,10 +178,7 @@ pub fn install(manifest: &Manifest, name: &str, bin_dir: &Path) -> Result<bool, 
         .env("GOBIN", bin_dir)
         .env("GOFLAGS", "-buildvcs=false")
         .read()
-        .map_err(|err| match err {
-            RunError::NotFound { .. } => ToolError::NotFound { tool: "go".into() },
-            other => other.into(),
-        })?;
+        ?;
     std::fs::write(&stamp, format!("{wanted}\n")).map_err(|source| ToolError::Read {
         path: stamp.clone(),
         source,
