@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use super::HelmError;
 use crate::Decryptor;
 
 /// Deep-merges `overlay` into `base` (helm-controller's `MergeMaps`).
@@ -113,7 +114,7 @@ pub fn compose(
     release: &Value,
     objects: &[&Value],
     decryptor: Option<&Decryptor>,
-) -> Result<Value, String> {
+) -> Result<Value, HelmError> {
     let namespace = release
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -136,27 +137,32 @@ pub fn compose(
             .and_then(Value::as_bool)
             .unwrap_or(false);
         if kind != "ConfigMap" && kind != "Secret" {
-            return Err(format!(
-                "valuesFrom kind {kind:?} is not ConfigMap or Secret"
-            ));
+            return Err(HelmError::ValuesKind(kind.to_string()));
         }
+        let (owned_kind, owned_ns, owned_name) =
+            (kind.to_string(), namespace.to_string(), name.to_string());
         let Some(object) = find(objects, kind, namespace, name) else {
             if optional {
                 continue;
             }
-            return Err(format!(
-                "valuesFrom {kind} {namespace}/{name} is not in the cluster"
-            ));
+            return Err(HelmError::ValuesMissing {
+                kind: owned_kind,
+                namespace: owned_ns,
+                name: owned_name,
+            });
         };
         let decrypted;
         let object = if kind == "Secret" && object.get("sops").is_some() {
             let Some(decrypt) = decryptor else {
-                return Err(format!(
-                    "valuesFrom Secret {namespace}/{name} is SOPS-encrypted and no age identity is available"
-                ));
+                return Err(HelmError::NoIdentity {
+                    namespace: owned_ns,
+                    name: owned_name,
+                });
             };
-            decrypted = decrypt(object).map_err(|e| {
-                format!("valuesFrom Secret {namespace}/{name}: cannot decrypt: {e}")
+            decrypted = decrypt(object).map_err(|source| HelmError::Decrypt {
+                namespace: owned_ns.clone(),
+                name: owned_name.clone(),
+                source,
             })?;
             &decrypted
         } else {
@@ -166,23 +172,34 @@ pub fn compose(
             if optional {
                 continue;
             }
-            return Err(format!(
-                "valuesFrom {kind} {namespace}/{name} has no key {key:?}"
-            ));
+            return Err(HelmError::NoValuesKey {
+                kind: owned_kind,
+                namespace: owned_ns,
+                name: owned_name,
+                key: key.to_string(),
+            });
         };
         match reference.get("targetPath").and_then(Value::as_str) {
             Some(path) if !path.is_empty() => set_path(&mut result, path, &text),
             _ => {
-                let parsed: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
-                    format!("valuesFrom {kind} {namespace}/{name} key {key:?} is not YAML: {e}")
-                })?;
-                let parsed = serde_json::to_value(parsed).map_err(|e| e.to_string())?;
+                let parsed: serde_yaml::Value =
+                    serde_yaml::from_str(&text).map_err(|source| HelmError::ValuesYaml {
+                        kind: owned_kind.clone(),
+                        namespace: owned_ns.clone(),
+                        name: owned_name.clone(),
+                        key: key.to_string(),
+                        source,
+                    })?;
+                let parsed = serde_json::to_value(parsed)?;
                 if parsed.is_object() {
                     merge(&mut result, &parsed);
                 } else if !parsed.is_null() {
-                    return Err(format!(
-                        "valuesFrom {kind} {namespace}/{name} key {key:?} is not a map of values"
-                    ));
+                    return Err(HelmError::ValuesNotMap {
+                        kind: owned_kind,
+                        namespace: owned_ns,
+                        name: owned_name,
+                        key: key.to_string(),
+                    });
                 }
             }
         }
@@ -251,6 +268,10 @@ mod tests {
         let release = json!({"kind": "HelmRelease", "metadata": {"name": "r", "namespace": "n"},
             "spec": {"valuesFrom": [{"kind": "ConfigMap", "name": "nope"}]}});
         let err = compose(&release, &[], None).unwrap_err();
-        assert_eq!(err, "valuesFrom ConfigMap n/nope is not in the cluster");
+        assert!(matches!(err, HelmError::ValuesMissing { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "valuesFrom ConfigMap n/nope is not in the cluster"
+        );
     }
 }

@@ -335,7 +335,7 @@ impl Scenario {
             .map_err(|e| LocalError::Other(format!("the test key: {e}")))?;
         let ids = Arc::new(ids);
         let decryptor: flux_render::Decryptor =
-            Arc::new(move |o: &Value| sops::decrypt_object(o, &ids).map_err(|e| e.to_string()));
+            Arc::new(move |o: &Value| sops::decrypt_object(o, &ids).map_err(Into::into));
         self.rendered = flux_render::render_cluster(
             self.tree.path(),
             &self.cluster,
