@@ -623,7 +623,7 @@ impl Scenario {
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         let served = registry_digest(registry_port, REPOSITORY, TAG)
-            .map_err(|e| fail(1, "publish pushes the tree", e))?;
+            .map_err(|e| fail(1, "publish pushes the tree", e.to_string()))?;
         if served != outcome.digest || outcome.pushed_blobs.is_empty() {
             return Err(fail(
                 1,
