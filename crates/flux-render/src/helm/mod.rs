@@ -20,6 +20,7 @@ use exec::runner::{Cmd, RunError};
 use exec::tools::ToolError;
 
 pub use chart::{ChartRequest, ChartSource};
+pub use values::ValuesRef;
 
 /// Why one HelmRelease could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -77,44 +78,25 @@ pub enum HelmError {
     },
     #[error("valuesFrom kind {0:?} is not ConfigMap or Secret")]
     ValuesKind(String),
-    #[error("valuesFrom {kind} {namespace}/{name} is not in the cluster")]
-    ValuesMissing {
-        kind: String,
-        namespace: String,
-        name: String,
-    },
-    #[error(
-        "valuesFrom Secret {namespace}/{name} is SOPS-encrypted and no age identity is available"
-    )]
-    NoIdentity { namespace: String, name: String },
-    #[error("valuesFrom Secret {namespace}/{name}: cannot decrypt: {source}")]
+    #[error("valuesFrom {0} is not in the cluster")]
+    ValuesMissing(ValuesRef),
+    #[error("valuesFrom {0} is SOPS-encrypted and no age identity is available")]
+    NoIdentity(ValuesRef),
+    #[error("valuesFrom {from}: cannot decrypt: {source}")]
     Decrypt {
-        namespace: String,
-        name: String,
+        from: ValuesRef,
         source: DecryptError,
     },
-    #[error("valuesFrom {kind} {namespace}/{name} has no key {key:?}")]
-    NoValuesKey {
-        kind: String,
-        namespace: String,
-        name: String,
-        key: String,
-    },
-    #[error("valuesFrom {kind} {namespace}/{name} key {key:?} is not YAML: {source}")]
+    #[error("valuesFrom {from} has no key {key:?}")]
+    NoValuesKey { from: ValuesRef, key: String },
+    #[error("valuesFrom {from} key {key:?} is not YAML: {source}")]
     ValuesYaml {
-        kind: String,
-        namespace: String,
-        name: String,
+        from: ValuesRef,
         key: String,
         source: serde_yaml::Error,
     },
-    #[error("valuesFrom {kind} {namespace}/{name} key {key:?} is not a map of values")]
-    ValuesNotMap {
-        kind: String,
-        namespace: String,
-        name: String,
-        key: String,
-    },
+    #[error("valuesFrom {from} key {key:?} is not a map of values")]
+    ValuesNotMap { from: ValuesRef, key: String },
     #[error("helm template {release}: {source}")]
     Template { release: String, source: RunError },
     #[error("helm template output is not YAML: {0}")]

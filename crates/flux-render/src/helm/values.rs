@@ -108,6 +108,20 @@ fn data_key(object: &Value, kind: &str, key: &str) -> Option<String> {
     data.and_then(Value::as_str).map(str::to_string)
 }
 
+/// A `valuesFrom` source as messages name it: `ConfigMap namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuesRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ValuesRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 /// Composes the values of `release` (a HelmRelease object) from the objects of
 /// its cluster.
 pub fn compose(
@@ -139,29 +153,24 @@ pub fn compose(
         if kind != "ConfigMap" && kind != "Secret" {
             return Err(HelmError::ValuesKind(kind.to_string()));
         }
-        let (owned_kind, owned_ns, owned_name) =
-            (kind.to_string(), namespace.to_string(), name.to_string());
+        let from = || ValuesRef {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
         let Some(object) = find(objects, kind, namespace, name) else {
             if optional {
                 continue;
             }
-            return Err(HelmError::ValuesMissing {
-                kind: owned_kind,
-                namespace: owned_ns,
-                name: owned_name,
-            });
+            return Err(HelmError::ValuesMissing(from()));
         };
         let decrypted;
         let object = if kind == "Secret" && object.get("sops").is_some() {
             let Some(decrypt) = decryptor else {
-                return Err(HelmError::NoIdentity {
-                    namespace: owned_ns,
-                    name: owned_name,
-                });
+                return Err(HelmError::NoIdentity(from()));
             };
             decrypted = decrypt(object).map_err(|source| HelmError::Decrypt {
-                namespace: owned_ns.clone(),
-                name: owned_name.clone(),
+                from: from(),
                 source,
             })?;
             &decrypted
@@ -173,9 +182,7 @@ pub fn compose(
                 continue;
             }
             return Err(HelmError::NoValuesKey {
-                kind: owned_kind,
-                namespace: owned_ns,
-                name: owned_name,
+                from: from(),
                 key: key.to_string(),
             });
         };
@@ -184,9 +191,7 @@ pub fn compose(
             _ => {
                 let parsed: serde_yaml::Value =
                     serde_yaml::from_str(&text).map_err(|source| HelmError::ValuesYaml {
-                        kind: owned_kind.clone(),
-                        namespace: owned_ns.clone(),
-                        name: owned_name.clone(),
+                        from: from(),
                         key: key.to_string(),
                         source,
                     })?;
@@ -195,9 +200,7 @@ pub fn compose(
                     merge(&mut result, &parsed);
                 } else if !parsed.is_null() {
                     return Err(HelmError::ValuesNotMap {
-                        kind: owned_kind,
-                        namespace: owned_ns,
-                        name: owned_name,
+                        from: from(),
                         key: key.to_string(),
                     });
                 }
@@ -268,10 +271,75 @@ mod tests {
         let release = json!({"kind": "HelmRelease", "metadata": {"name": "r", "namespace": "n"},
             "spec": {"valuesFrom": [{"kind": "ConfigMap", "name": "nope"}]}});
         let err = compose(&release, &[], None).unwrap_err();
-        assert!(matches!(err, HelmError::ValuesMissing { .. }), "{err:?}");
+        assert!(matches!(err, HelmError::ValuesMissing(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
             "valuesFrom ConfigMap n/nope is not in the cluster"
+        );
+    }
+
+    #[test]
+    fn each_bad_values_source_has_its_own_error_and_message() {
+        let compose_one = |reference: Value, object: &Value, decryptor: Option<&Decryptor>| {
+            let release = json!({"kind": "HelmRelease",
+                "metadata": {"name": "r", "namespace": "n"},
+                "spec": {"valuesFrom": [reference]}});
+            compose(&release, &[object], decryptor).unwrap_err()
+        };
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "v", "namespace": "n"},
+            "data": {"list": "- 1\n", "broken": "a: [\n"}});
+        let sealed = json!({"kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+            "data": {"values.yaml": "ENC[...]"}, "sops": {}});
+
+        let err = compose_one(json!({"kind": "Pod", "name": "v"}), &cm, None);
+        assert!(matches!(err, HelmError::ValuesKind(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"valuesFrom kind "Pod" is not ConfigMap or Secret"#
+        );
+
+        let err = compose_one(json!({"kind": "ConfigMap", "name": "v"}), &cm, None);
+        assert!(matches!(err, HelmError::NoValuesKey { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"valuesFrom ConfigMap n/v has no key "values.yaml""#
+        );
+
+        let reference = json!({"kind": "ConfigMap", "name": "v", "valuesKey": "list"});
+        let err = compose_one(reference, &cm, None);
+        assert!(matches!(err, HelmError::ValuesNotMap { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"valuesFrom ConfigMap n/v key "list" is not a map of values"#
+        );
+
+        let reference = json!({"kind": "ConfigMap", "name": "v", "valuesKey": "broken"});
+        let err = compose_one(reference, &cm, None);
+        assert!(matches!(err, HelmError::ValuesYaml { .. }), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(
+            err.to_string()
+                .starts_with(r#"valuesFrom ConfigMap n/v key "broken" is not YAML: "#),
+            "{err}"
+        );
+
+        let err = compose_one(json!({"kind": "Secret", "name": "s"}), &sealed, None);
+        assert!(matches!(err, HelmError::NoIdentity(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "valuesFrom Secret n/s is SOPS-encrypted and no age identity is available"
+        );
+
+        let refuse: Decryptor = std::sync::Arc::new(|_| Err("no key opens it".into()));
+        let err = compose_one(
+            json!({"kind": "Secret", "name": "s"}),
+            &sealed,
+            Some(&refuse),
+        );
+        assert!(matches!(err, HelmError::Decrypt { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "valuesFrom Secret n/s: cannot decrypt: no key opens it"
         );
     }
 }
