@@ -271,9 +271,10 @@ fn io_error(path: &Path, source: std::io::Error) -> RenderError {
 
 fn read_kustomization(file: &Path) -> Result<Map<String, Value>, RenderError> {
     let text = std::fs::read_to_string(file).map_err(|e| io_error(file, e))?;
-    let value: Value = serde_yaml::from_str(&text).map_err(|e| RenderError::Yaml {
+    let value: Value = serde_yaml::from_str(&text).map_err(|e| RenderError::Parse {
         dir: file.to_path_buf(),
-        message: e.to_string(),
+        what: String::new(),
+        source: e.into(),
     })?;
     match value {
         Value::Object(map) => Ok(map),
@@ -330,9 +331,10 @@ fn scan(
             continue;
         }
         let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-        let objects = super::yaml11::parse_stream(&text).map_err(|message| RenderError::Yaml {
+        let objects = super::yaml11::parse_stream(&text).map_err(|source| RenderError::Parse {
             dir: path.clone(),
-            message: format!("failed to decode Kubernetes YAML: {message}"),
+            what: "failed to decode Kubernetes YAML: ".into(),
+            source,
         })?;
         if let Some(bad) = objects.iter().find(|o| {
             o.get("kind")

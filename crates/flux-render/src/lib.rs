@@ -47,6 +47,13 @@ pub enum RenderError {
     },
     #[error("{dir}: output is not valid YAML: {message}")]
     Yaml { dir: PathBuf, message: String },
+    /// `what` names the object or step, ending in ": ", or is empty.
+    #[error("{dir}: output is not valid YAML: {what}{source}")]
+    Parse {
+        dir: PathBuf,
+        what: String,
+        source: YamlError,
+    },
     #[error("Kustomization {name} ({file}): path {path} does not exist")]
     MissingPath {
         name: String,
@@ -95,8 +102,33 @@ pub enum RenderError {
     },
 }
 
+/// Why a YAML stream could not be read into JSON values. The libyaml
+/// messages keep go-yaml's wording, as Flux reports them.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    #[error("yaml: line {line}: {problem}")]
+    Syntax { line: u64, problem: String },
+    #[error("yaml: unknown anchor '{0}' referenced")]
+    UnknownAnchor(String),
+    #[error("yaml: unbalanced collection end")]
+    Unbalanced,
+    #[error("yaml: map merge requires map or sequence of maps as the value")]
+    MergeValue,
+    #[error("unsupported map key: {0}")]
+    MapKey(Value),
+    #[error("json: unsupported value: {0}")]
+    Float(f64),
+    #[error(transparent)]
+    Serde(#[from] serde_yaml::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// What a [`Decryptor`] fails with: the decrypting library's own error.
+pub type DecryptError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Decrypts one SOPS-encrypted object (as Flux's kustomize-controller does).
-pub type Decryptor = std::sync::Arc<dyn Fn(&Value) -> Result<Value, String> + Send + Sync>;
+pub type Decryptor = std::sync::Arc<dyn Fn(&Value) -> Result<Value, DecryptError> + Send + Sync>;
 
 /// How to render.
 #[derive(Clone, Default)]
@@ -213,9 +245,10 @@ pub fn kustomize_build(dir: &Path) -> Result<Vec<Value>, RenderError> {
         },
         other => RenderError::Tool(other.into()),
     })?;
-    parse_stream(&output).map_err(|message| RenderError::Yaml {
+    parse_stream(&output).map_err(|source| RenderError::Parse {
         dir: dir.to_path_buf(),
-        message,
+        what: String::new(),
+        source,
     })
 }
 
@@ -242,15 +275,15 @@ fn flux_build(dir: &Path, shown: &Path) -> Result<Vec<post_build::Document>, Ren
 }
 
 /// Parses a multi-document YAML stream into JSON values, skipping empty documents.
-pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
+pub fn parse_stream(text: &str) -> Result<Vec<Value>, YamlError> {
     use serde::Deserialize;
     let mut objects = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(document).map_err(|e| e.to_string())?;
+        let value = serde_yaml::Value::deserialize(document)?;
         if value.is_null() {
             continue;
         }
-        objects.push(serde_json::to_value(value).map_err(|e| e.to_string())?);
+        objects.push(serde_json::to_value(value)?);
     }
     Ok(objects)
 }

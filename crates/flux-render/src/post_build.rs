@@ -29,9 +29,10 @@ pub fn documents(dir: &Path, output: &str) -> Result<Vec<Document>, RenderError>
     let mut current = String::new();
     let flush = |current: &mut String, docs: &mut Vec<Document>| -> Result<(), RenderError> {
         let text = std::mem::take(current);
-        let mut objects = yaml11::parse_stream(&text).map_err(|message| RenderError::Yaml {
+        let mut objects = yaml11::parse_stream(&text).map_err(|source| RenderError::Parse {
             dir: dir.to_path_buf(),
-            message,
+            what: String::new(),
+            source,
         })?;
         if let Some(object) = objects.pop() {
             docs.push(Document { text, object });
@@ -288,9 +289,10 @@ fn substitute_document(
             },
             source,
         })?;
-    let mut parsed = yaml11::parse_stream(&replaced).map_err(|message| RenderError::Yaml {
+    let mut parsed = yaml11::parse_stream(&replaced).map_err(|source| RenderError::Parse {
         dir: dir.to_path_buf(),
-        message: format!("{} after substitution: {message}", describe(&doc.object)),
+        what: format!("{} after substitution: ", describe(&doc.object)),
+        source,
     })?;
     parsed.pop().ok_or_else(|| RenderError::Yaml {
         dir: dir.to_path_buf(),

@@ -12,6 +12,8 @@ use std::mem::MaybeUninit;
 use serde_json::{Map, Number, Value};
 use unsafe_libyaml as unsafe_sys;
 
+use crate::YamlError;
+
 /// What go-yaml v2 makes of a plain scalar.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Plain {
@@ -173,19 +175,19 @@ fn go_parse_int(s: &str) -> Option<i64> {
 /// A float as it comes out of Flux's JSON round trip: Go's encoder writes an
 /// integral value below 1e21 without a fraction, which is read back as an
 /// integer.
-pub fn float_to_json(f: f64) -> Result<Value, String> {
+pub fn float_to_json(f: f64) -> Result<Value, YamlError> {
     if !f.is_finite() {
-        return Err(format!("json: unsupported value: {f}"));
+        return Err(YamlError::Float(f));
     }
     if f.fract() == 0.0 && f.abs() < 1e21 && f.abs() <= i64::MAX as f64 {
         return Ok(Value::from(f as i64));
     }
     Number::from_f64(f)
         .map(Value::Number)
-        .ok_or_else(|| format!("json: unsupported value: {f}"))
+        .ok_or(YamlError::Float(f))
 }
 
-fn plain_to_json(s: &str) -> Result<Value, String> {
+fn plain_to_json(s: &str) -> Result<Value, YamlError> {
     Ok(match resolve_plain(s) {
         Plain::Null => Value::Null,
         Plain::Bool(b) => Value::Bool(b),
@@ -198,12 +200,12 @@ fn plain_to_json(s: &str) -> Result<Value, String> {
 }
 
 /// A map key as sigs.k8s.io/yaml turns it into a JSON key.
-fn key_string(key: &Value) -> Result<String, String> {
+fn key_string(key: &Value) -> Result<String, YamlError> {
     match key {
         Value::String(s) => Ok(s.clone()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Number(n) => Ok(n.to_string()),
-        other => Err(format!("unsupported map key: {other}")),
+        other => Err(YamlError::MapKey(other.clone())),
     }
 }
 
@@ -236,7 +238,7 @@ impl Parser {
         Self { sys, _input: input }
     }
 
-    fn error(&mut self) -> String {
+    fn error(&mut self) -> YamlError {
         // SAFETY: the parser is initialised; problem is a static C string or null.
         unsafe {
             let parser = &*self.sys.as_ptr();
@@ -247,7 +249,10 @@ impl Parser {
                     .to_string_lossy()
                     .into_owned()
             };
-            format!("yaml: line {}: {problem}", parser.problem_mark.line + 1)
+            YamlError::Syntax {
+                line: parser.problem_mark.line + 1,
+                problem,
+            }
         }
     }
 }
@@ -270,7 +275,7 @@ unsafe fn c_string(ptr: *const u8) -> Option<String> {
 
 /// Parses a multi-document stream with go-yaml v2's types, skipping empty
 /// (null) documents, into JSON values as sigs.k8s.io/yaml would.
-pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
+pub fn parse_stream(text: &str) -> Result<Vec<Value>, YamlError> {
     let mut parser = Parser::new(text);
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -335,7 +340,7 @@ pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
                     anchors
                         .get(&name)
                         .cloned()
-                        .ok_or_else(|| format!("yaml: unknown anchor '{name}' referenced"))?,
+                        .ok_or(YamlError::UnknownAnchor(name))?,
                 )
             }
             3 => {
@@ -350,7 +355,7 @@ pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
                 let (value, anchor) = match stack.pop() {
                     Some(Frame::Seq(items, a)) => (Value::Array(items), a),
                     Some(Frame::Map(map, _, a)) => (Value::Object(map), a),
-                    None => return Err("yaml: unbalanced collection end".into()),
+                    None => return Err(YamlError::Unbalanced),
                 };
                 if let Some(a) = anchor {
                     anchors.insert(a, value.clone());
@@ -381,17 +386,17 @@ pub fn parse_stream(text: &str) -> Result<Vec<Value>, String> {
 }
 
 /// The `<<` merge key: keys already present win.
-fn merge(map: &mut Map<String, Value>, value: Value) -> Result<(), String> {
+fn merge(map: &mut Map<String, Value>, value: Value) -> Result<(), YamlError> {
     let sources = match value {
         Value::Object(m) => vec![m],
         Value::Array(items) => items
             .into_iter()
             .map(|i| match i {
                 Value::Object(m) => Ok(m),
-                _ => Err("yaml: map merge requires map or sequence of maps as the value".into()),
+                _ => Err(YamlError::MergeValue),
             })
-            .collect::<Result<_, String>>()?,
-        _ => return Err("yaml: map merge requires map or sequence of maps as the value".into()),
+            .collect::<Result<_, _>>()?,
+        _ => return Err(YamlError::MergeValue),
     };
     for source in sources {
         for (k, v) in source {
@@ -435,7 +440,15 @@ mod tests {
 
     #[test]
     fn infinity_cannot_become_json() {
-        assert!(parse_stream("a: .inf\n").is_err());
-        assert!(parse_stream("a: [\n").unwrap_err().contains("line"));
+        let err = parse_stream("a: .inf\n").unwrap_err();
+        assert!(matches!(err, YamlError::Float(_)), "{err:?}");
+        assert_eq!(err.to_string(), "json: unsupported value: inf");
+        let err = parse_stream("a: [\n").unwrap_err();
+        assert!(matches!(err, YamlError::Syntax { line: 2, .. }), "{err:?}");
+        assert!(err.to_string().starts_with("yaml: line 2: "), "{err}");
+        let err = parse_stream("a: *nowhere\n").unwrap_err();
+        assert_eq!(err.to_string(), "yaml: unknown anchor 'nowhere' referenced");
+        let err = parse_stream("a:\n  <<: 1\n").unwrap_err();
+        assert!(matches!(err, YamlError::MergeValue), "{err:?}");
     }
 }

@@ -179,7 +179,7 @@ fn scan_values(text: &str) -> Vec<Finding> {
             if let Err(why) = check_token(&token[..=end]) {
                 out.push(Finding {
                     line: Some(idx + 1),
-                    message: why,
+                    message: why.to_string(),
                 });
             }
             rest = &token[end + 1..];
@@ -188,51 +188,88 @@ fn scan_values(text: &str) -> Vec<Finding> {
     out
 }
 
+/// Why an `ENC[...]` token is malformed.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed encrypted value: {0}")]
+struct TokenError(TokenFault);
+
+#[derive(Debug, thiserror::Error)]
+enum TokenFault {
+    #[error("it does not start with `ENC[AES256_GCM,`")]
+    Prefix,
+    #[error("expected the fields data, iv, tag, type; found {0} field(s)")]
+    FieldCount(usize),
+    #[error("expected `{name}:` in `{part}`")]
+    Field { name: &'static str, part: String },
+    #[error("{name} is not valid base64")]
+    Base64 {
+        name: &'static str,
+        source: base64::DecodeError,
+    },
+    #[error("data is empty")]
+    EmptyData,
+    #[error("iv is {0} bytes, expected {IV_LEN}", IV_LEN = IV_LEN)]
+    IvLen(usize),
+    #[error("tag is {0} bytes, expected {TAG_LEN}", TAG_LEN = TAG_LEN)]
+    TagLen(usize),
+    #[error("unknown type `{0}` (one of {types})", types = VALUE_TYPES.join(", "))]
+    Type(String),
+}
+
+/// Why the metadata's `mac` is malformed.
+#[derive(Debug, thiserror::Error)]
+enum MacError {
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("the mac is not of type str")]
+    NotStr,
+    #[error("the mac holds {0} bytes, expected {MAC_LEN}", MAC_LEN = MAC_LEN)]
+    Length(usize),
+}
+
 /// The form of one `ENC[AES256_GCM,data:..,iv:..,tag:..,type:..]` token;
 /// returns its decoded data.
-fn check_token(token: &str) -> Result<Vec<u8>, String> {
-    let bad = |why: String| format!("malformed encrypted value: {why}");
+fn check_token(token: &str) -> Result<Vec<u8>, TokenError> {
     let body = token
         .strip_prefix("ENC[AES256_GCM,")
         .and_then(|b| b.strip_suffix(']'))
-        .ok_or_else(|| bad("it does not start with `ENC[AES256_GCM,`".into()))?;
+        .ok_or(TokenError(TokenFault::Prefix))?;
     let mut fields = [("data", None), ("iv", None), ("tag", None), ("type", None)];
     let parts: Vec<&str> = body.split(',').collect();
     if parts.len() != fields.len() {
-        return Err(bad(format!(
-            "expected the fields data, iv, tag, type; found {} field(s)",
-            parts.len()
-        )));
+        return Err(TokenError(TokenFault::FieldCount(parts.len())));
     }
     for (part, (name, slot)) in parts.iter().zip(fields.iter_mut()) {
         let value = part
             .strip_prefix(*name)
             .and_then(|p| p.strip_prefix(':'))
-            .ok_or_else(|| bad(format!("expected `{name}:` in `{part}`")))?;
+            .ok_or_else(|| {
+                TokenError(TokenFault::Field {
+                    name,
+                    part: part.to_string(),
+                })
+            })?;
         *slot = Some(value);
     }
     let [data, iv, tag, typ] = fields.map(|(_, v)| v.unwrap_or_default());
-    let decode = |name: &str, v: &str| {
+    let decode = |name: &'static str, v: &str| {
         B64.decode(v)
-            .map_err(|_| bad(format!("{name} is not valid base64")))
+            .map_err(|source| TokenError(TokenFault::Base64 { name, source }))
     };
     let data = decode("data", data)?;
     if data.is_empty() {
-        return Err(bad("data is empty".into()));
+        return Err(TokenError(TokenFault::EmptyData));
     }
     let iv_len = decode("iv", iv)?.len();
     if iv_len != IV_LEN {
-        return Err(bad(format!("iv is {iv_len} bytes, expected {IV_LEN}")));
+        return Err(TokenError(TokenFault::IvLen(iv_len)));
     }
     let tag_len = decode("tag", tag)?.len();
     if tag_len != TAG_LEN {
-        return Err(bad(format!("tag is {tag_len} bytes, expected {TAG_LEN}")));
+        return Err(TokenError(TokenFault::TagLen(tag_len)));
     }
     if !VALUE_TYPES.contains(&typ) {
-        return Err(bad(format!(
-            "unknown type `{typ}` (one of {})",
-            VALUE_TYPES.join(", ")
-        )));
+        return Err(TokenError(TokenFault::Type(typ.to_string())));
     }
     Ok(data)
 }
@@ -254,18 +291,17 @@ fn check_metadata(meta: &tree::Metadata, text: &str, meta_line: Option<usize>) -
     if meta.mac.trim().is_empty() {
         missing.push("`mac`");
     } else {
-        let mac = check_token(meta.mac.trim()).and_then(|data| {
-            if !meta.mac.trim().ends_with(",type:str]") {
-                Err("the mac is not of type str".into())
-            } else if data.len() != MAC_LEN {
-                Err(format!(
-                    "the mac holds {} bytes, expected {MAC_LEN}",
-                    data.len()
-                ))
-            } else {
-                Ok(data)
-            }
-        });
+        let mac = check_token(meta.mac.trim())
+            .map_err(MacError::from)
+            .and_then(|data| {
+                if !meta.mac.trim().ends_with(",type:str]") {
+                    Err(MacError::NotStr)
+                } else if data.len() != MAC_LEN {
+                    Err(MacError::Length(data.len()))
+                } else {
+                    Ok(data)
+                }
+            });
         if let Err(why) = mac {
             out.push(Finding {
                 line: line_of_key(text, "mac"),
@@ -332,24 +368,35 @@ fn check_metadata(meta: &tree::Metadata, text: &str, meta_line: Option<usize>) -
     out
 }
 
+/// Why a recipient's `enc` is not a well-formed age armor block.
+#[derive(Debug, thiserror::Error)]
+enum ArmorError {
+    #[error("missing (no `enc`)")]
+    Missing,
+    #[error("not an age armor block (no `{ARMOR_BEGIN}`)", ARMOR_BEGIN = ARMOR_BEGIN)]
+    NoBegin,
+    #[error("a cut-off age armor block (no `{ARMOR_END}`): truncated", ARMOR_END = ARMOR_END)]
+    NoEnd,
+    #[error("a damaged age armor block ({0})")]
+    Damaged(#[source] age::DecryptError),
+}
+
 /// An age armor block holding a well-formed age header.
-fn check_armor(enc: &str) -> Result<(), String> {
+fn check_armor(enc: &str) -> Result<(), ArmorError> {
     let enc = enc.trim();
     if enc.is_empty() {
-        return Err("missing (no `enc`)".into());
+        return Err(ArmorError::Missing);
     }
     if !enc.starts_with(ARMOR_BEGIN) {
-        return Err(format!("not an age armor block (no `{ARMOR_BEGIN}`)"));
+        return Err(ArmorError::NoBegin);
     }
     if !enc.ends_with(ARMOR_END) {
-        return Err(format!(
-            "a cut-off age armor block (no `{ARMOR_END}`): truncated"
-        ));
+        return Err(ArmorError::NoEnd);
     }
     let reader = age::armor::ArmoredReader::new(enc.as_bytes());
     age::Decryptor::new_buffered(reader)
         .map(|_| ())
-        .map_err(|e| format!("a damaged age armor block ({e})"))
+        .map_err(ArmorError::Damaged)
 }
 
 /// Values that the file's selection says are encrypted but hold plaintext.
@@ -460,4 +507,55 @@ fn error_line(e: &SopsError) -> Option<usize> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_and_armor_faults_are_typed_and_worded_for_the_user() {
+        let iv = B64.encode([0u8; IV_LEN]);
+        let tag = B64.encode([0u8; TAG_LEN]);
+        let ok = format!("ENC[AES256_GCM,data:YQ==,iv:{iv},tag:{tag},type:str]");
+        assert_eq!(check_token(&ok).unwrap(), b"a");
+        let err = check_token("ENC[AES256_GCM,data:YQ==]").unwrap_err();
+        assert!(matches!(err.0, TokenFault::FieldCount(1)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "malformed encrypted value: expected the fields data, iv, tag, type; found 1 field(s)"
+        );
+        let err = check_token(&ok.replace("iv:", "iv:!")).unwrap_err();
+        assert!(
+            matches!(err.0, TokenFault::Base64 { name: "iv", .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "malformed encrypted value: iv is not valid base64"
+        );
+        let err = check_token(&ok.replace("type:str", "type:uint")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed encrypted value: unknown type `uint` (one of str, int, float, bool, bytes, comment)"
+        );
+        let short = format!("ENC[AES256_GCM,data:YQ==,iv:{tag},tag:{tag},type:str]");
+        assert_eq!(
+            check_token(&short).unwrap_err().to_string(),
+            format!("malformed encrypted value: iv is {TAG_LEN} bytes, expected {IV_LEN}")
+        );
+
+        assert!(matches!(check_armor(" "), Err(ArmorError::Missing)));
+        assert_eq!(
+            check_armor(ARMOR_BEGIN).unwrap_err().to_string(),
+            format!("a cut-off age armor block (no `{ARMOR_END}`): truncated")
+        );
+        let garbage = format!("{ARMOR_BEGIN}\nnot age\n{ARMOR_END}");
+        let err = check_armor(&garbage).unwrap_err();
+        assert!(matches!(err, ArmorError::Damaged(_)), "{err:?}");
+        assert!(
+            err.to_string().starts_with("a damaged age armor block ("),
+            "{err}"
+        );
+    }
 }

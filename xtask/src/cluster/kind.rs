@@ -4,6 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::Toolbox;
@@ -99,17 +100,33 @@ pub struct KindFile {
     pub listens: Vec<(IpAddr, u16)>,
 }
 
+/// Why a kind config file cannot be read as one.
+#[derive(Debug, thiserror::Error)]
+pub enum KindFileError {
+    #[error(transparent)]
+    Yaml(#[from] flux_render::YamlError),
+    #[error("empty document")]
+    Empty,
+    #[error("not a kind Cluster (kind: Cluster)")]
+    NotCluster,
+    #[error("listenAddress {address:?} is not an IP address")]
+    ListenAddress {
+        address: String,
+        source: std::net::AddrParseError,
+    },
+}
+
 pub fn read_kind_file(path: &Path) -> anyhow::Result<KindFile> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read kind config {}: {e}", path.display()))?;
-    parse_kind_file(&text).map_err(|e| anyhow::anyhow!("kind config {}: {e}", path.display()))
+    parse_kind_file(&text).with_context(|| format!("kind config {}", path.display()))
 }
 
-pub fn parse_kind_file(text: &str) -> Result<KindFile, String> {
+pub fn parse_kind_file(text: &str) -> Result<KindFile, KindFileError> {
     let objects = flux_render::parse_stream(text)?;
-    let obj = objects.first().ok_or("empty document")?;
+    let obj = objects.first().ok_or(KindFileError::Empty)?;
     if obj.get("kind").and_then(Value::as_str) != Some("Cluster") {
-        return Err("not a kind Cluster (kind: Cluster)".into());
+        return Err(KindFileError::NotCluster);
     }
     let name = obj.get("name").and_then(Value::as_str).map(str::to_string);
     let mut listens = Vec::new();
@@ -133,9 +150,10 @@ pub fn parse_kind_file(text: &str) -> Result<KindFile, String> {
             continue;
         };
         let addr = match m.get("listenAddress").and_then(Value::as_str) {
-            Some(a) => a
-                .parse()
-                .map_err(|_| format!("listenAddress {a:?} is not an IP address"))?,
+            Some(a) => a.parse().map_err(|source| KindFileError::ListenAddress {
+                address: a.to_string(),
+                source,
+            })?,
             None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         };
         listens.push((addr, port));

@@ -108,7 +108,7 @@ impl ClusterObjects {
             match &r.result {
                 Ok(objects) => out.insert_all(group, objects, decryptor),
                 Err(err) => {
-                    out.failed.insert(group, err.clone());
+                    out.failed.insert(group, err.to_string());
                 }
             }
         }

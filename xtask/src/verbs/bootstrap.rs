@@ -9,8 +9,17 @@ use std::time::Duration;
 
 use crate::cluster::{bootstrap, existing, registry, steps::fmt_duration};
 
+/// Why a `--timeout` value is not a duration.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {0:?} (e.g. 90s, 10m)")]
+    Number(String, #[source] std::num::ParseIntError),
+    #[error("invalid duration unit in {0:?} (use s, m or h)")]
+    Unit(String),
+}
+
 /// Parses `90s`, `10m`, `1h` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     let (num, unit) = s
         .find(|c: char| !c.is_ascii_digit())
@@ -18,12 +27,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .unwrap_or((s, "s"));
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("invalid duration {s:?} (e.g. 90s, 10m)"))?;
+        .map_err(|e| DurationError::Number(s.to_string(), e))?;
     let secs = match unit {
         "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("invalid duration unit in {s:?} (use s, m or h)")),
+        _ => return Err(DurationError::Unit(s.to_string())),
     };
     Ok(Duration::from_secs(secs))
 }
@@ -201,7 +210,14 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        assert!(parse_duration("5d").is_err());
-        assert!(parse_duration("m").is_err());
+        let err = parse_duration("5d").unwrap_err();
+        assert!(matches!(err, DurationError::Unit(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"invalid duration unit in "5d" (use s, m or h)"#
+        );
+        let err = parse_duration("m").unwrap_err();
+        assert!(matches!(err, DurationError::Number(..)), "{err:?}");
+        assert_eq!(err.to_string(), r#"invalid duration "m" (e.g. 90s, 10m)"#);
     }
 }

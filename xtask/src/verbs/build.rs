@@ -209,7 +209,7 @@ pub(crate) fn user_identities() -> Option<Arc<Identities>> {
 pub(crate) fn flux_decryptor(ids: Option<Arc<Identities>>) -> Option<flux_render::Decryptor> {
     let ids = ids?;
     Some(Arc::new(move |object| {
-        sops::decrypt_object(object, &ids).map_err(|e| e.to_string())
+        sops::decrypt_object(object, &ids).map_err(Into::into)
     }))
 }
 

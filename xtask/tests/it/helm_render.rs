@@ -97,7 +97,11 @@ fn releases_render_from_both_sources_with_values_crds_and_post_renderers() {
 
     // A chart that cannot be fetched fails alone, with the reason.
     let err = releases["broken"].result.as_ref().unwrap_err();
-    assert!(err.contains("cannot fetch absent 9.9.9"), "{err}");
+    assert!(matches!(err, helm::HelmError::Pull { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("cannot fetch absent 9.9.9"),
+        "{err}"
+    );
 
     // Pulled once: the https chart, and the OCI chart that both the OCI
     // HelmRepository and the OCIRepository name (the same reference and tag).
@@ -131,7 +135,11 @@ fn a_pinned_digest_that_does_not_match_is_refused() {
             "ref": {"tag": "0.1.0", "digest": format!("sha256:{}", "0".repeat(64))}}});
     let request = helm::ChartRequest::from_oci_repository(&source).unwrap();
     let err = helm::chart::fetch(&charts.helm, &request, charts.cache.path()).unwrap_err();
-    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(
+        matches!(err, helm::HelmError::PinnedDigest { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
 }
 
 #[test]
@@ -177,8 +185,10 @@ fn values_that_the_chart_schema_rejects_are_an_error_for_that_release() {
     };
     let err =
         helm::render_release(&release(json!("many")), &[&source], &charts.options()).unwrap_err();
+    assert!(matches!(err, helm::HelmError::Template { .. }), "{err:?}");
     assert!(
-        err.contains("values don't meet the specifications of the schema"),
+        err.to_string()
+            .contains("values don't meet the specifications of the schema"),
         "{err}"
     );
     let ok = helm::render_release(&release(json!(4)), &[&source], &charts.options()).unwrap();
@@ -203,14 +213,23 @@ fn an_https_chart_that_does_not_match_the_index_digest_is_refused_and_the_cache_
     );
     std::fs::write(&cached, b"tampered").unwrap();
     let err = helm::chart::fetch(&charts.helm, &request, charts.cache.path()).unwrap_err();
-    assert!(err.contains("does not match its recorded digest"), "{err}");
+    assert!(matches!(err, helm::HelmError::CachedDigest(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("does not match its recorded digest"),
+        "{err}"
+    );
 
     // The repository serves other bytes than its index describes.
     let repo = charts.repo_dir();
     std::fs::copy(repo.join("demo-0.2.0.tgz"), repo.join("demo-0.1.0.tgz")).unwrap();
     let fresh = tempfile::tempdir().unwrap();
     let err = helm::chart::fetch(&charts.helm, &request, fresh.path()).unwrap_err();
-    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(
+        matches!(err, helm::HelmError::IndexDigest { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
 }
 
 /// `validate --helm`: the chart output is checked with the same schemas and

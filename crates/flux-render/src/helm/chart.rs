@@ -9,6 +9,8 @@ use sha2::{Digest as _, Sha256};
 
 use exec::runner::Cmd;
 
+use super::{HelmError, io_error};
+
 /// Where a chart comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChartSource {
@@ -43,11 +45,15 @@ fn is_exact(version: &str) -> bool {
 
 impl ChartRequest {
     /// From a HelmRepository object, a chart name and a version.
-    pub fn from_helm_repository(repo: &Value, chart: &str, version: &str) -> Result<Self, String> {
+    pub fn from_helm_repository(
+        repo: &Value,
+        chart: &str,
+        version: &str,
+    ) -> Result<Self, HelmError> {
         let url = repo
             .pointer("/spec/url")
             .and_then(Value::as_str)
-            .ok_or("HelmRepository has no spec.url")?
+            .ok_or(HelmError::NoUrl("HelmRepository"))?
             .trim_end_matches('/');
         let oci = repo.pointer("/spec/type").and_then(Value::as_str) == Some("oci")
             || url.starts_with("oci://");
@@ -70,17 +76,17 @@ impl ChartRequest {
     }
 
     /// From an OCIRepository object (the chart is the artifact itself).
-    pub fn from_oci_repository(repo: &Value) -> Result<Self, String> {
+    pub fn from_oci_repository(repo: &Value) -> Result<Self, HelmError> {
         let url = repo
             .pointer("/spec/url")
             .and_then(Value::as_str)
-            .ok_or("OCIRepository has no spec.url")?;
+            .ok_or(HelmError::NoUrl("OCIRepository"))?;
         let reference = repo.pointer("/spec/ref");
         let get = |k: &str| reference.and_then(|r| r.get(k)).and_then(Value::as_str);
         let digest = get("digest").map(str::to_string);
         let version = get("tag").or(get("semver")).unwrap_or("").to_string();
         if version.is_empty() && digest.is_none() {
-            return Err("OCIRepository has no ref.tag, ref.semver or ref.digest".into());
+            return Err(HelmError::NoOciRef);
         }
         Ok(Self {
             source: ChartSource::Oci {
@@ -127,7 +133,7 @@ impl ChartRequest {
 }
 
 /// Fetches a chart (or takes it from the cache) and returns the `.tgz` path.
-pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<PathBuf, String> {
+pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<PathBuf, HelmError> {
     let cached = request.cache_path(cache_dir);
     if let Some(path) = &cached
         && path.is_file()
@@ -135,14 +141,17 @@ pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<Pa
         verify_cached(path)?;
         return Ok(path.clone());
     }
-    std::fs::create_dir_all(cache_dir)
-        .map_err(|e| format!("cannot create {}: {e}", cache_dir.display()))?;
+    std::fs::create_dir_all(cache_dir).map_err(io_error(cache_dir))?;
     let scratch = tempfile::Builder::new()
         .prefix(".pull-")
         .tempdir_in(cache_dir)
-        .map_err(|e| format!("cannot create a folder in {}: {e}", cache_dir.display()))?;
+        .map_err(io_error(cache_dir))?;
     let dest = scratch.path().join("out");
-    std::fs::create_dir_all(&dest).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&dest).map_err(io_error(&dest))?;
+    let fetch_error = |source| HelmError::Fetch {
+        chart: request.describe(),
+        source,
+    };
     let helm_home = scratch.path().join("home");
     let mut cmd = Cmd::new(helm)
         .arg("pull")
@@ -166,7 +175,7 @@ pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<Pa
                     helm_home.join("repositories.yaml"),
                 )
                 .read()
-                .map_err(|e| format!("cannot fetch {}: {e}", request.describe()))?;
+                .map_err(fetch_error)?;
             cmd = cmd.arg(format!("{name}/{chart}"));
         }
         ChartSource::Oci {
@@ -187,28 +196,25 @@ pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<Pa
         cmd = cmd.args(["--version", request.version.as_str()]);
     }
     cmd = cmd.arg("--destination").arg(&dest);
-    let output = cmd
-        .output()
-        .map_err(|e| format!("cannot fetch {}: {e}", request.describe()))?;
+    let output = cmd.output().map_err(fetch_error)?;
     let log = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     if !output.status.success() {
-        return Err(format!(
-            "cannot fetch {}: {}",
-            request.describe(),
-            log.trim()
-        ));
+        return Err(HelmError::Pull {
+            chart: request.describe(),
+            log: log.trim().to_string(),
+        });
     }
     let tgz = std::fs::read_dir(&dest)
-        .map_err(|e| e.to_string())?
+        .map_err(io_error(&dest))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "tgz"))
-        .ok_or_else(|| format!("helm pull of {} left no chart archive", request.describe()))?;
-    let bytes = std::fs::read(&tgz).map_err(|e| e.to_string())?;
+        .ok_or_else(|| HelmError::NoArchive(request.describe()))?;
+    let bytes = std::fs::read(&tgz).map_err(io_error(&tgz))?;
     let actual = sha256_hex(&bytes);
     match &request.source {
         ChartSource::Https { chart, .. } => {
@@ -216,10 +222,11 @@ pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<Pa
                 index_digest(&helm_home.join("repository"), chart, &request.version)
                 && expected != actual
             {
-                return Err(format!(
-                    "{}: digest mismatch: the index says sha256:{expected}, the archive is sha256:{actual}",
-                    request.describe()
-                ));
+                return Err(HelmError::IndexDigest {
+                    chart: request.describe(),
+                    expected,
+                    actual,
+                });
             }
         }
         ChartSource::Oci {
@@ -231,11 +238,11 @@ pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<Pa
                 .find_map(|l| l.trim().strip_prefix("Digest:"))
                 .map(|d| d.trim().to_string());
             if printed.as_deref() != Some(expected.as_str()) {
-                return Err(format!(
-                    "{}: digest mismatch: the source pins {expected}, the registry served {}",
-                    request.describe(),
-                    printed.unwrap_or_else(|| "no digest".into())
-                ));
+                return Err(HelmError::PinnedDigest {
+                    chart: request.describe(),
+                    expected: expected.clone(),
+                    served: printed.unwrap_or_else(|| "no digest".into()),
+                });
             }
         }
         ChartSource::Oci { .. } => {}
@@ -252,12 +259,15 @@ pub fn fetch(helm: &Path, request: &ChartRequest, cache_dir: &Path) -> Result<Pa
         }
     };
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
     }
-    std::fs::write(sidecar(&target), format!("{actual}\n")).map_err(|e| e.to_string())?;
+    let recorded = sidecar(&target);
+    std::fs::write(&recorded, format!("{actual}\n")).map_err(io_error(&recorded))?;
     // Atomic: concurrent pulls of the same chart both land the same bytes.
-    std::fs::rename(&tgz, &target)
-        .map_err(|e| format!("cannot cache {}: {e}", target.display()))?;
+    std::fs::rename(&tgz, &target).map_err(|source| HelmError::Cache {
+        path: target.clone(),
+        source,
+    })?;
     Ok(target)
 }
 
@@ -268,17 +278,14 @@ fn sidecar(path: &Path) -> PathBuf {
 }
 
 /// A cached archive must still match the digest recorded when it was pulled.
-fn verify_cached(path: &Path) -> Result<(), String> {
+fn verify_cached(path: &Path) -> Result<(), HelmError> {
     let Ok(recorded) = std::fs::read_to_string(sidecar(path)) else {
         return Ok(());
     };
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
     let actual = sha256_hex(&bytes);
     if recorded.trim() != actual {
-        return Err(format!(
-            "cached chart {} does not match its recorded digest; delete it to fetch it again",
-            path.display()
-        ));
+        return Err(HelmError::CachedDigest(path.to_path_buf()));
     }
     Ok(())
 }

@@ -15,10 +15,112 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use crate::{Decryptor, RenderedCluster};
-use exec::runner::Cmd;
+use crate::{DecryptError, Decryptor, RenderError, RenderedCluster, YamlError};
+use exec::runner::{Cmd, RunError};
+use exec::tools::ToolError;
 
 pub use chart::{ChartRequest, ChartSource};
+pub use values::ValuesRef;
+
+/// Why one HelmRelease could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    #[error("chartRef kind {0} is not supported (only OCIRepository)")]
+    ChartRefKind(String),
+    #[error("charts from a {0} are not supported (only HelmRepository and OCIRepository)")]
+    SourceKind(String),
+    /// `field` is `chartRef` or `sourceRef`.
+    #[error("{field} {kind} {namespace}/{name} is not in the cluster")]
+    SourceMissing {
+        field: &'static str,
+        kind: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("HelmRelease has neither spec.chart.spec nor spec.chartRef")]
+    NoChart,
+    #[error("spec.chart.spec.chart is missing")]
+    NoChartName,
+    #[error("{0} has no spec.url")]
+    NoUrl(&'static str),
+    #[error("OCIRepository has no ref.tag, ref.semver or ref.digest")]
+    NoOciRef,
+    #[error(transparent)]
+    Helm(#[from] ToolError),
+    /// helm could not be run, or `helm repo add` failed.
+    #[error("cannot fetch {chart}: {source}")]
+    Fetch { chart: String, source: RunError },
+    /// `helm pull` failed; `log` is what it printed.
+    #[error("cannot fetch {chart}: {log}")]
+    Pull { chart: String, log: String },
+    #[error("helm pull of {0} left no chart archive")]
+    NoArchive(String),
+    #[error(
+        "{chart}: digest mismatch: the index says sha256:{expected}, the archive is sha256:{actual}"
+    )]
+    IndexDigest {
+        chart: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{chart}: digest mismatch: the source pins {expected}, the registry served {served}")]
+    PinnedDigest {
+        chart: String,
+        expected: String,
+        served: String,
+    },
+    #[error("cached chart {0} does not match its recorded digest; delete it to fetch it again")]
+    CachedDigest(PathBuf),
+    #[error("cannot cache {path}: {source}")]
+    Cache {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("valuesFrom kind {0:?} is not ConfigMap or Secret")]
+    ValuesKind(String),
+    #[error("valuesFrom {0} is not in the cluster")]
+    ValuesMissing(ValuesRef),
+    #[error("valuesFrom {0} is SOPS-encrypted and no age identity is available")]
+    NoIdentity(ValuesRef),
+    #[error("valuesFrom {from}: cannot decrypt: {source}")]
+    Decrypt {
+        from: ValuesRef,
+        source: DecryptError,
+    },
+    #[error("valuesFrom {from} has no key {key:?}")]
+    NoValuesKey { from: ValuesRef, key: String },
+    #[error("valuesFrom {from} key {key:?} is not YAML: {source}")]
+    ValuesYaml {
+        from: ValuesRef,
+        key: String,
+        source: serde_yaml::Error,
+    },
+    #[error("valuesFrom {from} key {key:?} is not a map of values")]
+    ValuesNotMap { from: ValuesRef, key: String },
+    #[error("helm template {release}: {source}")]
+    Template { release: String, source: RunError },
+    #[error("helm template output is not YAML: {0}")]
+    TemplateOutput(#[source] YamlError),
+    #[error("postRenderers: {0}")]
+    PostRender(#[source] RenderError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+}
+
+/// An I/O error on `path`.
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> HelmError + '_ {
+    move |source| HelmError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// How to render releases.
 #[derive(Clone)]
@@ -61,16 +163,16 @@ impl HelmOptions {
         Self { decryptor, ..self }
     }
 
-    fn helm_bin(&self) -> Result<PathBuf, String> {
+    fn helm_bin(&self) -> Result<PathBuf, HelmError> {
         match &self.helm {
             Some(p) => Ok(p.clone()),
-            None => exec::tools::find("helm").map_err(|e| e.to_string()),
+            None => Ok(exec::tools::find("helm")?),
         }
     }
 }
 
 /// One HelmRelease and what rendering it gave.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RenderedRelease {
     /// The Flux Kustomization that holds the HelmRelease.
     pub kustomization: String,
@@ -78,7 +180,7 @@ pub struct RenderedRelease {
     pub name: String,
     /// `chart version` as resolved, for messages.
     pub chart: String,
-    pub result: Result<Vec<Value>, String>,
+    pub result: Result<Vec<Value>, HelmError>,
     pub elapsed: Duration,
 }
 
@@ -109,37 +211,42 @@ fn find_source<'a>(
 }
 
 /// Where a release's chart comes from, resolved against the cluster's sources.
-pub fn chart_request(release: &Value, objects: &[&Value]) -> Result<ChartRequest, String> {
+pub fn chart_request(release: &Value, objects: &[&Value]) -> Result<ChartRequest, HelmError> {
     let namespace = str_at(release, "/metadata/namespace").unwrap_or("default");
     if let Some(chart_ref) = release.pointer("/spec/chartRef") {
         let kind = str_at(chart_ref, "/kind").unwrap_or("");
         let name = str_at(chart_ref, "/name").unwrap_or("");
         let ns = str_at(chart_ref, "/namespace").unwrap_or(namespace);
         if kind != "OCIRepository" {
-            return Err(format!(
-                "chartRef kind {kind} is not supported (only OCIRepository)"
-            ));
+            return Err(HelmError::ChartRefKind(kind.to_string()));
         }
         let source = find_source(objects, kind, ns, name)
-            .ok_or_else(|| format!("chartRef {kind} {ns}/{name} is not in the cluster"))?;
+            .ok_or_else(|| missing_source("chartRef", kind, ns, name))?;
         return ChartRequest::from_oci_repository(source);
     }
     let spec = release
         .pointer("/spec/chart/spec")
-        .ok_or("HelmRelease has neither spec.chart.spec nor spec.chartRef")?;
-    let chart = str_at(spec, "/chart").ok_or("spec.chart.spec.chart is missing")?;
+        .ok_or(HelmError::NoChart)?;
+    let chart = str_at(spec, "/chart").ok_or(HelmError::NoChartName)?;
     let version = str_at(spec, "/version").unwrap_or("*");
     let kind = str_at(spec, "/sourceRef/kind").unwrap_or("HelmRepository");
     let name = str_at(spec, "/sourceRef/name").unwrap_or("");
     let ns = str_at(spec, "/sourceRef/namespace").unwrap_or(namespace);
     if kind != "HelmRepository" {
-        return Err(format!(
-            "charts from a {kind} are not supported (only HelmRepository and OCIRepository)"
-        ));
+        return Err(HelmError::SourceKind(kind.to_string()));
     }
     let source = find_source(objects, kind, ns, name)
-        .ok_or_else(|| format!("sourceRef {kind} {ns}/{name} is not in the cluster"))?;
+        .ok_or_else(|| missing_source("sourceRef", kind, ns, name))?;
     ChartRequest::from_helm_repository(source, chart, version)
+}
+
+fn missing_source(field: &'static str, kind: &str, namespace: &str, name: &str) -> HelmError {
+    HelmError::SourceMissing {
+        field,
+        kind: kind.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
 }
 
 /// Whether `helm template` should include the chart's CRDs (`install.crds`:
@@ -166,19 +273,16 @@ pub fn render_release(
     release: &Value,
     objects: &[&Value],
     opts: &HelmOptions,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, HelmError> {
     let request = chart_request(release, objects)?;
     let values = values::compose(release, objects, opts.decryptor.as_ref())?;
     let helm = opts.helm_bin()?;
     let archive = chart::fetch(&helm, &request, &opts.cache_dir)?;
     let (release_name, namespace) = release_identity(release);
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let temp = std::env::temp_dir();
+    let scratch = tempfile::tempdir().map_err(io_error(&temp))?;
     let values_file = scratch.path().join("values.json");
-    std::fs::write(
-        &values_file,
-        serde_json::to_vec(&values).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(&values_file, serde_json::to_vec(&values)?).map_err(io_error(&values_file))?;
     let mut cmd = Cmd::new(&helm)
         .arg("template")
         .arg(&release_name)
@@ -190,16 +294,16 @@ pub fn render_release(
     if include_crds(release) {
         cmd = cmd.arg("--include-crds");
     }
-    let output = cmd
-        .read()
-        .map_err(|e| format!("helm template {release_name}: {e}"))?;
-    let objects = crate::parse_stream(&output)
-        .map_err(|e| format!("helm template output is not YAML: {e}"))?;
+    let output = cmd.read().map_err(|source| HelmError::Template {
+        release: release_name.clone(),
+        source,
+    })?;
+    let objects = crate::parse_stream(&output).map_err(HelmError::TemplateOutput)?;
     post_render(release, objects)
 }
 
 /// Applies the release's `postRenderers` (kustomize `patches` and `images`).
-pub fn post_render(release: &Value, mut objects: Vec<Value>) -> Result<Vec<Value>, String> {
+pub fn post_render(release: &Value, mut objects: Vec<Value>) -> Result<Vec<Value>, HelmError> {
     for renderer in release
         .pointer("/spec/postRenderers")
         .and_then(Value::as_array)
@@ -209,12 +313,11 @@ pub fn post_render(release: &Value, mut objects: Vec<Value>) -> Result<Vec<Value
         let Some(kustomize) = renderer.get("kustomize") else {
             continue;
         };
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        std::fs::write(
-            dir.path().join("resources.yaml"),
-            crate::to_yaml_stream(&objects),
-        )
-        .map_err(|e| e.to_string())?;
+        let temp = std::env::temp_dir();
+        let dir = tempfile::tempdir().map_err(io_error(&temp))?;
+        let resources = dir.path().join("resources.yaml");
+        std::fs::write(&resources, crate::to_yaml_stream(&objects))
+            .map_err(io_error(&resources))?;
         let mut kustomization = json!({
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
@@ -225,12 +328,9 @@ pub fn post_render(release: &Value, mut objects: Vec<Value>) -> Result<Vec<Value
                 kustomization[field] = v.clone();
             }
         }
-        std::fs::write(
-            dir.path().join("kustomization.yaml"),
-            serde_yaml::to_string(&kustomization).map_err(|e| e.to_string())?,
-        )
-        .map_err(|e| e.to_string())?;
-        objects = crate::kustomize_build(dir.path()).map_err(|e| format!("postRenderers: {e}"))?;
+        let file = dir.path().join("kustomization.yaml");
+        std::fs::write(&file, serde_yaml::to_string(&kustomization)?).map_err(io_error(&file))?;
+        objects = crate::kustomize_build(dir.path()).map_err(HelmError::PostRender)?;
     }
     Ok(objects)
 }
@@ -374,8 +474,15 @@ mod tests {
             }
         );
         let err = chart_request(&release("gone"), &objects).unwrap_err();
-        assert_eq!(
+        assert!(matches!(
             err,
+            HelmError::SourceMissing {
+                field: "sourceRef",
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
             "sourceRef HelmRepository ns/gone is not in the cluster"
         );
     }

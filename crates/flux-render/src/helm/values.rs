@@ -5,6 +5,7 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use super::HelmError;
 use crate::Decryptor;
 
 /// Deep-merges `overlay` into `base` (helm-controller's `MergeMaps`).
@@ -107,13 +108,27 @@ fn data_key(object: &Value, kind: &str, key: &str) -> Option<String> {
     data.and_then(Value::as_str).map(str::to_string)
 }
 
+/// A `valuesFrom` source as messages name it: `ConfigMap namespace/name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValuesRef {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ValuesRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
 /// Composes the values of `release` (a HelmRelease object) from the objects of
 /// its cluster.
 pub fn compose(
     release: &Value,
     objects: &[&Value],
     decryptor: Option<&Decryptor>,
-) -> Result<Value, String> {
+) -> Result<Value, HelmError> {
     let namespace = release
         .pointer("/metadata/namespace")
         .and_then(Value::as_str)
@@ -136,27 +151,27 @@ pub fn compose(
             .and_then(Value::as_bool)
             .unwrap_or(false);
         if kind != "ConfigMap" && kind != "Secret" {
-            return Err(format!(
-                "valuesFrom kind {kind:?} is not ConfigMap or Secret"
-            ));
+            return Err(HelmError::ValuesKind(kind.to_string()));
         }
+        let from = || ValuesRef {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
         let Some(object) = find(objects, kind, namespace, name) else {
             if optional {
                 continue;
             }
-            return Err(format!(
-                "valuesFrom {kind} {namespace}/{name} is not in the cluster"
-            ));
+            return Err(HelmError::ValuesMissing(from()));
         };
         let decrypted;
         let object = if kind == "Secret" && object.get("sops").is_some() {
             let Some(decrypt) = decryptor else {
-                return Err(format!(
-                    "valuesFrom Secret {namespace}/{name} is SOPS-encrypted and no age identity is available"
-                ));
+                return Err(HelmError::NoIdentity(from()));
             };
-            decrypted = decrypt(object).map_err(|e| {
-                format!("valuesFrom Secret {namespace}/{name}: cannot decrypt: {e}")
+            decrypted = decrypt(object).map_err(|source| HelmError::Decrypt {
+                from: from(),
+                source,
             })?;
             &decrypted
         } else {
@@ -166,23 +181,28 @@ pub fn compose(
             if optional {
                 continue;
             }
-            return Err(format!(
-                "valuesFrom {kind} {namespace}/{name} has no key {key:?}"
-            ));
+            return Err(HelmError::NoValuesKey {
+                from: from(),
+                key: key.to_string(),
+            });
         };
         match reference.get("targetPath").and_then(Value::as_str) {
             Some(path) if !path.is_empty() => set_path(&mut result, path, &text),
             _ => {
-                let parsed: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
-                    format!("valuesFrom {kind} {namespace}/{name} key {key:?} is not YAML: {e}")
-                })?;
-                let parsed = serde_json::to_value(parsed).map_err(|e| e.to_string())?;
+                let parsed: serde_yaml::Value =
+                    serde_yaml::from_str(&text).map_err(|source| HelmError::ValuesYaml {
+                        from: from(),
+                        key: key.to_string(),
+                        source,
+                    })?;
+                let parsed = serde_json::to_value(parsed)?;
                 if parsed.is_object() {
                     merge(&mut result, &parsed);
                 } else if !parsed.is_null() {
-                    return Err(format!(
-                        "valuesFrom {kind} {namespace}/{name} key {key:?} is not a map of values"
-                    ));
+                    return Err(HelmError::ValuesNotMap {
+                        from: from(),
+                        key: key.to_string(),
+                    });
                 }
             }
         }
@@ -251,6 +271,75 @@ mod tests {
         let release = json!({"kind": "HelmRelease", "metadata": {"name": "r", "namespace": "n"},
             "spec": {"valuesFrom": [{"kind": "ConfigMap", "name": "nope"}]}});
         let err = compose(&release, &[], None).unwrap_err();
-        assert_eq!(err, "valuesFrom ConfigMap n/nope is not in the cluster");
+        assert!(matches!(err, HelmError::ValuesMissing(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "valuesFrom ConfigMap n/nope is not in the cluster"
+        );
+    }
+
+    #[test]
+    fn each_bad_values_source_has_its_own_error_and_message() {
+        let compose_one = |reference: Value, object: &Value, decryptor: Option<&Decryptor>| {
+            let release = json!({"kind": "HelmRelease",
+                "metadata": {"name": "r", "namespace": "n"},
+                "spec": {"valuesFrom": [reference]}});
+            compose(&release, &[object], decryptor).unwrap_err()
+        };
+        let cm = json!({"kind": "ConfigMap", "metadata": {"name": "v", "namespace": "n"},
+            "data": {"list": "- 1\n", "broken": "a: [\n"}});
+        let sealed = json!({"kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+            "data": {"values.yaml": "ENC[...]"}, "sops": {}});
+
+        let err = compose_one(json!({"kind": "Pod", "name": "v"}), &cm, None);
+        assert!(matches!(err, HelmError::ValuesKind(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"valuesFrom kind "Pod" is not ConfigMap or Secret"#
+        );
+
+        let err = compose_one(json!({"kind": "ConfigMap", "name": "v"}), &cm, None);
+        assert!(matches!(err, HelmError::NoValuesKey { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"valuesFrom ConfigMap n/v has no key "values.yaml""#
+        );
+
+        let reference = json!({"kind": "ConfigMap", "name": "v", "valuesKey": "list"});
+        let err = compose_one(reference, &cm, None);
+        assert!(matches!(err, HelmError::ValuesNotMap { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            r#"valuesFrom ConfigMap n/v key "list" is not a map of values"#
+        );
+
+        let reference = json!({"kind": "ConfigMap", "name": "v", "valuesKey": "broken"});
+        let err = compose_one(reference, &cm, None);
+        assert!(matches!(err, HelmError::ValuesYaml { .. }), "{err:?}");
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(
+            err.to_string()
+                .starts_with(r#"valuesFrom ConfigMap n/v key "broken" is not YAML: "#),
+            "{err}"
+        );
+
+        let err = compose_one(json!({"kind": "Secret", "name": "s"}), &sealed, None);
+        assert!(matches!(err, HelmError::NoIdentity(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "valuesFrom Secret n/s is SOPS-encrypted and no age identity is available"
+        );
+
+        let refuse: Decryptor = std::sync::Arc::new(|_| Err("no key opens it".into()));
+        let err = compose_one(
+            json!({"kind": "Secret", "name": "s"}),
+            &sealed,
+            Some(&refuse),
+        );
+        assert!(matches!(err, HelmError::Decrypt { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "valuesFrom Secret n/s: cannot decrypt: no key opens it"
+        );
     }
 }

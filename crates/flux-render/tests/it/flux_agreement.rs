@@ -631,7 +631,7 @@ fn flux_build(
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    yaml11::parse_stream(&String::from_utf8_lossy(&out.stdout))
+    yaml11::parse_stream(&String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())
 }
 
 /// One Kustomization of the real tree: label, declared object, merged

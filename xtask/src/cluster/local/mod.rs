@@ -181,11 +181,17 @@ impl ControlPlane {
             &log("etcd"),
         )?;
         etcd.wait_until(Duration::from_secs(30), || {
-            http_get(etcd_port, "/health").and_then(|(code, body)| {
-                (code == 200 && body.contains("true"))
-                    .then_some(())
-                    .ok_or(format!("/health: {code} {body}"))
-            })
+            let (code, body) = http_get(etcd_port, "/health")?;
+            if code == 200 && body.contains("true") {
+                Ok(())
+            } else {
+                Err(HttpError::Status {
+                    path: "/health",
+                    code,
+                    body,
+                }
+                .into())
+            }
         })?;
         processes.push(etcd);
         timings.push(("etcd".to_string(), started.elapsed()));
@@ -232,11 +238,16 @@ impl ControlPlane {
         let kube = Kube::new(&kubeconfig)?.with_cache_dir(dir.join("kube-cache"));
         let probe = kube.cmd().args(["get", "--raw", "/readyz"]);
         apiserver.wait_until(Duration::from_secs(90), || {
-            probe.read().map_err(|e| e.to_string()).and_then(|out| {
-                (out.trim() == "ok")
-                    .then_some(())
-                    .ok_or(format!("/readyz: {out}"))
-            })
+            let out = probe.read()?;
+            if out.trim() == "ok" {
+                Ok(())
+            } else {
+                Err(HttpError::Body {
+                    path: "/readyz",
+                    body: out,
+                }
+                .into())
+            }
         })?;
         processes.push(apiserver);
         timings.push(("kube-apiserver".to_string(), started.elapsed()));
@@ -351,11 +362,17 @@ impl ControlPlane {
                 &log(name),
             )?;
             p.wait_until(Duration::from_secs(60), || {
-                http_get(health, "/readyz").and_then(|(code, body)| {
-                    (code == 200)
-                        .then_some(())
-                        .ok_or(format!("/readyz: {code} {body}"))
-                })
+                let (code, body) = http_get(health, "/readyz")?;
+                if code == 200 {
+                    Ok(())
+                } else {
+                    Err(HttpError::Status {
+                        path: "/readyz",
+                        code,
+                        body,
+                    }
+                    .into())
+                }
             })?;
             processes.push(p);
             timings.push((name.to_string(), started.elapsed()));
@@ -404,22 +421,51 @@ fn remove_stale(run_dir: &Path, age: Duration) {
     }
 }
 
+/// Why a plain HTTP request on loopback, or a readiness probe built on one,
+/// did not give the answer wanted.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("nothing listens on port {0} yet")]
+    NotListening(u16),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("not HTTP: {0}")]
+    NotHttp(String),
+    /// A probe's path answered, but not ready: `code` and `body` as served.
+    #[error("{path}: {code} {body}")]
+    Status {
+        path: &'static str,
+        code: u16,
+        body: String,
+    },
+    #[error("{path} answered {code}")]
+    Unexpected { path: &'static str, code: u16 },
+    /// `kubectl get --raw` answered, but not `ok`.
+    #[error("{path}: {body}")]
+    Body { path: &'static str, body: String },
+    #[error("no Docker-Content-Digest for {repo}:{tag}: {response}")]
+    NoDigest {
+        repo: String,
+        tag: String,
+        response: String,
+    },
+}
+
 /// A plain HTTP/1.0 GET on 127.0.0.1: `(status code, body)`.
-pub fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String), HttpError> {
     if !port_open(port) {
-        return Err(format!("nothing listens on port {port} yet"));
+        return Err(HttpError::NotListening(port));
     }
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .map_err(|e| e.to_string())?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut text)?;
     let code = text
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("not HTTP: {text}"))?;
+        .ok_or_else(|| HttpError::NotHttp(text.clone()))?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())

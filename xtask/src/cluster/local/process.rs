@@ -67,6 +67,9 @@ pub fn install_signal_handler() {
     });
 }
 
+/// Why a readiness probe did not pass (yet): whatever the probe ran into.
+pub type ProbeError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("cannot start {name} ({program}): {source}")]
@@ -91,7 +94,8 @@ pub enum ProcessError {
     NotReady {
         name: String,
         waited: Duration,
-        why: String,
+        #[source]
+        why: ProbeError,
         log: PathBuf,
         tail: String,
     },
@@ -185,7 +189,7 @@ impl Supervised {
     pub fn wait_until(
         &mut self,
         timeout: Duration,
-        mut probe: impl FnMut() -> Result<(), String>,
+        mut probe: impl FnMut() -> Result<(), ProbeError>,
     ) -> Result<Duration, ProcessError> {
         let started = Instant::now();
         loop {

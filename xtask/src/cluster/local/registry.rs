@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::process::{Supervised, free_port};
-use super::{LocalError, http_get, io_err};
+use super::{HttpError, LocalError, http_get, io_err};
 
 pub struct LocalRegistry {
     pub port: u16,
@@ -43,10 +43,9 @@ impl LocalRegistry {
             &[],
             &dir.join("registry.log"),
         )?;
-        process.wait_until(Duration::from_secs(20), || match http_get(port, "/v2/") {
-            Ok((200 | 401, _)) => Ok(()),
-            Ok((code, _)) => Err(format!("/v2/ answered {code}")),
-            Err(e) => Err(e),
+        process.wait_until(Duration::from_secs(20), || match http_get(port, "/v2/")? {
+            (200 | 401, _) => Ok(()),
+            (code, _) => Err(HttpError::Unexpected { path: "/v2/", code }.into()),
         })?;
         Ok(Self {
             port,

@@ -92,7 +92,7 @@ impl Scenario {
     }
 
     /// `kubectl get -f` of the expected objects: the live object for each, or `None`.
-    pub(super) fn live_objects(&self, expected: &[Value]) -> Result<Vec<Option<Value>>, String> {
+    pub(super) fn live_objects(&self, expected: &[Value]) -> Result<Vec<Option<Value>>, FluxError> {
         let mut out = Vec::new();
         for o in expected {
             let kind = o.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -110,11 +110,7 @@ impl Scenario {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let ns = o.pointer("/metadata/namespace").and_then(Value::as_str);
-            out.push(
-                self.kube()
-                    .get(&resource, ns, name)
-                    .map_err(|e| e.to_string())?,
-            );
+            out.push(self.kube().get(&resource, ns, name)?);
         }
         Ok(out)
     }

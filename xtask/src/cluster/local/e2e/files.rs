@@ -28,29 +28,26 @@ pub(super) fn secret_value(secret: &Value, key: &str) -> Option<String> {
 }
 
 /// The manifest digest a registry serves for `repo:tag` (HEAD, Docker-Content-Digest).
-pub fn registry_digest(port: u16, repo: &str, tag: &str) -> Result<String, String> {
+pub fn registry_digest(port: u16, repo: &str, tag: &str) -> Result<String, HttpError> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         s,
         "HEAD /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    s.read_to_string(&mut text)?;
     text.lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case("docker-content-digest")
                 .then(|| v.trim().to_string())
         })
-        .ok_or_else(|| {
-            format!(
-                "no Docker-Content-Digest for {repo}:{tag}: {}",
-                one_line(&text, 200)
-            )
+        .ok_or_else(|| HttpError::NoDigest {
+            repo: repo.to_string(),
+            tag: tag.to_string(),
+            response: one_line(&text, 200),
         })
 }
 

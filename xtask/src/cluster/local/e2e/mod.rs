@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{ControlPlane, LocalError, crds, io_err};
-use crate::cluster::flux::{self, Kube};
+use super::{ControlPlane, HttpError, LocalError, crds, io_err};
+use crate::cluster::flux::{self, FluxError, Kube};
 use flux_render::{RenderOptions, RenderedCluster};
 use oci_artifact::{Auth, PackageOptions};
 use sops::{self, CreationRule, Format, Identities, Selection};

@@ -333,7 +333,7 @@ impl Scenario {
             .map_err(|e| LocalError::Other(format!("the test key: {e}")))?;
         let ids = Arc::new(ids);
         let decryptor: flux_render::Decryptor =
-            Arc::new(move |o: &Value| sops::decrypt_object(o, &ids).map_err(|e| e.to_string()));
+            Arc::new(move |o: &Value| sops::decrypt_object(o, &ids).map_err(Into::into));
         self.rendered = flux_render::render_cluster(
             self.tree.path(),
             &self.cluster,
@@ -621,7 +621,7 @@ impl Scenario {
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         let served = registry_digest(registry_port, REPOSITORY, TAG)
-            .map_err(|e| fail(1, "publish pushes the tree", e))?;
+            .map_err(|e| fail(1, "publish pushes the tree", e.to_string()))?;
         if served != outcome.digest || outcome.pushed_blobs.is_empty() {
             return Err(fail(
                 1,
