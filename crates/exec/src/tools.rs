@@ -101,9 +101,11 @@ pub fn path_with(dir: &Path) -> std::ffi::OsString {
 
 /// Finds `name` on PATH (the binary puts the repository's `.tools/bin` first).
 pub fn find(name: &str) -> Result<PathBuf, ToolError> {
-    find_on(std::env::var_os("PATH").as_deref(), name).ok_or_else(|| ToolError::Run(RunError::NotFound {
-        tool: name.to_string(),
-    }))
+    find_on(std::env::var_os("PATH").as_deref(), name).ok_or_else(|| {
+        ToolError::Run(RunError::NotFound {
+            tool: name.to_string(),
+        })
+    })
 }
 
 fn find_on(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
@@ -149,13 +151,11 @@ pub fn kustomize() -> Result<Kustomize, ToolError> {
     if let Ok(bin) = find("kustomize") {
         return Ok(Kustomize::Standalone(bin));
     }
-    find("kubectl")
-        .map(Kustomize::Kubectl)
-        .map_err(|_| {
-            ToolError::Run(RunError::NotFound {
-                tool: "kustomize".into(),
-            })
+    find("kubectl").map(Kustomize::Kubectl).map_err(|_| {
+        ToolError::Run(RunError::NotFound {
+            tool: "kustomize".into(),
         })
+    })
 }
 
 /// Installs `name` at its pinned version into `bin_dir` with `go install`,
@@ -177,8 +177,7 @@ pub fn install(manifest: &Manifest, name: &str, bin_dir: &Path) -> Result<bool, 
         .args(["install", &wanted])
         .env("GOBIN", bin_dir)
         .env("GOFLAGS", "-buildvcs=false")
-        .read()
-        ?;
+        .read()?;
     std::fs::write(&stamp, format!("{wanted}\n")).map_err(|source| ToolError::Read {
         path: stamp.clone(),
         source,

@@ -110,22 +110,46 @@ pub struct PublicKey {
     key: p256::ecdsa::VerifyingKey,
 }
 
+/// Why a PEM block could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("no PEM block (-----BEGIN ...-----)")]
+    NoBlock,
+    #[error("a broken PEM header")]
+    BrokenHeader,
+    #[error("no -----END {0}----- line")]
+    NoEnd(String),
+    #[error("the PEM type is {found:?}, expected {expected}")]
+    Type { found: String, expected: String },
+    #[error("the PEM body is not base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+}
+
+/// Why a signature does not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum SignatureError {
+    #[error("the signature is not base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("the signature is neither ASN.1 DER nor r||s")]
+    Encoding,
+    #[error("the signature does not match the key")]
+    Mismatch,
+}
+
 /// The one PEM block of `text` of a type in `types`: (type, body bytes).
-fn pem_block(text: &str, types: &[&str]) -> Result<(String, Vec<u8>), String> {
-    let begin = text
-        .find("-----BEGIN ")
-        .ok_or("no PEM block (-----BEGIN ...-----)")?;
+fn pem_block(text: &str, types: &[&str]) -> Result<(String, Vec<u8>), PemError> {
+    let begin = text.find("-----BEGIN ").ok_or(PemError::NoBlock)?;
     let rest = &text[begin + "-----BEGIN ".len()..];
-    let (kind, rest) = rest.split_once("-----").ok_or("a broken PEM header")?;
+    let (kind, rest) = rest.split_once("-----").ok_or(PemError::BrokenHeader)?;
     let end_marker = format!("-----END {kind}-----");
     let (body, _) = rest
         .split_once(&end_marker)
-        .ok_or_else(|| format!("no {end_marker} line"))?;
+        .ok_or_else(|| PemError::NoEnd(kind.to_string()))?;
     if !types.contains(&kind) {
-        return Err(format!(
-            "the PEM type is {kind:?}, expected {}",
-            types.join(" or ")
-        ));
+        return Err(PemError::Type {
+            found: kind.to_string(),
+            expected: types.join(" or "),
+        });
     }
     // Go's PEM headers ("Key: value" lines) are not part of the body.
     let b64: String = body
@@ -133,9 +157,7 @@ fn pem_block(text: &str, types: &[&str]) -> Result<(String, Vec<u8>), String> {
         .filter(|l| !l.contains(':'))
         .flat_map(|l| l.trim().chars())
         .collect();
-    let bytes = B64
-        .decode(b64)
-        .map_err(|e| format!("the PEM body is not base64: {e}"))?;
+    let bytes = B64.decode(b64).map_err(PemError::Base64)?;
     Ok((kind.to_string(), bytes))
 }
 
@@ -202,7 +224,7 @@ impl SigningKey {
             what: what.to_string(),
             detail,
         };
-        let (_, body) = pem_block(text, &PRIVATE_PEM_TYPES).map_err(bad)?;
+        let (_, body) = pem_block(text, &PRIVATE_PEM_TYPES).map_err(|e| bad(e.to_string()))?;
         let env: Envelope = serde_json::from_slice(&body)
             .map_err(|e| bad(format!("the encrypted envelope is not cosign's JSON: {e}")))?;
         if env.kdf.name != "scrypt" || env.cipher.name != "nacl/secretbox" {
@@ -319,7 +341,7 @@ impl PublicKey {
             what: what.to_string(),
             detail,
         };
-        let (_, der) = pem_block(text, &["PUBLIC KEY"]).map_err(bad)?;
+        let (_, der) = pem_block(text, &["PUBLIC KEY"]).map_err(|e| bad(e.to_string()))?;
         let key = p256::PublicKey::from_public_key_der(&der).map_err(|e| {
             bad(format!(
                 "not an ECDSA P-256 key ({e}); only P-256 keys, as `cosign generate-key-pair` makes, are supported"
@@ -337,16 +359,16 @@ impl PublicKey {
 
     /// Checks a base64 signature over `payload`: ASN.1 DER, or IEEE P1363
     /// `r||s` as cosign also accepts.
-    pub fn verify(&self, payload: &[u8], signature_b64: &str) -> Result<(), String> {
+    pub fn verify(&self, payload: &[u8], signature_b64: &str) -> Result<(), SignatureError> {
         let raw = B64
             .decode(signature_b64.trim())
-            .map_err(|e| format!("the signature is not base64: {e}"))?;
+            .map_err(SignatureError::Base64)?;
         let sig = p256::ecdsa::Signature::from_der(&raw)
             .or_else(|_| p256::ecdsa::Signature::from_slice(&raw))
-            .map_err(|_| "the signature is neither ASN.1 DER nor r||s".to_string())?;
+            .map_err(|_| SignatureError::Encoding)?;
         self.key
             .verify(payload, &sig)
-            .map_err(|_| "the signature does not match the key".to_string())
+            .map_err(|_| SignatureError::Mismatch)
     }
 }
 
@@ -464,40 +486,65 @@ async fn check_layer(
     layer: &Value,
     key: &PublicKey,
     digest: &str,
-) -> Result<Value, String> {
+) -> Result<Value, LayerError> {
     let blob_digest = layer
         .get("digest")
         .and_then(Value::as_str)
-        .ok_or("a layer without a digest")?;
+        .ok_or_else(|| LayerError::new("a layer", "it has no digest"))?;
+    let fail = |detail: String| LayerError::new(blob_digest, detail);
     let signature = layer
         .pointer(&format!(
             "/annotations/{}",
             SIGNATURE_ANNOTATION.replace('/', "~1")
         ))
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("{blob_digest}: no {SIGNATURE_ANNOTATION} annotation"))?;
+        .ok_or_else(|| fail(format!("no {SIGNATURE_ANNOTATION} annotation")))?;
     let mut blob = Vec::new();
     c.pull_blob(&r.reference(tag), blob_digest, &mut blob)
         .await
-        .map_err(|e| format!("{blob_digest}: {}", classify(&r.host, e)))?;
+        .map_err(|e| fail(classify(&r.host, e).to_string()))?;
     let computed = sha256_digest(&blob);
     if computed != blob_digest {
-        return Err(format!("{blob_digest}: the blob hashes to {computed}"));
+        return Err(fail(format!("the blob hashes to {computed}")));
     }
     key.verify(&blob, signature)
-        .map_err(|e| format!("{blob_digest}: {e}"))?;
-    let payload: Value = serde_json::from_slice(&blob)
-        .map_err(|e| format!("{blob_digest}: the payload is not JSON: {e}"))?;
+        .map_err(|e| fail(e.to_string()))?;
+    let payload: Value =
+        serde_json::from_slice(&blob).map_err(|e| fail(format!("the payload is not JSON: {e}")))?;
     let claimed = payload
         .pointer("/critical/image/docker-manifest-digest")
         .and_then(Value::as_str)
         .unwrap_or("");
     if claimed != digest {
-        return Err(format!(
-            "{blob_digest}: the payload signs {claimed:?}, not {digest}"
-        ));
+        return Err(fail(format!("the payload signs {claimed:?}, not {digest}")));
     }
     Ok(payload)
+}
+
+/// Why one signature layer does not verify: the layer and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{layer}: {detail}")]
+pub struct LayerError {
+    layer: String,
+    detail: String,
+}
+
+impl LayerError {
+    fn new(layer: &str, detail: impl Into<String>) -> Self {
+        Self {
+            layer: layer.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Why a signature cannot be appended to an existing `.sig` image.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("it already holds 1000 signatures, cosign's limit")]
+    Full,
+    #[error("the config has no rootfs.diff_ids array")]
+    NoDiffIds,
 }
 
 /// A `.sig` image as cosign writes it: the config and manifest blobs.
@@ -518,7 +565,7 @@ pub fn signature_image(
     existing: Option<(&Value, &Value)>,
     payload: &[u8],
     signature: &str,
-) -> Result<SignatureImage, String> {
+) -> Result<SignatureImage, AppendError> {
     let (mut layers, mut config) = match existing {
         Some((manifest, config)) => (
             manifest
@@ -541,7 +588,7 @@ pub fn signature_image(
         ),
     };
     if layers.len() >= 1000 {
-        return Err("it already holds 1000 signatures, cosign's limit".into());
+        return Err(AppendError::Full);
     }
     let payload_digest = sha256_digest(payload);
     layers.push(json!({
@@ -552,7 +599,7 @@ pub fn signature_image(
     }));
     match config.pointer_mut("/rootfs/diff_ids") {
         Some(Value::Array(a)) => a.push(json!(payload_digest)),
-        _ => return Err("the config has no rootfs.diff_ids array".into()),
+        _ => return Err(AppendError::NoDiffIds),
     }
     match config.get_mut("history") {
         Some(Value::Array(a)) => a.push(json!({"created": ZERO_TIME})),
@@ -647,9 +694,9 @@ async fn sign_inner(
         }
     }
     let image = signature_image(existing.as_ref().map(|(m, c)| (m, c)), &body, &signature)
-        .map_err(|detail| CosignError::Malformed {
+        .map_err(|e| CosignError::Malformed {
             tag: tag.clone(),
-            detail,
+            detail: e.to_string(),
         })?;
     let config_digest = sha256_digest(&image.config);
     let (config, manifest, count) = (image.config, image.manifest, image.layers);
@@ -733,7 +780,11 @@ async fn verify_inner(
     let total = checks.len();
     let (ok, failed): (Vec<_>, Vec<_>) = checks.into_iter().partition(Result::is_ok);
     if ok.is_empty() {
-        let mut failures: Vec<String> = failed.into_iter().filter_map(Result::err).collect();
+        let mut failures: Vec<String> = failed
+            .into_iter()
+            .filter_map(Result::err)
+            .map(|e| e.to_string())
+            .collect();
         if failures.is_empty() {
             failures.push(format!("{tag} holds no signature layers"));
         }

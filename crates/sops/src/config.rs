@@ -36,6 +36,26 @@ impl CreationRule {
     }
 }
 
+/// Why a `.sops.yaml` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Read(std::io::Error),
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+    #[error(
+        "creation rule {rule}: only one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex may be set"
+    )]
+    SeveralSelections { rule: usize },
+    #[error("creation rule {rule}: invalid {field}: {source}")]
+    Regex {
+        rule: usize,
+        field: &'static str,
+        #[source]
+        source: regex::Error,
+    },
+}
+
 /// A parsed `.sops.yaml` (`Default`: no rules, for files opened without one).
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -113,18 +133,17 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, SopsError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SopsError::Config {
+        let config = std::fs::read_to_string(path)
+            .map_err(ConfigError::Read)
+            .and_then(|text| Config::parse(&text));
+        config.map_err(|source| SopsError::Config {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Config::parse(&text).map_err(|reason| SopsError::Config {
-            path: path.to_path_buf(),
-            reason,
+            source,
         })
     }
 
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text)?;
         let mut rules = Vec::new();
         let mut regexes = Vec::new();
         for (i, r) in raw.creation_rules.into_iter().enumerate() {
@@ -180,21 +199,26 @@ impl Config {
                 sels.push(Selection::EncryptedRegex(x))
             }
             if sels.len() > 1 {
-                return Err(format!(
-                    "creation rule {i}: only one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex may be set"
-                ));
+                return Err(ConfigError::SeveralSelections { rule: i });
             }
             let selection = sels
                 .pop()
                 .unwrap_or(Selection::UnencryptedSuffix("_unencrypted".into()));
             if let Selection::EncryptedRegex(x) | Selection::UnencryptedRegex(x) = &selection {
-                Regex::new(x).map_err(|e| format!("creation rule {i}: invalid regex: {e}"))?;
+                Regex::new(x).map_err(|source| ConfigError::Regex {
+                    rule: i,
+                    field: "regex",
+                    source,
+                })?;
             }
             let re = match &r.path_regex {
-                Some(p) if !p.is_empty() => Some(
-                    Regex::new(p)
-                        .map_err(|e| format!("creation rule {i}: invalid path_regex: {e}"))?,
-                ),
+                Some(p) if !p.is_empty() => {
+                    Some(Regex::new(p).map_err(|source| ConfigError::Regex {
+                        rule: i,
+                        field: "path_regex",
+                        source,
+                    })?)
+                }
                 _ => None,
             };
             regexes.push(re);

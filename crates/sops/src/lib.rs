@@ -23,7 +23,7 @@ mod yaml;
 
 use std::path::{Path, PathBuf};
 
-pub use config::{Config, CreationRule};
+pub use config::{Config, ConfigError, CreationRule};
 pub use keys::{Identities, default_keys_file, generate_identity};
 pub use tree::Selection;
 
@@ -93,14 +93,18 @@ pub enum SopsError {
     Crypto { reason: String },
     #[error("age keys: {reason}")]
     Keys { reason: String },
-    #[error("{}: {reason}", path.display())]
-    Config { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: config::ConfigError,
+    },
     #[error("no creation rule in .sops.yaml has a path_regex for {path}")]
     NoRuleFor { path: String },
     #[error(".sops.yaml is not a mapping with creation_rules: {reason}")]
     NotCreationRules { reason: String },
-    #[error("invalid .sops.yaml: {reason}")]
-    InvalidConfig { reason: String },
+    #[error("invalid .sops.yaml: {0}")]
+    InvalidConfig(#[source] config::ConfigError),
 }
 
 /// Options of [`decrypt`].

@@ -11,14 +11,30 @@ use serde_json::Value;
 
 use exec::tools::Kustomize;
 
-/// The objects of a build, or kustomize's error message.
-pub type BuildResult = Result<Vec<Value>, String>;
+/// Why a kustomize directory did not build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// kustomize's own message, on one line.
+    #[error("{0}")]
+    Kustomize(String),
+    /// kustomize printed something that is not a YAML stream of objects.
+    #[error("line {line}: {message}")]
+    Output { line: usize, message: String },
+    #[error(transparent)]
+    Run(#[from] exec::RunError),
+}
+
+/// The objects of a build, or why it failed.
+pub type BuildResult = Result<Vec<Value>, BuildError>;
 
 /// Parses a multi-document YAML stream of objects.
-pub fn parse_objects(text: &str) -> Result<Vec<Value>, String> {
+pub fn parse_objects(text: &str) -> BuildResult {
     let (docs, errors) = super::tree::parse_stream(text);
     if let Some(e) = errors.first() {
-        return Err(format!("line {}: {}", e.line, e.message));
+        return Err(BuildError::Output {
+            line: e.line,
+            message: e.message.clone(),
+        });
     }
     Ok(docs
         .into_iter()
@@ -61,9 +77,11 @@ impl Builds {
             .tool
             .build(&self.root.join(dir))
             .args(["--load-restrictor", "LoadRestrictionsNone"]);
-        let out = cmd.output().map_err(|e| e.to_string())?;
+        let out = cmd.output()?;
         if !out.status.success() {
-            return Err(clean_error(&String::from_utf8_lossy(&out.stderr)));
+            return Err(BuildError::Kustomize(clean_error(
+                &String::from_utf8_lossy(&out.stderr),
+            )));
         }
         parse_objects(&String::from_utf8_lossy(&out.stdout))
     }

@@ -264,7 +264,7 @@ pub fn run(opts: &Options) -> Result<Report> {
                         format!("kustomize build {dir}: {msg}"),
                     )
                 };
-                match kustomize::cause(&opts.root, msg, &yaml_failed) {
+                match kustomize::cause(&opts.root, &msg.to_string(), &yaml_failed) {
                     _ if verbose => findings.push(raw()),
                     kustomize::Cause::BrokenYaml => {}
                     kustomize::Cause::Missing {

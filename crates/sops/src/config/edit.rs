@@ -162,7 +162,7 @@ fn open(text: &str) -> Result<(Config, Vec<SN>), SopsError> {
                 .ok_or_else(|| not_rules("a creation rule is not a mapping"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let config = Config::parse(text).map_err(|reason| SopsError::InvalidConfig { reason })?;
+    let config = Config::parse(text).map_err(SopsError::InvalidConfig)?;
     if config.rules.len() != rules.len() {
         return Err(layout_unsupported());
     }

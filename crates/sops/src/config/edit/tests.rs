@@ -255,7 +255,7 @@ fn a_config_sops_would_reject_is_an_error() {
     let cfg = "creation_rules:\n  - path_regex: ^clusters/dev/(\n    age: age1a\n";
     let err = add_recipient(cfg, "clusters/dev/", "age1c").unwrap_err();
     assert!(
-        matches!(&err, SopsError::InvalidConfig { reason } if reason.contains("path_regex")),
+        matches!(&err, SopsError::InvalidConfig(reason) if reason.to_string().contains("path_regex")),
         "{err}"
     );
 }
