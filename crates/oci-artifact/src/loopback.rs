@@ -215,20 +215,7 @@ pub(super) async fn push(
         }
         (Err(Failure::Other(e)), _) | (_, Err(Failure::Other(e))) => return Err(e),
     };
-    let stale: Vec<String> = tags
-        .iter()
-        .zip(current)
-        .filter(|(_, d)| d.as_deref() != Some(a.manifest_digest.as_str()))
-        .map(|(t, _)| t.clone())
-        .collect();
-    let mut outcome = PublishOutcome {
-        reference: r.with_digest(&a.manifest_digest),
-        digest: a.manifest_digest.clone(),
-        tags: tags.to_vec(),
-        pushed_blobs: Vec::new(),
-        pushed_tags: Vec::new(),
-        up_to_date: stale.is_empty(),
-    };
+    let (mut outcome, stale) = PublishOutcome::plan(r, a, tags, current);
     if stale.is_empty() {
         return Ok(Some(outcome));
     }

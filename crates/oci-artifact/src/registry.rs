@@ -139,6 +139,33 @@ pub struct PublishOutcome {
     pub up_to_date: bool,
 }
 
+impl PublishOutcome {
+    /// What a push of `a` to `r` under `tags` has to do, given the digest
+    /// each tag points at now: the outcome so far and the stale tags.
+    pub(crate) fn plan(
+        r: &RegistryRef,
+        a: &Artifact,
+        tags: &[String],
+        current: Vec<Option<String>>,
+    ) -> (Self, Vec<String>) {
+        let stale: Vec<String> = tags
+            .iter()
+            .zip(current)
+            .filter(|(_, d)| d.as_deref() != Some(a.manifest_digest.as_str()))
+            .map(|(t, _)| t.clone())
+            .collect();
+        let outcome = PublishOutcome {
+            reference: r.with_digest(&a.manifest_digest),
+            digest: a.manifest_digest.clone(),
+            tags: tags.to_vec(),
+            pushed_blobs: Vec::new(),
+            pushed_tags: Vec::new(),
+            up_to_date: stale.is_empty(),
+        };
+        (outcome, stale)
+    }
+}
+
 pub(super) fn ensure_crypto_provider() {
     // Err means a provider is already installed: fine.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -361,20 +388,7 @@ async fn push(
     .await;
     // The tag checks' error first: it says what is wrong in words.
     let (current, present) = (current?, present?);
-    let stale: Vec<String> = tags
-        .iter()
-        .zip(current)
-        .filter(|(_, d)| d.as_deref() != Some(a.manifest_digest.as_str()))
-        .map(|(t, _)| t.clone())
-        .collect();
-    let mut outcome = PublishOutcome {
-        reference: r.with_digest(&a.manifest_digest),
-        digest: a.manifest_digest.clone(),
-        tags: tags.clone(),
-        pushed_blobs: Vec::new(),
-        pushed_tags: Vec::new(),
-        up_to_date: stale.is_empty(),
-    };
+    let (mut outcome, stale) = PublishOutcome::plan(&r, a, &tags, current);
     if stale.is_empty() {
         return Ok(outcome);
     }
