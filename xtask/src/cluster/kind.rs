@@ -8,10 +8,8 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 
 use super::Toolbox;
+use super::registry::CERTS_D;
 use exec::runner::Cmd;
-
-/// containerd reads one `hosts.toml` per registry from here.
-pub const CERTS_D: &str = "/etc/containerd/certs.d";
 
 /// What the kind config is made of.
 #[derive(Clone, Debug)]

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::Toolbox;
-use super::kind::CERTS_D;
 use exec::runner::{Cmd, RunError};
+
+/// containerd reads one `hosts.toml` per registry from here.
+pub const CERTS_D: &str = "/etc/containerd/certs.d";
 
 /// The local registry's container name. `clusters/local/flux-system/oci-repository.yaml`
 /// pulls from `oci://platform-registry:5000/platform`.

@@ -551,7 +551,7 @@ pub fn run(o: &Options, registry: &oci_artifact::Registry) -> Result<Summary, St
             for r in &regs {
                 for host in r.hosts() {
                     registry::write_hosts(t, node, r, host).with_context(|| {
-                        format!("writing {}/{host}/hosts.toml on {node}", kind::CERTS_D)
+                        format!("writing {}/{host}/hosts.toml on {node}", registry::CERTS_D)
                     })?;
                 }
             }
