@@ -5,6 +5,7 @@
 //! `substituteFrom` names (found in the rendered tree) and adds the labels
 //! kustomize-controller adds.
 
+mod error;
 pub mod generate;
 pub mod helm;
 pub mod post_build;
@@ -20,8 +21,9 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use exec::runner::RunError;
-use exec::tools::{self, ToolError};
+use exec::tools;
 
+pub use error::{RenderError, YamlError};
 pub use post_build::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, substitution_disabled};
 
 /// The folders of a manifest tree (the layout of Flux's monorepo example)
@@ -31,98 +33,6 @@ pub const MANIFEST_DIRS: [&str; 4] = ["clusters", "platform", "infrastructure", 
 pub const FLUX_KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io/";
 /// What a Secret-sourced variable renders as unless `reveal_secrets` is set.
 pub const REDACTED_PREFIX: &str = "sops-redacted-";
-
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    #[error("cluster folder {0} not found (clusters are the folders under clusters/)")]
-    NoCluster(PathBuf),
-    #[error("kustomize build {dir} failed: {message}")]
-    Kustomize { dir: PathBuf, message: String },
-    #[error(transparent)]
-    Tool(#[from] ToolError),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{dir}: output is not valid YAML: {message}")]
-    Yaml { dir: PathBuf, message: String },
-    /// `what` names the object or step, ending in ": ", or is empty.
-    #[error("{dir}: output is not valid YAML: {what}{source}")]
-    Parse {
-        dir: PathBuf,
-        what: String,
-        source: YamlError,
-    },
-    #[error("Kustomization {name} ({file}): path {path} does not exist")]
-    MissingPath {
-        name: String,
-        file: String,
-        path: String,
-    },
-    #[error("Kustomization {name} ({file}): dependsOn {target}, which is not in cluster {cluster}")]
-    MissingDependency {
-        name: String,
-        file: String,
-        target: String,
-        cluster: String,
-    },
-    #[error("dependsOn cycle in cluster {cluster}: {}", cycle.join(" -> "))]
-    Cycle { cluster: String, cycle: Vec<String> },
-    #[error(
-        "Kustomization {name}: substituteFrom {kind}/{from} is not in cluster {cluster} (mark it optional: true if that is intended)"
-    )]
-    MissingSource {
-        name: String,
-        kind: String,
-        from: String,
-        cluster: String,
-    },
-    #[error("Kustomization {name}: {object}: {source}{}", hint.as_ref().map(|h| format!(" (used in {h})")).unwrap_or_default())]
-    Substitute {
-        name: String,
-        object: String,
-        source: substitute::SubstError,
-        hint: Option<String>,
-    },
-    #[error("Kustomization {name} ({file}): {field} {reason}")]
-    Field {
-        name: String,
-        file: String,
-        field: String,
-        reason: String,
-    },
-    #[error(
-        "Kustomization {name}: variable name {var:?} from {origin} is invalid, it must match ^[_[:alpha:]][_[:alpha:][:digit:]]*$"
-    )]
-    BadVariableName {
-        name: String,
-        var: String,
-        origin: String,
-    },
-}
-
-/// Why a YAML stream could not be read into JSON values. The libyaml
-/// messages keep go-yaml's wording, as Flux reports them.
-#[derive(Debug, thiserror::Error)]
-pub enum YamlError {
-    #[error("yaml: line {line}: {problem}")]
-    Syntax { line: u64, problem: String },
-    #[error("yaml: unknown anchor '{0}' referenced")]
-    UnknownAnchor(String),
-    #[error("yaml: unbalanced collection end")]
-    Unbalanced,
-    #[error("yaml: map merge requires map or sequence of maps as the value")]
-    MergeValue,
-    #[error("unsupported map key: {0}")]
-    MapKey(Value),
-    #[error("json: unsupported value: {0}")]
-    Float(f64),
-    #[error(transparent)]
-    Serde(#[from] serde_yaml::Error),
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-}
 
 /// What a [`Decryptor`] fails with: the decrypting library's own error.
 pub type DecryptError = Box<dyn std::error::Error + Send + Sync>;
