@@ -3,49 +3,16 @@
 //! so that a publish that also signs connects once. Verbs and cluster code
 //! call these methods; async stays inside this module's siblings.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
-use oci_client::Client;
-
 use super::auth::Auth;
 use super::cosign::{self, CosignError, PublicKey, SignOutcome, SigningKey, Verified};
 use super::promote::PromoteOutcome;
-use super::registry::{Inspection, PublishOutcome, RegistryRef};
+use super::registry::{Clients, Inspection, PublishOutcome, RegistryRef};
 use super::{Artifact, ArtifactError};
 
 /// The registry operations, blocking.
 pub struct Registry {
     rt: tokio::runtime::Runtime,
     clients: Clients,
-}
-
-/// One oci-client client per (host, plain http), and one plain-HTTP
-/// client for loopback registries that ask for no credentials; each built
-/// on first use.
-#[derive(Default)]
-pub(super) struct Clients {
-    oci: Mutex<HashMap<(String, bool), Client>>,
-    loopback: OnceLock<reqwest::Client>,
-}
-
-impl Clients {
-    /// The client for `r` (a clone shares its connections and tokens).
-    pub(super) fn get(&self, r: &RegistryRef, insecure: bool) -> Client {
-        let mut map = self.oci.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry((r.host.clone(), insecure))
-            .or_insert_with(|| super::registry::client(r, insecure))
-            .clone()
-    }
-
-    /// The client of [`super::loopback`].
-    pub(super) fn loopback(&self) -> Result<reqwest::Client, ArtifactError> {
-        if let Some(c) = self.loopback.get() {
-            return Ok(c.clone());
-        }
-        let c = super::loopback::client()?;
-        Ok(self.loopback.get_or_init(|| c).clone())
-    }
 }
 
 impl Registry {

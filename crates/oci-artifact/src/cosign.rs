@@ -628,7 +628,7 @@ pub fn signature_image(
 /// Signs the manifest `digest` of repository `r` with `key` and stores the
 /// signature under its `.sig` tag, after any signatures already there.
 pub(super) async fn sign(
-    clients: &super::client::Clients,
+    clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: &str,
     key: &SigningKey,
@@ -641,7 +641,7 @@ pub(super) async fn sign(
 }
 
 async fn sign_inner(
-    clients: &super::client::Clients,
+    clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: &str,
     key: &SigningKey,
@@ -727,7 +727,7 @@ async fn sign_inner(
 /// Verifies that `r` (at `digest`, else at its tag, default `latest`) has a
 /// signature under `key`: cosign's `verify --key --insecure-ignore-tlog`.
 pub(super) async fn verify(
-    clients: &super::client::Clients,
+    clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: Option<&str>,
     key: &PublicKey,
@@ -741,7 +741,7 @@ pub(super) async fn verify(
 }
 
 async fn verify_inner(
-    clients: &super::client::Clients,
+    clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: Option<&str>,
     key: &PublicKey,

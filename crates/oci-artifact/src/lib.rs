@@ -20,7 +20,6 @@ mod client;
 pub mod cosign;
 mod git;
 mod layout;
-mod loopback;
 mod promote;
 pub mod registry;
 pub mod tarball;

@@ -40,7 +40,7 @@ pub struct PromoteOutcome {
 /// Points every tag of `to` at the manifest that `from` (a tag, or a
 /// `sha256:` digest) names in `registry` (`oci://host/repo`).
 pub(super) async fn promote(
-    clients: &super::client::Clients,
+    clients: &super::registry::Clients,
     registry: &str,
     from: &str,
     to: &[String],
@@ -53,7 +53,7 @@ pub(super) async fn promote(
 }
 
 async fn retag(
-    clients: &super::client::Clients,
+    clients: &super::registry::Clients,
     registry: &str,
     from: &str,
     to: &[String],

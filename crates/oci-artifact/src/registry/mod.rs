@@ -7,8 +7,12 @@
 //! manifest under each tag (all at once). A push killed at any point leaves
 //! no tag pointing at a missing blob, and a re-run completes it.
 
+mod loopback;
+
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -17,8 +21,8 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 
-use super::auth::Auth;
-use super::{
+use crate::auth::Auth;
+use crate::{
     Artifact, ArtifactError, CONFIG_MEDIA_TYPE, CONTENT_MEDIA_TYPE, MANIFEST_MEDIA_TYPE,
     sha256_digest, validate_tag,
 };
@@ -218,10 +222,38 @@ pub(super) fn client(r: &RegistryRef, insecure: bool) -> Client {
     })
 }
 
+/// One oci-client client per (host, plain http), and one plain-HTTP
+/// client for loopback registries that ask for no credentials; each built
+/// on first use.
+#[derive(Default)]
+pub(crate) struct Clients {
+    oci: Mutex<HashMap<(String, bool), Client>>,
+    loopback: OnceLock<reqwest::Client>,
+}
+
+impl Clients {
+    /// The client for `r` (a clone shares its connections and tokens).
+    pub(crate) fn get(&self, r: &RegistryRef, insecure: bool) -> Client {
+        let mut map = self.oci.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((r.host.clone(), insecure))
+            .or_insert_with(|| client(r, insecure))
+            .clone()
+    }
+
+    /// The client of [`loopback`].
+    pub(crate) fn loopback(&self) -> Result<reqwest::Client, ArtifactError> {
+        if let Some(c) = self.loopback.get() {
+            return Ok(c.clone());
+        }
+        let c = loopback::client()?;
+        Ok(self.loopback.get_or_init(|| c).clone())
+    }
+}
+
 /// A client for `r` with `auth` stored for its host: what every registry
 /// operation starts with.
 pub(super) async fn connect(
-    clients: &super::client::Clients,
+    clients: &Clients,
     r: &RegistryRef,
     auth: &Auth,
     insecure: bool,
@@ -324,7 +356,7 @@ pub(super) async fn tag_digest(
 /// `progress` draws indicatif bars for uploads (only when stderr is a
 /// terminal). See the module docs for the order of operations.
 pub(super) async fn publish(
-    clients: &super::client::Clients,
+    clients: &Clients,
     a: &Artifact,
     reference: &str,
     tags: &[String],
@@ -338,7 +370,7 @@ pub(super) async fn publish(
 }
 
 async fn push(
-    clients: &super::client::Clients,
+    clients: &Clients,
     a: &Artifact,
     reference: &str,
     tags: &[String],
@@ -361,7 +393,7 @@ async fn push(
     }
     if matches!(auth, Auth::Anonymous) && r.is_local() {
         let c = clients.loopback()?;
-        if let Some(outcome) = super::loopback::push(&c, a, &r, &tags).await? {
+        if let Some(outcome) = loopback::push(&c, a, &r, &tags).await? {
             return Ok(outcome);
         }
     }
@@ -587,7 +619,7 @@ pub fn inspect_layout(dir: &Path, tag: Option<&str>) -> Result<Inspection, Artif
 /// Inspects an artifact in a registry: `oci://host/repo[:tag]` (default tag
 /// `latest`).
 pub(super) async fn inspect_registry(
-    clients: &super::client::Clients,
+    clients: &Clients,
     reference: &str,
     auth: &Auth,
     insecure: bool,
@@ -598,7 +630,7 @@ pub(super) async fn inspect_registry(
 }
 
 async fn fetch_inspection(
-    clients: &super::client::Clients,
+    clients: &Clients,
     reference: &str,
     auth: &Auth,
     insecure: bool,
@@ -643,7 +675,7 @@ async fn fetch_inspection(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn references_need_the_oci_scheme() {

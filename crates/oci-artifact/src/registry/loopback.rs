@@ -14,21 +14,20 @@ use std::time::Duration;
 
 use reqwest::{Client, Method, RequestBuilder, Response, StatusCode, Url, header};
 
-use super::registry::{PublishOutcome, RegistryRef};
-use super::{Artifact, ArtifactError, MANIFEST_MEDIA_TYPE, sha256_digest};
+use super::{PublishOutcome, RegistryRef};
+use crate::{Artifact, ArtifactError, MANIFEST_MEDIA_TYPE, sha256_digest};
 
 /// What a manifest GET accepts (as [`super::registry`]'s tag check).
 const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// A plain-HTTP client: loopback needs neither a proxy nor a trust store.
 pub(super) fn client() -> Result<Client, ArtifactError> {
-    super::registry::ensure_crypto_provider();
-    let placeholder =
-        reqwest::Certificate::from_pem(super::registry::PLAIN_HTTP_PLACEHOLDER_ROOT.as_bytes())
-            .map_err(|e| ArtifactError::Registry {
-                host: "localhost".into(),
-                detail: e.to_string(),
-            })?;
+    super::ensure_crypto_provider();
+    let placeholder = reqwest::Certificate::from_pem(super::PLAIN_HTTP_PLACEHOLDER_ROOT.as_bytes())
+        .map_err(|e| ArtifactError::Registry {
+            host: "localhost".into(),
+            detail: e.to_string(),
+        })?;
     Client::builder()
         .no_proxy()
         .tls_certs_only([placeholder])
@@ -81,7 +80,7 @@ impl Repo<'_> {
         ok: &[StatusCode],
     ) -> Result<Response, Failure> {
         let res = req.send().await.map_err(|e| {
-            let detail = super::registry::chain(&e);
+            let detail = super::chain(&e);
             if e.is_connect() || e.is_timeout() {
                 ArtifactError::RegistryDown {
                     host: self.host.to_string(),
