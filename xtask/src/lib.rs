@@ -75,17 +75,22 @@ impl Checkout {
     }
 }
 
+/// `<the user's cache folder>/devantler-platform/<what>`: caches that
+/// belong to no checkout.
+pub fn user_cache(what: &str) -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("devantler-platform")
+        .join(what)
+}
+
 /// Where charts are cached and which Kubernetes version they render for:
 /// `$XTASK_CHART_CACHE` and `$XTASK_KUBE_VERSION` override the user's cache
 /// folder and the one default version that validate also uses.
 pub fn helm_options() -> flux_render::helm::HelmOptions {
     let cache_dir = std::env::var_os("XTASK_CHART_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            dirs::cache_dir()
-                .unwrap_or_else(std::env::temp_dir)
-                .join("devantler-platform/charts")
-        });
+        .unwrap_or_else(|| user_cache("charts"));
     let kube_version = std::env::var("XTASK_KUBE_VERSION")
         .ok()
         .filter(|v| !v.is_empty())

@@ -107,13 +107,126 @@ pub fn uncommitted_files(root: &Path) -> Option<Vec<String>> {
     )
 }
 
+/// The `origin` remote's URL of the checkout at `root`: from its config
+/// file when that says it plainly (one git process fewer), else from git.
+pub fn origin_url(root: &Path) -> Option<String> {
+    origin_url_from_config(root)
+        .unwrap_or_else(|| git(root, &["config", "--get", "remote.origin.url"]))
+}
+
+/// `"<commit> <unix time>"` of HEAD (`git log -1 --format='%H %ct'`), the
+/// form [`defaults_from`] reads.
+pub fn head_line(root: &Path) -> Option<String> {
+    git(root, &["log", "-1", "--format=%H %ct", "HEAD"])
+}
+
+/// `remote.origin.url` read from the repository's own config file, which
+/// spares a git process on every ship. `None` (ask git) unless the answer
+/// is plain: the file is found, it includes no other file, no worktree
+/// config or environment can override it, and it sets the URL (a value
+/// there is the last git reads, so `git config --get` would say the same).
+fn origin_url_from_config(root: &Path) -> Option<Option<String>> {
+    if [
+        "GIT_DIR",
+        "GIT_CONFIG",
+        "GIT_CONFIG_PARAMETERS",
+        "GIT_CONFIG_COUNT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some())
+    {
+        return None;
+    }
+    let dot_git = root.join(".git");
+    let git_dir = if dot_git.is_dir() {
+        dot_git
+    } else {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        root.join(text.strip_prefix("gitdir:")?.trim())
+    };
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(rel) => git_dir.join(rel.trim()),
+        Err(_) => git_dir,
+    };
+    let text = std::fs::read_to_string(common.join("config")).ok()?;
+    config_origin_url(&text).map(Some)
+}
+
+/// The last `url` of `[remote "origin"]` in a git config file's text;
+/// `None` for anything this small reader does not follow.
+fn config_origin_url(text: &str) -> Option<String> {
+    let mut in_origin = false;
+    let mut url = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.ends_with('\\') {
+            return None; // a continued value
+        }
+        if let Some(header) = line.strip_prefix('[') {
+            let header = header.split(']').next()?.trim();
+            let lower = header.to_ascii_lowercase();
+            if lower.starts_with("include") || lower.starts_with("remote.") {
+                return None;
+            }
+            in_origin =
+                lower.starts_with("remote ") && header["remote ".len()..].trim() == "\"origin\"";
+            continue;
+        }
+        if line.to_ascii_lowercase().contains("worktreeconfig") {
+            return None;
+        }
+        if !in_origin {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if key.trim().eq_ignore_ascii_case("url") {
+            url = Some(config_value(value)?);
+        }
+    }
+    url.filter(|u| !u.is_empty())
+}
+
+/// A config value: quotes joined, escapes read, a comment cut off.
+fn config_value(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut quoted = false;
+    let mut chars = raw.trim().chars();
+    let mut pending_space = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => quoted = !quoted,
+            '\\' => {
+                out.push_str(&pending_space);
+                pending_space.clear();
+                out.push(match chars.next()? {
+                    'n' => '\n',
+                    't' => '\t',
+                    'b' => '\u{8}',
+                    c @ ('"' | '\\') => c,
+                    _ => return None,
+                });
+            }
+            '#' | ';' if !quoted => break,
+            c if c.is_whitespace() && !quoted => pending_space.push(c),
+            c => {
+                out.push_str(&pending_space);
+                pending_space.clear();
+                out.push(c);
+            }
+        }
+    }
+    (!quoted).then_some(out)
+}
+
 /// Reads the defaults from the git checkout at `root`, falling back field by
 /// field (recorded in [`GitDefaults::fallbacks`]).
 pub fn git_defaults(root: &Path) -> GitDefaults {
     // Three independent queries, run at once: publish runs this on every call.
     let (head, remote, branch) = std::thread::scope(|s| {
-        let head = s.spawn(|| git(root, &["log", "-1", "--format=%H %ct", "HEAD"]));
-        let remote = s.spawn(|| git(root, &["config", "--get", "remote.origin.url"]));
+        let head = s.spawn(|| head_line(root));
+        let remote = s.spawn(|| origin_url(root));
         let branch = git(root, &["symbolic-ref", "--short", "-q", "HEAD"]);
         (
             head.join().ok().flatten(),
@@ -209,6 +322,34 @@ pub fn defaults_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_origin_url_is_read_as_git_reads_it_or_left_to_git() {
+        let config = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://x/up.git\n[remote \"origin\"]\n\turl = git@github.com:o/r.git ; scp-style\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n[branch \"main\"]\n\tremote = origin\n";
+        assert_eq!(
+            config_origin_url(config).as_deref(),
+            Some("git@github.com:o/r.git")
+        );
+        assert_eq!(
+            config_origin_url("[remote \"origin\"]\nURL = \"https://h/a b.git\"  # c\n").as_deref(),
+            Some("https://h/a b.git")
+        );
+        // Last one wins, as `git config --get`.
+        assert_eq!(
+            config_origin_url("[remote \"origin\"]\nurl = a\nurl = b\n").as_deref(),
+            Some("b")
+        );
+        // What this reader does not follow goes to git.
+        for other in [
+            "[remote \"upstream\"]\nurl = a\n",
+            "[include]\npath = other\n[remote \"origin\"]\nurl = a\n",
+            "[remote.origin]\nurl = a\n",
+            "[extensions]\nworktreeConfig = true\n[remote \"origin\"]\nurl = a\n",
+            "[remote \"origin\"]\nurl = \"a\n",
+        ] {
+            assert_eq!(config_origin_url(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn remotes_become_https_urls() {

@@ -179,14 +179,7 @@ fn package(
                 let files = s.spawn(|| probe.tracked());
                 let known = probe.head_line();
                 let head = s.spawn(move || {
-                    let head = known.or_else(|| {
-                        exec::runner::Cmd::new("git")
-                            .arg("-C")
-                            .arg(root)
-                            .args(["log", "-1", "--format=%H %ct", "HEAD"])
-                            .read()
-                            .ok()
-                    });
+                    let head = known.or_else(|| oci_artifact::head_line(root));
                     oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
                 let entries = tree::collect(root);

@@ -77,7 +77,7 @@ impl Options {
             skip_missing_schemas: false,
             strict: true,
             progress: false,
-            cache_dir: dirs::cache_dir().map(|d| d.join("devantler-platform/validate")),
+            cache_dir: Some(crate::user_cache("validate")),
             identities: sops::Identities::from_env()
                 .ok()
                 .filter(|ids| !ids.is_empty())

@@ -85,7 +85,7 @@ impl PackageArgs {
                 source: self.source.clone(),
                 revision: self.revision.clone(),
                 created: self.created.clone(),
-                cache: crate::ship::cache::location(checkout),
+                cache: crate::ship::cache::location(checkout.root().ok()),
             },
             ids.as_ref(),
         );

@@ -828,7 +828,11 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
             .contains(&first["layer_digest"]),
         "{reused}"
     );
-    xtask::ship::cache::forget(&common::root().join("target/xtask/ship"), &tree.repo()).unwrap();
+    xtask::ship::cache::forget(
+        &xtask::ship::cache::location(Some(&common::root())),
+        &tree.repo(),
+    )
+    .unwrap();
     let fresh = ok(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
     assert_eq!(fresh["packaged"], true, "{fresh}");
     assert_eq!(fresh["digest"], reused["digest"]);

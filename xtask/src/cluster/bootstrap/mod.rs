@@ -235,7 +235,7 @@ pub fn publish(
             source: None,
             revision: None,
             created: None,
-            cache: crate::ship::cache::location(&crate::Checkout::at(checkout.to_path_buf())),
+            cache: crate::ship::cache::location(Some(checkout)),
         },
         ids.as_ref(),
     )?;

@@ -101,7 +101,7 @@ pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
         })?);
         // A changed shipped tree: nothing cached, so it is walked, gated
         // and packaged (the entry it leaves serves the next case).
-        crate::ship::cache::forget(&root.join("target/xtask/ship"), root)?;
+        crate::ship::cache::forget(&crate::ship::cache::location(Some(root)), root)?;
         samples[1].push(timed(&mut || {
             ours_publish(&next_repo())?;
             Ok(())
