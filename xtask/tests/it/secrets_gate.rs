@@ -610,6 +610,13 @@ fn the_real_tree_passes_the_gate() {
     }
 }
 
+/// The JSON of a publish that must have succeeded.
+#[track_caller]
+fn succeeded((out, v): (Output, serde_json::Value)) -> serde_json::Value {
+    assert!(out.status.success(), "{}", text(&out));
+    v
+}
+
 /// `publish --output json` in the checkout: its exit and its report.
 fn publish_json(
     tree: &Tree,
@@ -641,22 +648,18 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
     let Some(registry) = Registry::start(None) else {
         return;
     };
-    let ok = |(out, v): (Output, serde_json::Value)| {
-        assert!(out.status.success(), "{}", text(&out));
-        v
-    };
-    let first = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    let first = succeeded(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
     assert_eq!(first["packaged"], true, "{first}");
     let digest = first["digest"].clone();
 
     // The same commit again: taken from the cache, nothing sent.
-    let again = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    let again = succeeded(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
     assert_eq!(again["packaged"], false, "{again}");
     assert_eq!(again["up_to_date"], true);
     assert_eq!(again["digest"], digest);
     // The cache holds the package, not the push: another tag set or another
     // repository still gets every tag and blob it lacks, with the same bytes.
-    let more = ok(publish_json(
+    let more = succeeded(publish_json(
         &tree,
         &registry,
         "p",
@@ -666,7 +669,7 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
     assert_eq!(more["packaged"], false, "{more}");
     assert_eq!(more["pushed_tags"], serde_json::json!(["b"]));
     assert_eq!(more["pushed_blobs"], serde_json::json!([]));
-    let elsewhere = ok(publish_json(&tree, &registry, "q", &["--tag", "a"], true));
+    let elsewhere = succeeded(publish_json(&tree, &registry, "q", &["--tag", "a"], true));
     assert_eq!(elsewhere["packaged"], false, "{elsewhere}");
     assert_eq!(elsewhere["digest"], digest);
     assert_eq!(elsewhere["pushed_blobs"].as_array().unwrap().len(), 2);
@@ -674,7 +677,7 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
     // Files the walk always leaves out do not matter.
     std::fs::create_dir_all(tree.repo().join("target")).unwrap();
     std::fs::write(tree.repo().join("target/junk"), "x").unwrap();
-    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    let v = succeeded(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
     assert_eq!(v["packaged"], false, "{v}");
 
     // An untracked file that would ship: packaged (and dirty) every time.
@@ -685,7 +688,7 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
     )
     .unwrap();
     for _ in 0..2 {
-        let v = ok(publish_json(
+        let v = succeeded(publish_json(
             &tree,
             &registry,
             "p",
@@ -737,7 +740,7 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
     let deployment = tree.repo().join("apps/web/deployment.yaml");
     let before = std::fs::read_to_string(&deployment).unwrap();
     std::fs::write(&deployment, before.replace("whoami:v1.10", "whoami:v1.11")).unwrap();
-    let v = ok(publish_json(
+    let v = succeeded(publish_json(
         &tree,
         &registry,
         "p",
@@ -746,11 +749,11 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
     ));
     assert_eq!(v["packaged"], true, "{v}");
     std::fs::write(&deployment, &before).unwrap();
-    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    let v = succeeded(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
     assert_eq!(v["packaged"], false, "{v}");
 
     // Another key (here: none) is another gate: packaged again.
-    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], false));
+    let v = succeeded(publish_json(&tree, &registry, "p", &["--tag", "a"], false));
     assert_eq!(v["packaged"], true, "{v}");
 
     // A committed file with a wrong MAC passes the structural check without
@@ -771,7 +774,7 @@ fn an_unchanged_commit_ships_from_the_cache_and_any_change_is_packaged_and_gated
         "tampered",
     ]);
     for packaged in [true, false] {
-        let v = ok(publish_json(&tree, &registry, "p", &["--tag", "m"], false));
+        let v = succeeded(publish_json(&tree, &registry, "p", &["--tag", "m"], false));
         assert_eq!(v["packaged"], packaged, "{v}");
     }
     let (out, _) = publish_json(&tree, &registry, "p", &["--tag", "m2"], true);
@@ -788,10 +791,6 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
     let Some(registry) = Registry::start(None) else {
         return;
     };
-    let ok = |(out, v): (Output, serde_json::Value)| {
-        assert!(out.status.success(), "{}", text(&out));
-        v
-    };
     let commit = |tree: &Tree, msg: &str| {
         tree.git(&[
             "-c",
@@ -805,7 +804,7 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
             msg,
         ]);
     };
-    let first = ok(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
+    let first = succeeded(publish_json(&tree, &registry, "p", &["--tag", "a"], true));
     assert_eq!(first["packaged"], true, "{first}");
 
     // A new commit that touches nothing that ships (an empty commit, then a
@@ -816,7 +815,7 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
     std::fs::write(tree.repo().join(".github/ci.yml"), "on: push\n").unwrap();
     tree.git(&["add", ".github/ci.yml"]);
     commit(&tree, "ci");
-    let reused = ok(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
+    let reused = succeeded(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
     assert_eq!(reused["packaged"], false, "{reused}");
     assert_eq!(reused["layer_digest"], first["layer_digest"]);
     assert_ne!(reused["digest"], first["digest"]);
@@ -833,7 +832,7 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
         &tree.repo(),
     )
     .unwrap();
-    let fresh = ok(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
+    let fresh = succeeded(publish_json(&tree, &registry, "p", &["--tag", "b"], true));
     assert_eq!(fresh["packaged"], true, "{fresh}");
     assert_eq!(fresh["digest"], reused["digest"]);
     let (_, annotations) = inspect(&tree, &registry.url("p:b")).unwrap();
@@ -851,7 +850,7 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
     let rules = std::fs::read_to_string(&sops_yaml).unwrap();
     std::fs::write(&sops_yaml, format!("{rules}\n# reviewed\n")).unwrap();
     commit(&tree, "sops rules");
-    let v = ok(publish_json(&tree, &registry, "p", &["--tag", "c"], true));
+    let v = succeeded(publish_json(&tree, &registry, "p", &["--tag", "c"], true));
     assert_eq!(v["packaged"], true, "{v}");
 
     // A commit that changes a shipped file: packaged and gated.
@@ -859,7 +858,7 @@ fn a_new_commit_of_the_same_shipped_tree_reuses_the_layer_with_its_own_stamp() {
     let before = std::fs::read_to_string(&deployment).unwrap();
     std::fs::write(&deployment, before.replace("whoami:v1.10", "whoami:v1.11")).unwrap();
     commit(&tree, "bump");
-    let bumped = ok(publish_json(&tree, &registry, "p", &["--tag", "d"], true));
+    let bumped = succeeded(publish_json(&tree, &registry, "p", &["--tag", "d"], true));
     assert_eq!(bumped["packaged"], true, "{bumped}");
     assert_ne!(bumped["layer_digest"], first["layer_digest"]);
 }
