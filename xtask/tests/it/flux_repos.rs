@@ -155,11 +155,13 @@ fn validate_reports_findings_on_the_example_repositories() {
             .unwrap_or_else(|e| panic!("{}: validate failed: {e:#}", name(repo)));
         eprintln!("{}:\n{}", name(repo), report.render_text());
         // The graph is whole: every source and path resolves, the
-        // ExternalArtifacts included.
+        // ExternalArtifacts included; what the Flux check says is about the
+        // charts these examples leave unpinned, which this project refuses.
         let graph: Vec<_> = report
             .findings
             .iter()
             .filter(|f| f.check == Check::Flux && f.severity == Severity::Error)
+            .filter(|f| !f.message.contains("is not pinned"))
             .collect();
         assert!(graph.is_empty(), "{}: {graph:#?}", name(repo));
         counts.push(format!(
