@@ -5,7 +5,9 @@
 //! them from the tree. Covered: the merge order of several sources (a later
 //! source wins), a key defined in a ConfigMap and a Secret, inline
 //! `substitute` over `substituteFrom`, `optional: true` with a missing
-//! source, and a required source that is missing (both refuse).
+//! source, a SOPS-encrypted Secret (decrypted with an age key made at test
+//! time; the API server holds it decrypted, as kustomize-controller applies
+//! it), and a required source that is missing (both refuse).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,6 +47,17 @@ data:
   d: from-cm-3
 ";
 
+/// Encrypted at test time for a fresh age key.
+const SOPS_SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: vars-4
+  namespace: flux-system
+stringData:
+  e: from-sops-secret
+  g: from-sops-secret
+";
+
 fn kustomization(name: &str, from: &str) -> String {
     format!(
         "apiVersion: kustomize.toolkit.fluxcd.io/v1
@@ -79,6 +92,7 @@ data:
   d: ${d}
   e: ${e}
   f: ${f:=default}
+  g: ${g}
 ";
 
 fn write(root: &Path, path: &str, text: &str) {
@@ -111,6 +125,8 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
         optional: true
       - kind: ConfigMap
         name: vars-3
+      - kind: Secret
+        name: vars-4
 ",
     );
     let required = kustomization(
@@ -121,17 +137,34 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
         name: absent
 ",
     );
+    let (identity, recipient) = sops::generate_identity();
+    let rule = sops::CreationRule::new(
+        vec![recipient],
+        sops::Selection::EncryptedRegex("^(data|stringData)$".into()),
+    );
+    let encrypted = sops::encrypt(SOPS_SECRET.as_bytes(), sops::Format::Yaml, &rule).unwrap();
+    let encrypted = String::from_utf8(encrypted).unwrap();
+    assert!(!encrypted.contains("from-sops-secret"));
     write(
         tree.path(),
         "clusters/t/kustomization.yaml",
-        "resources:\n  - vars.yaml\n  - merge.yaml\n  - required.yaml\n",
+        "resources:\n  - vars.yaml\n  - secret.sops.yaml\n  - merge.yaml\n  - required.yaml\n",
     );
     write(tree.path(), "clusters/t/vars.yaml", VARIABLES);
+    write(tree.path(), "clusters/t/secret.sops.yaml", &encrypted);
     write(tree.path(), "clusters/t/merge.yaml", &merge);
     write(tree.path(), "clusters/t/required.yaml", &required);
     write(tree.path(), "app/cm.yaml", APP);
 
-    let ours = flux_render::render_closure(tree.path(), "t", &RenderOptions::default()).unwrap();
+    let ids = std::sync::Arc::new(sops::Identities::from_keys_text(&identity).unwrap());
+    let decrypt_ids = ids.clone();
+    let opts = RenderOptions {
+        decryptor: Some(std::sync::Arc::new(move |object| {
+            sops::decrypt_object(object, &decrypt_ids).map_err(Into::into)
+        })),
+        reveal_secrets: true,
+    };
+    let ours = flux_render::render_closure(tree.path(), "t", &opts).unwrap();
     assert_eq!(ours.kustomizations.len(), 1, "{:?}", ours.failures);
     let merged = &ours.kustomizations[0];
     assert_eq!(merged.flux.name, "merge");
@@ -143,7 +176,8 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
     let cp = local::ControlPlane::start_api_server(&common::root(), &binaries, |_| {}).unwrap();
     let kube = &cp.kube;
     for f in local::crds::flux_crd_files(&common::root()).unwrap() {
-        kube.apply_yaml(&std::fs::read_to_string(f).unwrap()).unwrap();
+        kube.apply_yaml(&std::fs::read_to_string(f).unwrap())
+            .unwrap();
     }
     kube.cmd()
         .args([
@@ -158,6 +192,10 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
     kube.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n")
         .unwrap();
     kube.apply_yaml(VARIABLES).unwrap();
+    let mut decrypted =
+        sops::decrypt_object(&flux_render::parse_stream(&encrypted).unwrap()[0], &ids).unwrap();
+    decrypted.as_object_mut().unwrap().remove("sops");
+    kube.apply(&[decrypted]).unwrap();
     kube.apply_yaml(&format!("{merge}---\n{required}")).unwrap();
 
     let flux_build = |name: &str, file: &str| {
@@ -194,8 +232,10 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
         // A later ConfigMap beats an earlier one; the optional absent one
         // between them changes nothing.
         ("d", "from-cm-3"),
-        ("e", "from-secret"),
+        // The encrypted Secret, last, wins over the plain one.
+        ("e", "from-sops-secret"),
         ("f", "default"),
+        ("g", "from-sops-secret"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -204,7 +244,10 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
 
     let out = flux_build("required-missing", "required.yaml");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "flux builds without a required source");
+    assert!(
+        !out.status.success(),
+        "flux builds without a required source"
+    );
     assert!(stderr.contains("absent"), "{stderr}");
     eprintln!(
         "substituteFrom like for like: 1 Kustomization equal to flux reading the API server, 1 refused by both\n  ours: {}\n  flux: {}",
