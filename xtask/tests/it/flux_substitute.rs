@@ -175,22 +175,7 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
     // Kustomizations (flux reads the live object before the local file).
     let cp = local::ControlPlane::start_api_server(&common::root(), &binaries, |_| {}).unwrap();
     let kube = &cp.kube;
-    for f in local::crds::flux_crd_files(&common::root()).unwrap() {
-        kube.apply_yaml(&std::fs::read_to_string(f).unwrap())
-            .unwrap();
-    }
-    kube.cmd()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ])
-        .read()
-        .unwrap();
-    kube.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n")
-        .unwrap();
+    cp.install_flux_crds().unwrap();
     kube.apply_yaml(VARIABLES).unwrap();
     let mut decrypted =
         sops::decrypt_object(&flux_render::parse_stream(&encrypted).unwrap()[0], &ids).unwrap();
