@@ -81,6 +81,16 @@ pub struct ClusterObjects {
     pub secret_values: BTreeSet<String>,
 }
 
+/// The group name of a Flux Kustomization's objects: its name, with its
+/// namespace when that is not flux-system (tenants share names).
+pub fn kustomization_group(flux: &flux_render::FluxKustomization) -> String {
+    if flux.namespace == "flux-system" {
+        format!("Kustomization {}", flux.name)
+    } else {
+        format!("Kustomization {}/{}", flux.namespace, flux.name)
+    }
+}
+
 /// The group name of a HelmRelease's rendered objects.
 pub fn release_group(namespace: &str, name: &str) -> String {
     format!("HelmRelease {namespace}/{name}")
@@ -99,17 +109,11 @@ impl ClusterObjects {
         };
         out.insert_all(ROOT_GROUP.to_string(), &rendered.root_objects, decryptor);
         for k in &rendered.kustomizations {
-            out.insert_all(
-                format!("Kustomization {}", k.flux.name),
-                &k.objects,
-                decryptor,
-            );
+            out.insert_all(kustomization_group(&k.flux), &k.objects, decryptor);
         }
         for f in &rendered.failures {
-            out.failed.insert(
-                format!("Kustomization {}", f.flux.name),
-                f.error.to_string(),
-            );
+            out.failed
+                .insert(kustomization_group(&f.flux), f.error.to_string());
             out.render_failures.push(f.error.to_string());
         }
         for s in &rendered.skipped {

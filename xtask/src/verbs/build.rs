@@ -212,8 +212,14 @@ fn print_summary(rendered: &RenderedCluster, out: &Path) {
                 .or_default() += 1;
         }
         let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let from = match &k.flux.source_ref {
+            Some((kind, name)) if kind == "ExternalArtifact" => {
+                format!("  (from ExternalArtifact {name}, assembled from the tree)")
+            }
+            _ => String::new(),
+        };
         println!(
-            "  {:<28} {:>4} objects  {:>6.2}s  {}",
+            "  {:<28} {:>4} objects  {:>6.2}s  {}{from}",
             qualified(&k.flux, rendered),
             k.objects.len(),
             k.elapsed.as_secs_f64(),
