@@ -368,7 +368,8 @@ impl Walk<'_> {
             });
             match objects {
                 Ok((objects, variables)) => {
-                    if source_dir == self.root {
+                    // Only to name the files of the Kustomizations it declares.
+                    if source_dir == self.root && objects.iter().any(crate::is_flux_kustomization) {
                         self.index.add(self.root, &dir);
                     }
                     next.extend(self.declare(&objects, Some(i)));
