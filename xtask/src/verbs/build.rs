@@ -101,7 +101,15 @@ impl Args {
                         .with_context(|| format!("writing {}", out.join(&cluster).display()))?;
                     print_summary(&rendered, &out);
                     for failure in &rendered.failures {
-                        eprintln!("error: cluster {cluster}: {}", failure.error);
+                        let error = failure.error.to_string();
+                        if error.starts_with("Kustomization ") {
+                            eprintln!("error: cluster {cluster}: {error}");
+                        } else {
+                            eprintln!(
+                                "error: cluster {cluster}: Kustomization {}: {error}",
+                                qualified(&failure.flux, &rendered)
+                            );
+                        }
                     }
                     if !rendered.failures.is_empty() {
                         failed += 1;

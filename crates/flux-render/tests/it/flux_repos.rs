@@ -275,6 +275,8 @@ struct Layout {
     rendered: &'static [&'static str],
     skipped: &'static [&'static str],
     failed: &'static [&'static str],
+    /// ExternalArtifacts as folder copies `(from, to)`, for flux.
+    artifacts: &'static [(&'static str, &'static [(&'static str, &'static str)])],
 }
 
 fn layouts() -> Vec<Layout> {
@@ -312,6 +314,7 @@ fn layouts() -> Vec<Layout> {
             rendered: &["apps"],
             skipped: &[],
             failed: &[],
+            artifacts: &[],
         },
         Layout {
             name: "flux-instance",
@@ -332,6 +335,7 @@ fn layouts() -> Vec<Layout> {
             rendered: &["infra"],
             skipped: &["from-git"],
             failed: &[],
+            artifacts: &[],
         },
         Layout {
             name: "nested-ks-three-levels",
@@ -382,6 +386,7 @@ fn layouts() -> Vec<Layout> {
             rendered: &["cluster-apps", "db", "db-schema", "web"],
             skipped: &[],
             failed: &[],
+            artifacts: &[],
         },
         Layout {
             name: "cycle-suspended-and-unbuildable",
@@ -415,6 +420,43 @@ fn layouts() -> Vec<Layout> {
             rendered: &["good", "after-paused"],
             skipped: &["paused"],
             failed: &["a", "b", "broken", "after-broken", "after-cycle"],
+            artifacts: &[],
+        },
+        Layout {
+            name: "external-artifact-from-a-later-kustomization",
+            cluster: "x",
+            files: vec![
+                (
+                    "clusters/x/apps.yaml",
+                    ks("apps", "./prod", "").replace(
+                        "kind: GitRepository\n    name: flux-system",
+                        "kind: ExternalArtifact\n    name: apps",
+                    ),
+                ),
+                (
+                    "clusters/x/generators.yaml",
+                    ks("generators", "./generators", ""),
+                ),
+                (
+                    "generators/apps.yaml",
+                    "apiVersion: source.extensions.fluxcd.io/v1beta1\nkind: ArtifactGenerator\nmetadata:\n  name: apps\n  namespace: flux-system\nspec:\n  sources:\n    - alias: repo\n      kind: GitRepository\n      name: flux-system\n  artifacts:\n    - name: apps\n      copy:\n        - from: \"@repo/deploy/base/**\"\n          to: \"@artifact/base/\"\n        - from: \"@repo/deploy/prod/**\"\n          to: \"@artifact/prod/\"\n".into(),
+                ),
+                ("deploy/base/cm.yaml", cm("base")),
+                (
+                    "deploy/base/kustomization.yaml",
+                    "resources:\n  - cm.yaml\n".into(),
+                ),
+                (
+                    "deploy/prod/kustomization.yaml",
+                    "resources:\n  - ../base\nnamePrefix: prod-\n".into(),
+                ),
+                ("deploy/other/cm.yaml", cm("not-copied")),
+            ],
+            // apps waits for the generator that generators applies.
+            rendered: &["apps", "generators"],
+            skipped: &[],
+            failed: &[],
+            artifacts: &[("apps", &[("deploy/base", "base"), ("deploy/prod", "prod")])],
         },
     ]
 }
@@ -463,7 +505,18 @@ fn layouts_render_their_closure_as_flux_builds_it() {
                 "{label}: {o}"
             );
         }
-        let mut tally = check_cluster(&flux, dir.path(), label, &rendered, &|_| None);
+        let assembled: Vec<(&str, tempfile::TempDir)> = layout
+            .artifacts
+            .iter()
+            .map(|(name, copies)| (*name, assemble_by_hand(dir.path(), copies)))
+            .collect();
+        let artifact_dir = |name: &str| {
+            assembled
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, d)| d.path().to_path_buf())
+        };
+        let mut tally = check_cluster(&flux, dir.path(), label, &rendered, &artifact_dir);
         // Our failures, each said; flux must refuse the unbuildable one too.
         let failures: Vec<String> = rendered
             .failures
@@ -495,7 +548,7 @@ fn layouts_render_their_closure_as_flux_builds_it() {
         total.failures.len(),
         total.failures.join("\n\n")
     );
-    // Each layout's root plus what it renders: 2 + 2 + 5 + 3.
-    assert_eq!(total.compared.len(), 12, "{:#?}", total.compared);
+    // Each layout's root plus what it renders: 2 + 2 + 5 + 3 + 3.
+    assert_eq!(total.compared.len(), 15, "{:#?}", total.compared);
     assert_eq!(total.excluded.len(), 2, "{:#?}", total.excluded);
 }
