@@ -425,13 +425,17 @@ pub fn check_cluster(
 
 /// The folder of this repository a Kustomization renders: its path when
 /// its source is this repository, the folder an ArtifactGenerator copies
-/// there when it is an ExternalArtifact; `Err` says why it is not here.
+/// there when it is an ExternalArtifact; `Err` says why it is not here
+/// (another repository, suspended).
 fn source_folder(
     obj: &Value,
     raw_path: &str,
     sync: &flux_render::discover::SyncRoot,
     generators: &[Value],
 ) -> Result<String, String> {
+    if obj.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+        return Err("spec.suspend is true: Flux does not reconcile it".into());
+    }
     let own_ns = s(obj, "/metadata/namespace").unwrap_or("flux-system");
     let kind = s(obj, "/spec/sourceRef/kind").unwrap_or_default();
     let name = s(obj, "/spec/sourceRef/name").unwrap_or_default();

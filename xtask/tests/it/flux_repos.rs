@@ -232,3 +232,37 @@ fn diff_compares_the_example_repositories() {
         }
     }
 }
+
+#[test]
+fn validate_says_a_suspended_kustomization_is_not_validated() {
+    if common::tool("kustomize").is_none() {
+        return;
+    }
+    let Some(schemas) = crate::validate_checks::schemas() else {
+        return;
+    };
+    let tree = tempfile::tempdir().unwrap();
+    let file = tree.path().join("clusters/demo/paused.yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: paused\n  namespace: flux-system\nspec:\n  suspend: true\n  interval: 10m\n  path: ./not-there\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
+    )
+    .unwrap();
+    let mut opts = Options::new(tree.path());
+    opts.schema_locations = vec![schemas.display().to_string()];
+    opts.cache_dir = None;
+    let report = validate::run(&opts).unwrap();
+    let flux: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == Check::Flux)
+        .collect();
+    assert_eq!(flux.len(), 1, "{}", report.render_text());
+    assert_eq!(flux[0].severity, Severity::Warning);
+    assert!(
+        flux[0].message.contains("spec.suspend is true"),
+        "{}",
+        flux[0].message
+    );
+}
