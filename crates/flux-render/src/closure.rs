@@ -534,6 +534,32 @@ impl<'a> Graph<'a> {
                 ));
             }
         }
+        // Depending on what it declares itself (at any depth, through any
+        // chain of dependsOn) waits for an object that never comes.
+        for i in 0..self.flux.len() {
+            if out.iter().any(|(j, _)| *j == i) {
+                continue;
+            }
+            let mut stack: Vec<usize> = self.deps[i].iter().flatten().copied().collect();
+            let mut seen = HashSet::new();
+            while let Some(d) = stack.pop() {
+                if !seen.insert(d) {
+                    continue;
+                }
+                if self.declared_below(i, d) {
+                    out.push((
+                        i,
+                        Arc::new(RenderError::DependsOnOwnChild {
+                            name: self.flux[i].name.clone(),
+                            file: self.flux[i].file.clone(),
+                            target: self.flux[d].name.clone(),
+                        }),
+                    ));
+                    break;
+                }
+                stack.extend(self.deps[d].iter().flatten().copied());
+            }
+        }
         let mut in_cycle = HashSet::new();
         for start in 0..self.flux.len() {
             if in_cycle.contains(&start) {
@@ -557,6 +583,23 @@ impl<'a> Graph<'a> {
         }
         out.sort_by_key(|(i, _)| *i);
         out
+    }
+
+    /// True when `ancestor` declares `node`, directly or through others.
+    fn declared_below(&self, ancestor: usize, node: usize) -> bool {
+        let mut at = self.parents[node];
+        let mut steps = 0;
+        while let Some(p) = at {
+            if p == ancestor {
+                return true;
+            }
+            steps += 1;
+            if steps > self.parents.len() {
+                return false;
+            }
+            at = self.parents[p];
+        }
+        false
     }
 
     /// A dependsOn cycle through `start`, in walk order, if there is one.
@@ -615,5 +658,47 @@ impl<'a> Graph<'a> {
             visit(self, i, keep, &mut done, &mut active, &mut out);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ks(name: &str, deps: &[&str]) -> FluxKustomization {
+        FluxKustomization {
+            name: name.into(),
+            namespace: "flux-system".into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            file: format!("{name}.yaml"),
+            ..FluxKustomization::default()
+        }
+    }
+
+    #[test]
+    fn depending_on_what_it_declares_is_reported() {
+        // apps declares team, team declares web; apps waits for web.
+        let flux = [
+            ks("apps", &["web"]),
+            ks("team", &[]),
+            ks("web", &[]),
+            ks("other", &["web"]),
+        ];
+        let parents = [None, Some(0), Some(1), None];
+        let graph = Graph::new("c", &flux, &parents);
+        let failures = graph.primary_failures();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].0, 0);
+        assert!(
+            failures[0]
+                .1
+                .to_string()
+                .contains("dependsOn web, which only exists once it is applied itself"),
+            "{}",
+            failures[0].1
+        );
+        // The rest is ordered: a declaring Kustomization before what it declares.
+        let order = graph.order(&|i| i != 0);
+        assert_eq!(order, [1, 2, 3]);
     }
 }

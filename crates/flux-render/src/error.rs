@@ -71,6 +71,14 @@ pub enum RenderError {
         target: String,
         cluster: String,
     },
+    #[error(
+        "Kustomization {name} ({file}): dependsOn {target}, which only exists once it is applied itself (it declares {target}, directly or below): Flux waits forever"
+    )]
+    DependsOnOwnChild {
+        name: String,
+        file: String,
+        target: String,
+    },
     #[error("dependsOn cycle in cluster {cluster}: {}", cycle.join(" -> "))]
     Cycle { cluster: String, cycle: Vec<String> },
     #[error(
