@@ -10,8 +10,36 @@ use exec::tools::ToolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("cluster folder {0} not found (clusters are the folders under clusters/)")]
-    NoCluster(PathBuf),
+    #[error(
+        "no folder {looked}/{cluster} (a cluster is a folder under clusters/ holding manifests; found: {})",
+        if found.is_empty() { "none".to_string() } else { found.join(", ") }
+    )]
+    NoCluster {
+        cluster: String,
+        looked: String,
+        found: Vec<String>,
+    },
+    #[error(
+        "{} holds no manifests: looked for a flux-system Kustomization (flux-system/gotk-sync.yaml), a FluxInstance with spec.sync.path, and YAML files for a generated kustomization.yaml",
+        dir.display()
+    )]
+    NoSyncRoot { cluster: String, dir: PathBuf },
+    #[error("Kustomization {name} ({file}): not rendered: {why}")]
+    NotRendered {
+        name: String,
+        file: String,
+        why: String,
+    },
+    #[error("Kustomization {name} ({file}): ExternalArtifact {artifact}: {reason}")]
+    Artifact {
+        name: String,
+        file: String,
+        artifact: String,
+        reason: String,
+    },
+    /// A failure that the cluster's report holds too.
+    #[error(transparent)]
+    Shared(std::sync::Arc<RenderError>),
     #[error("kustomize build {dir} failed: {message}")]
     Kustomize { dir: PathBuf, message: String },
     #[error(transparent)]
@@ -42,6 +70,14 @@ pub enum RenderError {
         file: String,
         target: String,
         cluster: String,
+    },
+    #[error(
+        "Kustomization {name} ({file}): dependsOn {target}, which only exists once it is applied itself (it declares {target}, directly or below): Flux waits forever"
+    )]
+    DependsOnOwnChild {
+        name: String,
+        file: String,
+        target: String,
     },
     #[error("dependsOn cycle in cluster {cluster}: {}", cycle.join(" -> "))]
     Cycle { cluster: String, cycle: Vec<String> },

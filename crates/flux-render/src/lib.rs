@@ -1,10 +1,14 @@
-//! Renders a cluster the way Flux would: kustomize on the cluster folder finds
-//! the Flux Kustomizations; for each one, the generator step merges its spec
-//! into the folder's kustomization ([`generate`]), kustomize builds it, and
-//! [`post_build`] substitutes variables from the ConfigMaps and Secrets that
-//! `substituteFrom` names (found in the rendered tree) and adds the labels
-//! kustomize-controller adds.
+//! Renders a cluster the way Flux would: [`discover`] finds where its sync
+//! starts, kustomize on that folder finds the Flux Kustomizations, and
+//! [`closure`] follows every one reachable from there; for each one, the
+//! generator step merges its spec into the folder's kustomization
+//! ([`generate`]), kustomize builds it, and [`post_build`] substitutes
+//! variables from the ConfigMaps and Secrets that `substituteFrom` names
+//! (found in the rendered tree) and adds the labels kustomize-controller adds.
 
+pub mod artifact;
+pub mod closure;
+pub mod discover;
 mod error;
 pub mod generate;
 pub mod helm;
@@ -15,14 +19,15 @@ pub mod yaml_out;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use rayon::prelude::*;
 use serde_json::Value;
 
 use exec::runner::RunError;
 use exec::tools;
 
+pub use discover::list_clusters;
 pub use error::{RenderError, YamlError};
 pub use post_build::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, substitution_disabled};
 
@@ -49,8 +54,8 @@ pub struct RenderOptions {
     pub reveal_secrets: bool,
 }
 
-/// A Flux Kustomization as declared in the cluster folder.
-#[derive(Debug, Clone)]
+/// A Flux Kustomization as declared in the tree.
+#[derive(Debug, Clone, Default)]
 pub struct FluxKustomization {
     pub name: String,
     pub namespace: String,
@@ -58,7 +63,7 @@ pub struct FluxKustomization {
     pub path: PathBuf,
     pub depends_on: Vec<String>,
     pub source_ref: Option<(String, String)>,
-    /// The file in the cluster folder that declares it.
+    /// The file that declares it, or what rendered it.
     pub file: String,
     /// The whole object.
     pub object: Value,
@@ -107,6 +112,32 @@ impl FluxKustomization {
             object: object.clone(),
         })
     }
+
+    /// `spec.dependsOn` as `(namespace, name)`; the namespace defaults to its own.
+    pub fn dependencies(&self) -> Vec<(String, String)> {
+        match self
+            .object
+            .pointer("/spec/dependsOn")
+            .and_then(Value::as_array)
+        {
+            Some(deps) => deps
+                .iter()
+                .filter_map(|d| {
+                    let name = d.get("name").and_then(Value::as_str)?;
+                    let ns = d
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or(&self.namespace);
+                    Some((ns.to_string(), name.to_string()))
+                })
+                .collect(),
+            None => self
+                .depends_on
+                .iter()
+                .map(|name| (self.namespace.clone(), name.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// One rendered Flux Kustomization.
@@ -118,31 +149,48 @@ pub struct RenderedKustomization {
     /// The postBuild variables, merged as Flux merges them.
     pub variables: BTreeMap<String, String>,
     pub elapsed: Duration,
+    /// The source it was built from: the repository, or an ExternalArtifact
+    /// assembled from it. `flux.path` is relative to this.
+    pub source_dir: PathBuf,
+}
+
+/// A Flux Kustomization that was not rendered, and why (another
+/// repository's source, `spec.suspend`).
+#[derive(Debug, Clone)]
+pub struct Skipped {
+    pub flux: FluxKustomization,
+    pub reason: String,
+}
+
+/// A Flux Kustomization that could not be rendered: its own error, or the
+/// one it depends on (or that declares it) that failed.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub flux: FluxKustomization,
+    pub error: Arc<RenderError>,
 }
 
 /// A whole rendered cluster.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RenderedCluster {
     pub name: String,
-    /// The cluster folder's own objects: what the root `flux-system`
-    /// Kustomization applies, rendered like the others when it is declared.
+    /// The sync root's objects: what the root `flux-system` Kustomization
+    /// applies, with its postBuild and ownership labels.
     pub root_objects: Vec<Value>,
-    /// In dependency order.
+    /// Every other Kustomization of the closure that rendered, in
+    /// dependency order (one that declares others comes before them).
     pub kustomizations: Vec<RenderedKustomization>,
     pub warnings: Vec<String>,
-}
-
-/// The clusters: folder names under `clusters/`, sorted.
-pub fn list_clusters(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("clusters"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("kustomization.yaml").is_file())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect();
-    names.sort();
-    names
+    /// The root Kustomization: as the root's objects declare it, or as
+    /// `flux bootstrap` / the Flux Operator creates it.
+    pub root: FluxKustomization,
+    /// Where the sync starts and how that was found.
+    pub sync: Option<discover::SyncRoot>,
+    pub skipped: Vec<Skipped>,
+    /// Root causes first, then what they stopped.
+    pub failures: Vec<Failure>,
+    /// Keeps assembled ExternalArtifacts on disk while the render lives.
+    pub artifacts: Vec<Arc<tempfile::TempDir>>,
 }
 
 /// Runs kustomize on `dir` and parses the YAML stream.
@@ -180,7 +228,10 @@ fn kustomize_build_text(dir: &Path, shown: &Path) -> Result<String, RenderError>
 }
 
 /// Builds a folder as Flux reads it (YAML 1.1 types).
-fn flux_build(dir: &Path, shown: &Path) -> Result<Vec<post_build::Document>, RenderError> {
+pub(crate) fn flux_build(
+    dir: &Path,
+    shown: &Path,
+) -> Result<Vec<post_build::Document>, RenderError> {
     post_build::documents(shown, &kustomize_build_text(dir, shown)?)
 }
 
@@ -204,98 +255,31 @@ pub fn to_yaml_stream(objects: &[Value]) -> String {
     crate::yaml_out::to_stream(objects)
 }
 
-/// Renders one cluster: `root` is the repository (artifact) root.
+/// Renders one cluster (`root` is the repository root) and fails on the
+/// first Kustomization that fails: for callers that need all of it.
 pub fn render_cluster(
     root: &Path,
     cluster: &str,
     opts: &RenderOptions,
 ) -> Result<RenderedCluster, RenderError> {
-    let cluster_dir = root.join("clusters").join(cluster);
-    if !cluster_dir.join("kustomization.yaml").is_file() {
-        return Err(RenderError::NoCluster(cluster_dir));
+    let mut rendered = closure::render(root, cluster, opts)?;
+    if rendered.failures.is_empty() {
+        return Ok(rendered);
     }
-    let index = SourceIndex::scan(root, &cluster_dir);
-    let root_docs = flux_build(&cluster_dir, &cluster_dir)?;
-    let raw_root: Vec<Value> = root_docs.iter().map(|d| d.object.clone()).collect();
-    let cluster_path = normalize(&format!("clusters/{cluster}"));
+    let error = rendered.failures.swap_remove(0).error;
+    drop(rendered);
+    Err(Arc::try_unwrap(error).unwrap_or_else(RenderError::Shared))
+}
 
-    // The root Kustomization applies the cluster folder itself: it is
-    // rendered here, its postBuild and labels are applied at the end.
-    let (root_flux, declared): (Vec<FluxKustomization>, Vec<FluxKustomization>) = raw_root
-        .iter()
-        .filter_map(|o| FluxKustomization::from_object(o, &index))
-        .partition(|k| k.path == cluster_path);
-    for k in &declared {
-        if !root.join(&k.path).is_dir() {
-            return Err(RenderError::MissingPath {
-                name: k.name.clone(),
-                file: k.file.clone(),
-                path: k.path.display().to_string(),
-            });
-        }
-    }
-    let order = dependency_order(cluster, &declared)?;
-
-    type Built = (Result<Vec<post_build::Document>, RenderError>, Duration);
-    let built: Vec<Built> = order
-        .par_iter()
-        .map(|&i| {
-            let started = Instant::now();
-            let flux = &declared[i];
-            let shown = root.join(&flux.path);
-            let result = generate::prepare(root, flux)
-                .and_then(|prepared| flux_build(&prepared.dir, &shown));
-            (result, started.elapsed())
-        })
-        .collect();
-    let mut outputs = Vec::with_capacity(built.len());
-    for (result, elapsed) in built {
-        outputs.push((result?, elapsed));
-    }
-
-    let mut warnings = Vec::new();
-    let sources = post_build::VariableSources::collect(
-        raw_root.iter().chain(
-            outputs
-                .iter()
-                .flat_map(|(docs, _)| docs.iter().map(|d| &d.object)),
-        ),
-        opts,
-        &mut warnings,
-    );
-
-    let mut kustomizations = Vec::with_capacity(order.len());
-    for (&i, (docs, elapsed)) in order.iter().zip(outputs) {
-        let flux = declared[i].clone();
-        let variables = post_build::variables(cluster, &flux, &sources)?;
-        let dir = root.join(&flux.path);
-        let objects = post_build::apply(&flux, docs, &variables, &dir, root)?;
-        kustomizations.push(RenderedKustomization {
-            flux,
-            objects,
-            variables,
-            elapsed,
-        });
-    }
-    let root_objects = match root_flux.first() {
-        Some(flux) => {
-            let prepared = generate::prepare(root, flux)?;
-            let docs = if prepared.dir == cluster_dir {
-                root_docs
-            } else {
-                flux_build(&prepared.dir, &cluster_dir)?
-            };
-            let variables = post_build::variables(cluster, flux, &sources)?;
-            post_build::apply(flux, docs, &variables, &cluster_dir, root)?
-        }
-        None => raw_root,
-    };
-    Ok(RenderedCluster {
-        name: cluster.to_string(),
-        root_objects,
-        kustomizations,
-        warnings,
-    })
+/// Renders one cluster's closure; a Kustomization that fails is in
+/// [`RenderedCluster::failures`] and the rest renders. `Err` only when the
+/// cluster cannot be found or its root sync cannot be built.
+pub fn render_closure(
+    root: &Path,
+    cluster: &str,
+    opts: &RenderOptions,
+) -> Result<RenderedCluster, RenderError> {
+    closure::render(root, cluster, opts)
 }
 
 /// Orders Kustomizations so that each comes after what it depends on; stable
@@ -304,75 +288,12 @@ pub fn dependency_order(
     cluster: &str,
     kustomizations: &[FluxKustomization],
 ) -> Result<Vec<usize>, RenderError> {
-    let by_name: HashMap<&str, usize> = kustomizations
-        .iter()
-        .enumerate()
-        .map(|(i, k)| (k.name.as_str(), i))
-        .collect();
-    for k in kustomizations {
-        for dep in &k.depends_on {
-            if !by_name.contains_key(dep.as_str()) {
-                return Err(RenderError::MissingDependency {
-                    name: k.name.clone(),
-                    file: k.file.clone(),
-                    target: dep.clone(),
-                    cluster: cluster.to_string(),
-                });
-            }
-        }
+    let parents = vec![None; kustomizations.len()];
+    let graph = closure::Graph::new(cluster, kustomizations, &parents);
+    if let Some((_, error)) = graph.primary_failures().into_iter().next() {
+        return Err(Arc::try_unwrap(error).unwrap_or_else(RenderError::Shared));
     }
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        Active,
-        Done,
-    }
-    fn visit(
-        i: usize,
-        ks: &[FluxKustomization],
-        by_name: &HashMap<&str, usize>,
-        marks: &mut [Mark],
-        stack: &mut Vec<usize>,
-        order: &mut Vec<usize>,
-    ) -> Result<(), Vec<String>> {
-        match marks[i] {
-            Mark::Done => return Ok(()),
-            Mark::Active => {
-                let start = stack.iter().position(|&s| s == i).unwrap_or(0);
-                let mut cycle: Vec<String> =
-                    stack[start..].iter().map(|&s| ks[s].name.clone()).collect();
-                cycle.push(ks[i].name.clone());
-                return Err(cycle);
-            }
-            Mark::New => {}
-        }
-        marks[i] = Mark::Active;
-        stack.push(i);
-        for dep in &ks[i].depends_on {
-            visit(by_name[dep.as_str()], ks, by_name, marks, stack, order)?;
-        }
-        stack.pop();
-        marks[i] = Mark::Done;
-        order.push(i);
-        Ok(())
-    }
-    let mut marks = vec![Mark::New; kustomizations.len()];
-    let mut order = Vec::with_capacity(kustomizations.len());
-    for i in 0..kustomizations.len() {
-        visit(
-            i,
-            kustomizations,
-            &by_name,
-            &mut marks,
-            &mut Vec::new(),
-            &mut order,
-        )
-        .map_err(|cycle| RenderError::Cycle {
-            cluster: cluster.to_string(),
-            cycle,
-        })?;
-    }
-    Ok(order)
+    Ok(graph.order(&|_| true))
 }
 
 /// `Kind namespace/name` of an object, for messages.
@@ -397,7 +318,7 @@ pub(crate) fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// `./a/b/` and `a/b` are the same artifact path.
-fn normalize(path: &str) -> PathBuf {
+pub(crate) fn normalize(path: &str) -> PathBuf {
     Path::new(path)
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
@@ -438,14 +359,28 @@ fn relative(root: &Path, path: &Path) -> String {
 }
 
 /// Which file of a cluster folder declares an object, for messages.
-struct SourceIndex {
+pub(crate) struct SourceIndex {
     files: HashMap<(String, String), String>,
+    scanned: std::collections::HashSet<PathBuf>,
 }
 
 impl SourceIndex {
     fn scan(root: &Path, cluster_dir: &Path) -> Self {
-        let mut files = HashMap::new();
-        for entry in ignore::WalkBuilder::new(cluster_dir).build().flatten() {
+        let mut index = Self {
+            files: HashMap::new(),
+            scanned: Default::default(),
+        };
+        index.add(root, cluster_dir);
+        index
+    }
+
+    /// Indexes the files below `dir` (once), first declaration first.
+    fn add(&mut self, root: &Path, dir: &Path) {
+        if !self.scanned.insert(dir.to_path_buf()) {
+            return;
+        }
+        let files = &mut self.files;
+        for entry in ignore::WalkBuilder::new(dir).build().flatten() {
             let path = entry.path();
             if !is_yaml(path) {
                 continue;
@@ -458,11 +393,12 @@ impl SourceIndex {
                     str_at(&object, &["kind"]),
                     str_at(&object, &["metadata", "name"]),
                 ) {
-                    files.insert((kind.to_string(), name.to_string()), relative(root, path));
+                    files
+                        .entry((kind.to_string(), name.to_string()))
+                        .or_insert_with(|| relative(root, path));
                 }
             }
         }
-        Self { files }
     }
 
     fn file_of(&self, kind: &str, name: &str) -> String {

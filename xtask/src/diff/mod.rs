@@ -74,9 +74,21 @@ pub struct ClusterObjects {
     /// Why the cluster did not render at all (the base only: a broken base
     /// must not hide what a fix does; everything then shows as added).
     pub render_error: Option<String>,
+    /// Flux Kustomizations that failed to render (the rest did).
+    pub render_failures: Vec<String>,
     /// The values of the cluster's Secrets (plain or decrypted), masked
     /// wherever else they show up (e.g. rendered from Helm values).
     pub secret_values: BTreeSet<String>,
+}
+
+/// The group name of a Flux Kustomization's objects: its name, with its
+/// namespace when that is not flux-system (tenants share names).
+pub fn kustomization_group(flux: &flux_render::FluxKustomization) -> String {
+    if flux.namespace == "flux-system" {
+        format!("Kustomization {}", flux.name)
+    } else {
+        format!("Kustomization {}/{}", flux.namespace, flux.name)
+    }
 }
 
 /// The group name of a HelmRelease's rendered objects.
@@ -97,11 +109,18 @@ impl ClusterObjects {
         };
         out.insert_all(ROOT_GROUP.to_string(), &rendered.root_objects, decryptor);
         for k in &rendered.kustomizations {
-            out.insert_all(
-                format!("Kustomization {}", k.flux.name),
-                &k.objects,
-                decryptor,
-            );
+            out.insert_all(kustomization_group(&k.flux), &k.objects, decryptor);
+        }
+        for f in &rendered.failures {
+            out.failed
+                .insert(kustomization_group(&f.flux), f.error.to_string());
+            out.render_failures.push(f.error.to_string());
+        }
+        for s in &rendered.skipped {
+            out.warnings.push(format!(
+                "Kustomization {}/{} skipped: {}",
+                s.flux.namespace, s.flux.name, s.reason
+            ));
         }
         for r in releases {
             let group = release_group(&r.namespace, &r.name);
@@ -175,6 +194,10 @@ pub struct ClusterDiff {
     pub groups: Vec<GroupDiff>,
     /// Things the reader should know: releases not rendered, warnings.
     pub notes: Vec<String>,
+    /// Flux Kustomizations of the working tree that failed to render (the
+    /// rest is compared): the diff then exits as for an error.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl ClusterDiff {
@@ -209,6 +232,11 @@ impl DiffReport {
 
     pub fn has_differences(&self) -> bool {
         self.changes() > 0
+    }
+
+    /// Kustomizations of the working tree that did not render.
+    pub fn errors(&self) -> usize {
+        self.clusters.iter().map(|c| c.errors.len()).sum()
     }
 }
 
@@ -255,6 +283,7 @@ pub fn compare_cluster(cluster: &str, base: &ClusterObjects, head: &ClusterObjec
         cluster: cluster.to_string(),
         groups,
         notes,
+        errors: head.render_failures.clone(),
     }
 }
 
@@ -516,7 +545,7 @@ pub fn compare_trees(
             if !flux_render::list_clusters(root).contains(cluster) {
                 return Ok(ClusterObjects::default());
             }
-            let rendered = match flux_render::render_cluster(root, cluster, &render_opts) {
+            let rendered = match flux_render::render_closure(root, cluster, &render_opts) {
                 Ok(rendered) => rendered,
                 Err(err) if side == 0 => {
                     return Ok(ClusterObjects {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::kustomize::Builds;
 use super::substitute;
 use super::tree::Tree;
-use super::{AllowList, Check, Finding, Item};
+use super::{AllowList, Check, Finding, Item, Severity};
 
 /// A `kind`/`namespace`/`name` reference.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -172,9 +172,27 @@ pub fn check_cluster(
     allow: &AllowList,
     cluster: &str,
 ) -> ClusterCheck {
-    let cluster_dir = format!("clusters/{cluster}");
     let mut findings = Vec::new();
     let mut items = Vec::new();
+    // Where the sync starts, as Flux finds it (gotk-sync.yaml, a
+    // FluxInstance, or the cluster folder).
+    let sync = match flux_render::discover::sync_root(&tree.root, cluster) {
+        Ok(sync) => sync,
+        Err(err) => {
+            findings.push(Finding::error(
+                Check::Flux,
+                &format!("clusters/{cluster}"),
+                None,
+                err.to_string(),
+            ));
+            return ClusterCheck {
+                findings,
+                items,
+                kustomizations: Vec::new(),
+            };
+        }
+    };
+    let cluster_dir = normalize_path(&sync.path.to_string_lossy());
     let fallback = tree
         .kustomization_file(&cluster_dir)
         .unwrap_or_else(|| cluster_dir.clone());
@@ -198,6 +216,11 @@ pub fn check_cluster(
         .filter(|o| is_flux_kustomization(o))
         .map(|o| (o.clone(), cluster_dir.clone()))
         .collect();
+    let mut generators: Vec<Value> = root_objects
+        .iter()
+        .filter(|o| flux_render::artifact::is_generator(o))
+        .cloned()
+        .collect();
     let mut qi = 0;
     while qi < queue.len() {
         let (obj, origin) = queue[qi].clone();
@@ -210,8 +233,29 @@ pub fn check_cluster(
             continue;
         }
         let raw_path = s(&obj, "/spec/path").unwrap_or("./").to_string();
-        let path = normalize_path(&raw_path);
         let (file, line) = tree.locate(&obj, &origin, None, &fallback);
+        let label = format!("Kustomization {namespace}/{name}");
+        let path = match source_folder(&obj, &raw_path, &sync, &generators) {
+            Ok(path) => path,
+            Err(why) => {
+                findings.push(Finding {
+                    severity: Severity::Warning,
+                    ..Finding::error(Check::Flux, &file, line, format!("not validated: {why}"))
+                        .with_object(label)
+                });
+                ks.push(FluxKustomization {
+                    namespace,
+                    name,
+                    path: String::new(),
+                    object: obj,
+                    file,
+                    origin,
+                    line,
+                    objects: Vec::new(),
+                });
+                continue;
+            }
+        };
         let exists = tree.root.join(&path).is_dir();
         if !exists {
             let (file, line) =
@@ -234,6 +278,12 @@ pub fn check_cluster(
         for o in objects.iter().filter(|o| is_flux_kustomization(o)) {
             queue.push((o.clone(), path.clone()));
         }
+        generators.extend(
+            objects
+                .iter()
+                .filter(|o| flux_render::artifact::is_generator(o))
+                .cloned(),
+        );
         ks.push(FluxKustomization {
             namespace,
             name,
@@ -257,6 +307,16 @@ pub fn check_cluster(
     for k in &ks {
         for o in &k.objects {
             defined.insert(obj_ref(o, &k.namespace_of(o)), o.clone());
+        }
+    }
+    for generator in &generators {
+        for ((namespace, name), _) in flux_render::artifact::declared(generator) {
+            let r = Ref {
+                kind: "ExternalArtifact".into(),
+                namespace,
+                name,
+            };
+            defined.insert(r, generator.clone());
         }
     }
     let ks_ids: HashSet<String> = ks.iter().map(FluxKustomization::id).collect();
@@ -361,6 +421,58 @@ pub fn check_cluster(
         items,
         kustomizations: ks,
     }
+}
+
+/// The folder of this repository a Kustomization renders: its path when
+/// its source is this repository, the folder an ArtifactGenerator copies
+/// there when it is an ExternalArtifact; `Err` says why it is not here
+/// (another repository, suspended).
+fn source_folder(
+    obj: &Value,
+    raw_path: &str,
+    sync: &flux_render::discover::SyncRoot,
+    generators: &[Value],
+) -> Result<String, String> {
+    if obj.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
+        return Err("spec.suspend is true: Flux does not reconcile it".into());
+    }
+    let own_ns = s(obj, "/metadata/namespace").unwrap_or("flux-system");
+    let kind = s(obj, "/spec/sourceRef/kind").unwrap_or_default();
+    let name = s(obj, "/spec/sourceRef/name").unwrap_or_default();
+    let ns = s(obj, "/spec/sourceRef/namespace").unwrap_or(own_ns);
+    if kind != "ExternalArtifact" {
+        return if sync.is_this_repo(kind, ns, name) || kind.is_empty() {
+            Ok(normalize_path(raw_path))
+        } else {
+            let (k, n, m) = sync.source();
+            Err(format!(
+                "its source {kind} {ns}/{name} is another repository than this one ({k} {n}/{m})"
+            ))
+        };
+    }
+    let found = generators.iter().find_map(|g| {
+        flux_render::artifact::declared(g)
+            .into_iter()
+            .find(|((gns, gname), _)| gns == ns && gname == name)
+            .map(|(_, spec)| (g, spec))
+    });
+    let Some((generator, spec)) = found else {
+        return Err(format!(
+            "no ArtifactGenerator in this tree declares ExternalArtifact {ns}/{name}"
+        ));
+    };
+    let sources = flux_render::artifact::sources(generator);
+    flux_render::artifact::source_path(&spec, raw_path, |alias| {
+        sources
+            .get(alias)
+            .is_some_and(|(k, n, m)| sync.is_this_repo(k, n, m))
+    })
+    .map(|(_, path)| normalize_path(&path))
+    .ok_or_else(|| {
+        format!(
+            "ExternalArtifact {ns}/{name} puts no whole folder of this repository at {raw_path}"
+        )
+    })
 }
 
 fn obj_ref(o: &Value, namespace: &str) -> Ref {

@@ -87,18 +87,9 @@ impl Options {
     }
 }
 
-/// The clusters of a tree: the folders under `clusters/`.
+/// The clusters of a tree: the folders under `clusters/` holding manifests.
 pub fn clusters_of(root: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(root.join("clusters"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .filter(|n| !n.starts_with('.'))
-        .collect();
-    out.sort();
-    out
+    flux_render::list_clusters(root)
 }
 
 struct Progress(Option<indicatif::ProgressBar>);

@@ -59,7 +59,7 @@ impl Args {
         };
         if clusters.is_empty() {
             bail!(
-                "no clusters found under {}",
+                "no clusters found: looked for folders holding manifests under {} (a cluster is clusters/<name>/, with a kustomization.yaml, a flux-system/gotk-sync.yaml, a FluxInstance, or plain manifests)",
                 root.join("clusters").display()
             );
         }
@@ -80,7 +80,7 @@ impl Args {
                 (
                     c.clone(),
                     broken_sops(&root, c, ids.as_deref()),
-                    flux_render::render_cluster(&root, c, &opts),
+                    flux_render::render_closure(&root, c, &opts),
                 )
             })
             .collect();
@@ -100,6 +100,20 @@ impl Args {
                     write_cluster(&out.join(&cluster), &rendered)
                         .with_context(|| format!("writing {}", out.join(&cluster).display()))?;
                     print_summary(&rendered, &out);
+                    for failure in &rendered.failures {
+                        let error = failure.error.to_string();
+                        if error.starts_with("Kustomization ") {
+                            eprintln!("error: cluster {cluster}: {error}");
+                        } else {
+                            eprintln!(
+                                "error: cluster {cluster}: Kustomization {}: {error}",
+                                qualified(&failure.flux, &rendered)
+                            );
+                        }
+                    }
+                    if !rendered.failures.is_empty() {
+                        failed += 1;
+                    }
                     if self.helm {
                         let helm = crate::helm_options().decrypting(opts.decryptor.clone());
                         flux_render::helm::render_releases(&rendered, &out.join(&cluster), &helm)?;
@@ -112,8 +126,9 @@ impl Args {
             }
         }
         eprintln!(
-            "rendered {} cluster(s) in {:.2}s",
+            "rendered {} of {} cluster(s) without errors in {:.2}s",
             clusters.len() - failed,
+            clusters.len(),
             started.elapsed().as_secs_f64()
         );
         Ok(if failed == 0 {
@@ -158,11 +173,31 @@ fn write_cluster(dir: &Path, rendered: &RenderedCluster) -> std::io::Result<()> 
     )?;
     for k in &rendered.kustomizations {
         exec::fsutil::write_atomic(
-            &dir.join(format!("{}.yaml", k.flux.name)),
+            &dir.join(output_name(rendered, &k.flux)),
             flux_render::yaml_out::to_stream(&k.objects).as_bytes(),
         )?;
     }
     Ok(())
+}
+
+/// `<name>.yaml`, or `<namespace>-<name>.yaml` when another namespace
+/// holds a Kustomization of the same name (tenants).
+pub(crate) fn output_name(
+    rendered: &RenderedCluster,
+    flux: &flux_render::FluxKustomization,
+) -> String {
+    let shared = rendered
+        .kustomizations
+        .iter()
+        .filter(|k| k.flux.name == flux.name)
+        .count()
+        > 1
+        || (flux.name == "flux-system" && flux.namespace != rendered.root.namespace);
+    if shared {
+        format!("{}-{}.yaml", flux.namespace, flux.name)
+    } else {
+        format!("{}.yaml", flux.name)
+    }
 }
 
 fn print_summary(rendered: &RenderedCluster, out: &Path) {
@@ -174,6 +209,9 @@ fn print_summary(rendered: &RenderedCluster, out: &Path) {
         rendered.name,
         out.join(&rendered.name).display()
     );
+    if let Some(sync) = &rendered.sync {
+        println!("  {}", sync.describe());
+    }
     for k in &rendered.kustomizations {
         let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
         for o in &k.objects {
@@ -182,13 +220,38 @@ fn print_summary(rendered: &RenderedCluster, out: &Path) {
                 .or_default() += 1;
         }
         let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let from = match &k.flux.source_ref {
+            Some((kind, name)) if kind == "ExternalArtifact" => {
+                format!("  (from ExternalArtifact {name}, assembled from the tree)")
+            }
+            _ => String::new(),
+        };
         println!(
-            "  {:<28} {:>4} objects  {:>6.2}s  {}",
-            k.flux.name,
+            "  {:<28} {:>4} objects  {:>6.2}s  {}{from}",
+            qualified(&k.flux, rendered),
             k.objects.len(),
             k.elapsed.as_secs_f64(),
             kinds.join(", ")
         );
+    }
+    for s in &rendered.skipped {
+        println!(
+            "  {:<28} skipped: {}",
+            qualified(&s.flux, rendered),
+            s.reason
+        );
+    }
+    for f in &rendered.failures {
+        println!("  {:<28} FAILED (see below)", qualified(&f.flux, rendered));
+    }
+}
+
+/// The name, with its namespace when that is not the root's.
+fn qualified(flux: &flux_render::FluxKustomization, rendered: &RenderedCluster) -> String {
+    if flux.namespace == rendered.root.namespace {
+        flux.name.clone()
+    } else {
+        format!("{}/{}", flux.namespace, flux.name)
     }
 }
 

@@ -97,7 +97,12 @@ impl Args {
             report.clusters.len(),
             report.elapsed.as_secs_f64()
         );
-        Ok(if report.has_differences() {
+        for error in report.clusters.iter().flat_map(|c| &c.errors) {
+            eprintln!("error: {error}");
+        }
+        Ok(if report.errors() > 0 {
+            ExitCode::from(2)
+        } else if report.has_differences() {
             ExitCode::from(1)
         } else {
             ExitCode::SUCCESS

@@ -227,7 +227,9 @@ fn cli_unknown_cluster_is_a_clear_error() {
         .failure();
     let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
     assert!(
-        stderr.contains("cluster folder") && stderr.contains("clusters/nope"),
+        stderr.contains("no folder")
+            && stderr.contains("clusters/nope")
+            && stderr.contains("found: dev, local, prod"),
         "{stderr}"
     );
 }

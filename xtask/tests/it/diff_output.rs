@@ -32,6 +32,7 @@ fn report(objects: usize, diff_lines: usize) -> DiffReport {
                     changes: changes.clone(),
                 }],
                 notes: vec![],
+                errors: vec![],
             })
             .collect(),
         elapsed: Duration::ZERO,

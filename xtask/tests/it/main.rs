@@ -21,6 +21,8 @@ mod diff_git;
 mod diff_output;
 mod e2e_existing;
 mod e2e_reconcile;
+mod flux_repos;
+mod flux_substitute;
 mod helm_flux_local;
 mod helm_render;
 mod publish_registry;

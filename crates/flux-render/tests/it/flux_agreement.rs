@@ -548,7 +548,7 @@ fn by_key(objects: &[Value]) -> BTreeMap<String, Value> {
 }
 
 /// Compares two renders object by object; returns the differences.
-fn compare(ours: &[Value], theirs: &[Value]) -> Vec<String> {
+pub(crate) fn compare(ours: &[Value], theirs: &[Value]) -> Vec<String> {
     let mut ours: Vec<Value> = ours.to_vec();
     for o in &mut ours {
         flux_display_mask(o);
@@ -572,7 +572,7 @@ fn compare(ours: &[Value], theirs: &[Value]) -> Vec<String> {
 
 /// Our objects, and what the YAML we write reads back as with a YAML 1.1
 /// and a YAML 1.2 reader (which must both be the same objects).
-fn check_written(name: &str, objects: &[Value]) -> Vec<String> {
+pub(crate) fn check_written(name: &str, objects: &[Value]) -> Vec<String> {
     let text = flux_render::to_yaml_stream(objects);
     let as_11 = yaml11::parse_stream(&text).unwrap_or_default();
     let as_12 = flux_render::parse_stream(&text).unwrap_or_default();
@@ -592,7 +592,7 @@ fn check_written(name: &str, objects: &[Value]) -> Vec<String> {
 
 /// Runs `flux build kustomization --dry-run` for one Kustomization, with the
 /// variables inlined. `Err` holds flux's stderr.
-fn flux_build(
+pub(crate) fn flux_build(
     flux: &Path,
     cwd: &Path,
     object: &Value,
@@ -725,14 +725,14 @@ fn run_case(flux: &Path, case: &Case) -> Outcome {
     }
 }
 
-fn flux_cli() -> Option<PathBuf> {
+pub(crate) fn flux_cli() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("XTASK_FLUX") {
         return Some(PathBuf::from(p));
     }
     common::tool("flux")
 }
 
-fn kustomize_available() -> bool {
+pub(crate) fn kustomize_available() -> bool {
     if exec::tools::kustomize().is_ok() {
         return true;
     }
@@ -770,19 +770,12 @@ fn build_agrees_with_flux_build_kustomization() {
         let rendered = flux_render::render_cluster(&root, &cluster, &RenderOptions::default())
             .unwrap_or_else(|e| panic!("{cluster}: {e}"));
         // The root Kustomization (the cluster folder itself) and the others.
-        let root_ks = rendered
-            .root_objects
-            .iter()
-            .find(|o| {
-                flux_render::is_flux_kustomization(o)
-                    && o.pointer("/spec/path")
-                        .and_then(Value::as_str)
-                        .is_some_and(|p| {
-                            p.trim_start_matches("./").trim_end_matches('/')
-                                == format!("clusters/{cluster}")
-                        })
-            })
-            .unwrap_or_else(|| panic!("{cluster}: no root Kustomization"));
+        let root_ks = &rendered.root.object;
+        assert_eq!(
+            rendered.root.path,
+            Path::new("clusters").join(&cluster),
+            "{cluster}: the root Kustomization syncs the cluster folder"
+        );
         assert!(
             root_ks.pointer("/spec/postBuild/substituteFrom").is_none(),
             "{cluster}: the root Kustomization's substituteFrom would need the merged variables"
@@ -797,10 +790,7 @@ fn build_agrees_with_flux_build_kustomization() {
             })
             .unwrap_or_default();
         let mut jobs: Vec<RealJob> = vec![(
-            format!(
-                "{cluster}/{}",
-                root_ks["metadata"]["name"].as_str().unwrap_or_default()
-            ),
+            format!("{cluster}/{}", rendered.root.name),
             root_ks,
             &root_vars,
             root.join("clusters").join(&cluster),
@@ -811,7 +801,7 @@ fn build_agrees_with_flux_build_kustomization() {
                 format!("{cluster}/{}", k.flux.name),
                 &k.flux.object,
                 &k.variables,
-                root.join(&k.flux.path),
+                k.source_dir.join(&k.flux.path),
                 &k.objects,
             ));
         }
@@ -844,8 +834,10 @@ fn build_agrees_with_flux_build_kustomization() {
         corpus.len(),
         corpus.len() + real
     );
-    assert!(corpus.len() >= 60, "the corpus must hold at least 60 cases");
-    assert!(real >= 15, "every Kustomization of the real tree: {real}");
+    assert_eq!(corpus.len(), 69, "the corpus cases");
+    // 3 clusters x (flux-system, variables, infrastructure-controllers,
+    // infrastructure, apps).
+    assert_eq!(real, 15, "every Kustomization of the real tree");
     assert!(
         failures.is_empty(),
         "{} difference(s) with flux:\n\n{}",

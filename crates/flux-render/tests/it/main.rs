@@ -6,3 +6,4 @@ mod common {
 }
 
 mod flux_agreement;
+mod flux_repos;

@@ -268,6 +268,30 @@ impl ControlPlane {
         })
     }
 
+    /// Installs the CRD files of the pinned source- and kustomize-controller
+    /// and the flux-system namespace, and waits until the CRDs are served.
+    /// Returns how many CRD files there were.
+    pub fn install_flux_crds(&self) -> Result<usize, LocalError> {
+        let crd_files = crds::flux_crd_files(&self.checkout)?;
+        for f in &crd_files {
+            let yaml = std::fs::read_to_string(f).map_err(io_err(f.display()))?;
+            self.kube.apply_yaml(&yaml)?;
+        }
+        self.kube
+            .cmd()
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ])
+            .read()?;
+        self.kube
+            .apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n")?;
+        Ok(crd_files.len())
+    }
+
     /// The Flux CRDs, the registry and the two Flux controllers, on a
     /// running API server.
     fn start_flux(
@@ -284,32 +308,16 @@ impl ControlPlane {
         let dir = self.data.path().to_path_buf();
         let log_dir = self.log_dir.clone();
         let log = |name: &str| log_dir.join(format!("{name}.log"));
-        let kube = &self.kube;
         let kubeconfig = self.kubeconfig.clone();
         let mut timings = Vec::new();
         let mut processes = Vec::new();
 
         // The Flux CRDs, from the controllers' own modules.
         let started = Instant::now();
-        let crd_files = crds::flux_crd_files(&self.checkout)?;
-        for f in &crd_files {
-            let yaml = std::fs::read_to_string(f).map_err(io_err(f.display()))?;
-            kube.apply_yaml(&yaml)?;
-        }
-        kube.cmd()
-            .args([
-                "wait",
-                "--for=condition=Established",
-                "crd",
-                "--all",
-                "--timeout=60s",
-            ])
-            .read()?;
-        kube.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n")?;
+        let crd_count = self.install_flux_crds()?;
         timings.push(("flux CRDs".to_string(), started.elapsed()));
         say(&format!(
-            "installed {} Flux CRDs from the controllers' modules ({:.1} s)",
-            crd_files.len(),
+            "installed {crd_count} Flux CRDs from the controllers' modules ({:.1} s)",
             started.elapsed().as_secs_f64()
         ));
 

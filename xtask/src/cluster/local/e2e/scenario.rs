@@ -94,12 +94,7 @@ impl Scenario {
             identity,
             recipient,
             secret_values: BTreeMap::new(),
-            rendered: RenderedCluster {
-                name: String::new(),
-                root_objects: Vec::new(),
-                kustomizations: Vec::new(),
-                warnings: Vec::new(),
-            },
+            rendered: RenderedCluster::default(),
             digest: String::new(),
             publishes: 0,
             registry: oci_artifact::Registry::new()

@@ -1,0 +1,268 @@
+//! `build`, `validate` and `diff` on the Flux example repositories of
+//! `../shared/fixtures/flux-repos/` (trees this project did not write): they
+//! find every cluster, render what Flux would, and report findings rather
+//! than fail. Also `build` on a tree where one Kustomization cannot build:
+//! the rest is written and the exit code says something failed.
+
+use crate::common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use xtask::diff::{self, DiffOptions};
+use xtask::validate::{self, Check, Options, Severity};
+
+fn repos() -> Option<Vec<PathBuf>> {
+    let dir = common::shared_fixtures("flux-repos")?;
+    common::tool("kustomize")?;
+    let mut repos: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    repos.sort();
+    Some(repos)
+}
+
+fn name(repo: &Path) -> String {
+    repo.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn build(root: &Path, out: &Path) -> std::process::Output {
+    Command::cargo_bin("xtask")
+        .unwrap()
+        .args(["build", "--root"])
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .output()
+        .unwrap()
+}
+
+/// Files written per cluster, by repository.
+#[test]
+fn build_writes_every_cluster_of_the_example_repositories() {
+    let Some(repos) = repos() else { return };
+    let mut summary = Vec::new();
+    for repo in &repos {
+        let out = tempfile::tempdir().unwrap();
+        let result = build(repo, out.path());
+        let stdout = String::from_utf8_lossy(&result.stdout);
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(
+            result.status.success(),
+            "{}: build failed:\n{stdout}\n{stderr}",
+            name(repo)
+        );
+        for cluster in flux_render::list_clusters(repo) {
+            let mut files: Vec<String> = std::fs::read_dir(out.path().join(&cluster))
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            summary.push(format!("{}/{cluster}: {}", name(repo), files.join(" ")));
+        }
+        if name(repo).ends_with("multi-tenancy") {
+            assert!(
+                stdout.contains("apps/dev-team") && stdout.contains("skipped: its source"),
+                "the tenant from another repository is named and skipped:\n{stdout}"
+            );
+        }
+    }
+    assert_eq!(
+        summary,
+        [
+            "fluxcd+flux2-kustomize-helm-example/production: apps.yaml flux-system.yaml infra-configs.yaml infra-controllers.yaml",
+            "fluxcd+flux2-kustomize-helm-example/staging: apps.yaml flux-system.yaml infra-configs.yaml infra-controllers.yaml",
+            "fluxcd+flux2-monitoring-example/test: flux-system.yaml monitoring-configs.yaml monitoring-controllers.yaml",
+            "fluxcd+flux2-multi-tenancy/production: flux-system.yaml kyverno-policies.yaml kyverno.yaml tenants.yaml",
+            "fluxcd+flux2-multi-tenancy/staging: flux-system.yaml kyverno-policies.yaml kyverno.yaml tenants.yaml",
+        ]
+    );
+}
+
+#[test]
+fn build_writes_the_rest_when_one_kustomization_cannot_build() {
+    if common::tool("kustomize").is_none() {
+        return;
+    }
+    let tree = tempfile::tempdir().unwrap();
+    let ks = |name: &str, path: &str, extra: &str| {
+        format!(
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: {path}\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n{extra}"
+        )
+    };
+    let files = [
+        ("clusters/demo/good.yaml", ks("good", "./good", "")),
+        ("clusters/demo/broken.yaml", ks("broken", "./broken", "")),
+        (
+            "clusters/demo/after.yaml",
+            ks("after", "./good", "  dependsOn:\n    - name: broken\n"),
+        ),
+        (
+            "good/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: good\n".into(),
+        ),
+        (
+            "broken/kustomization.yaml",
+            "resources:\n  - missing.yaml\n".into(),
+        ),
+    ];
+    for (path, text) in &files {
+        let file = tree.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let result = build(tree.path(), out.path());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        !result.status.success(),
+        "a failure must show in the exit code"
+    );
+    assert!(
+        stderr.contains("Kustomization broken") && stderr.contains("missing.yaml"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Kustomization after")
+            && stderr.contains("depends on Kustomization broken"),
+        "{stderr}"
+    );
+    let demo = out.path().join("demo");
+    assert!(demo.join("good.yaml").is_file());
+    assert!(demo.join("flux-system.yaml").is_file());
+    assert!(!demo.join("broken.yaml").exists());
+    assert!(!demo.join("after.yaml").exists());
+}
+
+#[test]
+fn validate_reports_findings_on_the_example_repositories() {
+    let Some(repos) = repos() else { return };
+    let Some(schemas) = crate::validate_checks::schemas() else {
+        return;
+    };
+    let mut counts = Vec::new();
+    for repo in &repos {
+        let mut opts = Options::new(repo);
+        opts.schema_locations = vec![schemas.display().to_string()];
+        opts.cache_dir = None;
+        let report = validate::run(&opts)
+            .unwrap_or_else(|e| panic!("{}: validate failed: {e:#}", name(repo)));
+        eprintln!("{}:\n{}", name(repo), report.render_text());
+        // The graph is whole: every source and path resolves, the
+        // ExternalArtifacts included; what the Flux check says is about the
+        // charts these examples leave unpinned, which this project refuses.
+        let graph: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.check == Check::Flux && f.severity == Severity::Error)
+            .filter(|f| !f.message.contains("is not pinned"))
+            .collect();
+        assert!(graph.is_empty(), "{}: {graph:#?}", name(repo));
+        counts.push(format!(
+            "{}: {} cluster(s), {} Flux Kustomizations",
+            name(repo),
+            report.clusters.len(),
+            report.flux_kustomizations
+        ));
+    }
+    assert_eq!(
+        counts,
+        [
+            "fluxcd+flux2-kustomize-helm-example: 2 cluster(s), 6 Flux Kustomizations",
+            "fluxcd+flux2-monitoring-example: 1 cluster(s), 2 Flux Kustomizations",
+            "fluxcd+flux2-multi-tenancy: 2 cluster(s), 10 Flux Kustomizations",
+        ]
+    );
+}
+
+#[test]
+fn diff_compares_the_example_repositories() {
+    let Some(repos) = repos() else { return };
+    for repo in &repos {
+        let head = tempfile::tempdir().unwrap();
+        common::copy_tree(repo, head.path());
+        // One change in a folder every cluster renders from.
+        let changed = if name(repo).ends_with("kustomize-helm-example") {
+            "apps/base/podinfo/namespace.yaml"
+        } else if name(repo).ends_with("multi-tenancy") {
+            "tenants/base/dev-team/rbac.yaml"
+        } else {
+            "monitoring/configs/podmonitor.yaml"
+        };
+        let file = head.path().join(changed);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replacen(
+                "metadata:\n",
+                "metadata:\n  annotations:\n    changed: \"yes\"\n",
+                1,
+            ),
+        )
+        .unwrap();
+        let opts = DiffOptions {
+            root: head.path().to_path_buf(),
+            base: None,
+            clusters: Vec::new(),
+            helm: None,
+            decryptor: None,
+        };
+        let report = diff::compare_trees(repo, head.path(), &opts)
+            .unwrap_or_else(|e| panic!("{}: diff failed: {e:#}", name(repo)));
+        assert_eq!(report.errors(), 0, "{}", name(repo));
+        assert_eq!(
+            report.clusters.len(),
+            flux_render::list_clusters(repo).len(),
+            "{}",
+            name(repo)
+        );
+        for cluster in &report.clusters {
+            assert!(
+                cluster.groups.iter().any(|g| !g.changes.is_empty()),
+                "{}/{}: the change shows",
+                name(repo),
+                cluster.cluster
+            );
+        }
+    }
+}
+
+#[test]
+fn validate_says_a_suspended_kustomization_is_not_validated() {
+    if common::tool("kustomize").is_none() {
+        return;
+    }
+    let Some(schemas) = crate::validate_checks::schemas() else {
+        return;
+    };
+    let tree = tempfile::tempdir().unwrap();
+    let file = tree.path().join("clusters/demo/paused.yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: paused\n  namespace: flux-system\nspec:\n  suspend: true\n  interval: 10m\n  path: ./not-there\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
+    )
+    .unwrap();
+    let mut opts = Options::new(tree.path());
+    opts.schema_locations = vec![schemas.display().to_string()];
+    opts.cache_dir = None;
+    let report = validate::run(&opts).unwrap();
+    let flux: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.check == Check::Flux)
+        .collect();
+    assert_eq!(flux.len(), 1, "{}", report.render_text());
+    assert_eq!(flux[0].severity, Severity::Warning);
+    assert!(
+        flux[0].message.contains("spec.suspend is true"),
+        "{}",
+        flux[0].message
+    );
+}
