@@ -9,11 +9,14 @@
 //!    HelmRelease sources and chart pins, per cluster.
 //! 5. [`secrets`]: plaintext Secrets and SOPS recipients.
 //! 6. [`addresses`]: in-cluster addresses name what the same cluster deploys.
+//! 7. [`alerts`]: every Alert's Provider and event sources, and every
+//!    Provider's Secret, exist in the same cluster.
 //!
 //! Step 3 also runs [`rules`]: what the API server's own validation rejects
 //! that OpenAPI cannot say (quantities, Service types, ports, names, ...).
 
 pub mod addresses;
+pub mod alerts;
 mod allow;
 pub mod flux;
 pub mod kustomize;
@@ -225,6 +228,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         report.flux_kustomizations += c.kustomizations.len();
         findings.extend(c.findings);
         findings.extend(addresses::check_cluster(&tree, cluster, &c.items));
+        findings.extend(alerts::check_cluster(cluster, &c.items));
         items.extend(c.items);
     }
     // One finding per root cause: a kustomize chain that repeats a YAML
