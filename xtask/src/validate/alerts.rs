@@ -98,7 +98,9 @@ pub fn dangling(object: &Value, have: &HashSet<(String, String, String)>) -> Vec
             if ns == "*" {
                 out.push(Dangling {
                     path: format!("spec.eventSources[{i}].namespace"),
-                    message: "notification-controller matches no namespace wildcard: name each namespace".into(),
+                    message:
+                        "notification-controller matches no namespace wildcard: name each namespace"
+                            .into(),
                 });
             } else if !has(kind, ns, name) {
                 let what = if name == "*" {

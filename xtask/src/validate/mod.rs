@@ -19,7 +19,9 @@ pub mod addresses;
 pub mod alerts;
 mod allow;
 pub mod flux;
+pub mod helm_values;
 pub mod kustomize;
+pub mod placeholders;
 mod report;
 pub mod rules;
 pub mod secrets;
@@ -376,6 +378,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 
     // 5. Secrets.
     findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
+    findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();
     // Dedupe (an object can be checked per cluster and per build) and sort.
@@ -629,7 +632,8 @@ fn source_of(it: &Item, tree: &tree::Tree) -> Option<(String, Option<usize>)> {
 /// does) and adds the chart output to what the schemas check, attributed to
 /// the HelmRelease's file. A release that cannot be rendered (chart not
 /// fetched, values rejected by the chart's schema) is one finding; the
-/// others go on.
+/// others go on. Values keys the chart does not know are warnings
+/// ([`helm_values`]).
 fn helm_items(
     opts: &Options,
     helm: &flux_render::helm::HelmOptions,
@@ -652,6 +656,7 @@ fn helm_items(
                 continue;
             }
         };
+        findings.extend(helm_values::check_cluster(tree, cluster, &rendered, helm));
         for release in flux_render::helm::render_cluster(&rendered, helm) {
             let object = serde_json::json!({
                 "apiVersion": "helm.toolkit.fluxcd.io/v2",

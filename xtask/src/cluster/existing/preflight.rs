@@ -195,6 +195,31 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
         })
     };
 
+    // Placeholders must not reach the cluster (a LUKS passphrase would
+    // become the permanent key of every volume made with it).
+    if !keys.is_empty()
+        && let Some(r) = &rendered
+    {
+        match sops::Identities::from_keys_text(&keys.join("\n")) {
+            Ok(ids) => {
+                let objects: Vec<&Value> = r
+                    .root_objects
+                    .iter()
+                    .chain(r.kustomizations.iter().flat_map(|k| &k.objects))
+                    .collect();
+                match crate::placeholders::unset_among(&objects, &ids) {
+                    Ok(unset) if unset.is_empty() => {}
+                    Ok(unset) => problems.push(crate::placeholders::refusal(&o.cluster, &unset)),
+                    Err((secret, e)) => problems.push(format!(
+                        "Secret {secret} of clusters/{}: the {} identity cannot decrypt it: {e}",
+                        o.cluster, o.cluster
+                    )),
+                }
+            }
+            Err(e) => problems.push(format!("the {} age identity: {e}", o.cluster)),
+        }
+    }
+
     let mut pull = PullPlan::NotNeeded;
     if let Some(src) = source_of(&root_sync) {
         let ns = src
