@@ -238,11 +238,12 @@ fn a_misspelled_values_key_is_named_with_the_closest_known_key() {
     let (tree, _) = xtask::validate::tree::Tree::load(dir.path());
     let found =
         xtask::validate::helm_values::check_cluster(&tree, "test", &rendered, &charts.options());
-    let texts: Vec<String> = found
+    let mut texts: Vec<String> = found
         .iter()
         .filter(|f| f.object.as_deref() == Some("HelmRelease demo/inline"))
         .map(|f| f.text())
         .collect();
+    texts.sort();
     // `greting` is named with `greeting`; `nested` and `auth` (set by this
     // release, declared by neither values.yaml nor the schema) without a
     // guess; `replicas` and `image` are known.
@@ -421,7 +422,8 @@ fn bootstrap_refuses_placeholders_by_name_and_proceeds_once_they_are_set() {
         unset.len() + 1
     );
     assert!(err.contains(&expected), "{err}");
-    let names: Vec<&str> = unset.iter().map(|k| k.as_str()).collect();
+    let mut names: Vec<&str> = unset.iter().map(|k| k.as_str()).collect();
+    names.sort();
     assert!(
         err.contains(&format!(
             "Secret flux-system/variables-cluster: {}",

@@ -125,7 +125,7 @@ impl ChartKeys {
     }
 
     /// Every key of `values` (a release's composed values) that the chart
-    /// does not know, in key order.
+    /// does not know, in the order they are written.
     pub fn unknown(&self, values: &Value) -> Vec<UnknownKey> {
         let mut out = Vec::new();
         if let Value::Object(map) = values {
@@ -267,8 +267,8 @@ fn distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -321,10 +321,10 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("completelyDifferent".to_string(), None),
+                ("replicaCont".to_string(), Some("replicaCount".to_string())),
                 ("config.oidc.secrt".to_string(), Some("secret".to_string())),
                 ("image.registry".to_string(), None),
-                ("replicaCont".to_string(), Some("replicaCount".to_string())),
+                ("completelyDifferent".to_string(), None),
             ]
         );
         assert_eq!(
