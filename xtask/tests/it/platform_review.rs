@@ -461,3 +461,102 @@ fn bootstrap_refuses_placeholders_by_name_and_proceeds_once_they_are_set() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("placeholder"), "{err}");
 }
+
+/// `ci.yaml` renders the real charts on GitHub, with the pulled charts cached
+/// where `validate` keeps them.
+#[test]
+fn ci_validates_the_real_charts_with_a_chart_cache() {
+    let text = std::fs::read_to_string(common::root().join(".github/workflows/ci.yaml")).unwrap();
+    let ci: Value = serde_yaml::from_str(&text).unwrap();
+    let job = ci["jobs"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|j| {
+            j["steps"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|st| st["run"] == "cargo xtask validate --helm")
+            })
+        })
+        .expect("a job runs `cargo xtask validate --helm`");
+    let cache = job["env"]["XTASK_CHART_CACHE"].as_str().unwrap();
+    let dir = cache.trim_start_matches("${{ github.workspace }}/");
+    let steps = job["steps"].as_array().unwrap();
+    let cached = steps.iter().position(|s| {
+        s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/cache@"))
+            && s["with"]["path"].as_str() == Some(dir)
+    });
+    let validate = steps
+        .iter()
+        .position(|s| s["run"] == "cargo xtask validate --helm")
+        .unwrap();
+    assert!(
+        cached.is_some_and(|c| c < validate),
+        "the chart cache {dir} is restored before validate --helm"
+    );
+}
+
+/// `validate` warns about each placeholder in a Secret the user's key opens.
+#[test]
+fn validate_warns_about_placeholders_it_can_decrypt() {
+    if common::tool("kustomize").is_none() {
+        return;
+    }
+    let root = common::root();
+    let dir = tempfile::tempdir().unwrap();
+    for d in xtask::MANIFEST_DIRS {
+        common::copy_tree(&root.join(d), &dir.path().join(d));
+    }
+    let dev = xtask::cluster::age_key::recipients(&root, "dev").unwrap();
+    let (identity, recipient) = sops::generate_identity();
+    let sops_yaml = std::fs::read_to_string(root.join(".sops.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join(".sops.yaml"),
+        sops_yaml.replace(&dev[0], &recipient),
+    )
+    .unwrap();
+    let vars = dir.path().join("clusters/dev/variables");
+    write_secrets(
+        &vars,
+        &recipient,
+        &[(
+            "alerts-github-secret.enc.yaml",
+            "alerts-github",
+            json!({"token": "REPLACE-ME-github-token"}),
+        )],
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let mut opts = xtask::validate::Options::new(dir.path());
+    opts.clusters = vec!["dev".into()];
+    opts.schema_locations = vec![empty.path().display().to_string()];
+    opts.skip_missing_schemas = true;
+    opts.cache_dir = None;
+    opts.identities = Some(std::sync::Arc::new(
+        sops::Identities::from_keys_text(&identity).unwrap(),
+    ));
+    let report = xtask::validate::run(&opts).unwrap();
+    let warned: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.text().contains("placeholder"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", report.render_text());
+    assert_eq!(warned[0].severity, xtask::validate::Severity::Warning);
+    assert_eq!(
+        warned[0].file,
+        "clusters/dev/variables/alerts-github-secret.enc.yaml"
+    );
+    assert!(
+        warned[0].text().starts_with(
+            "Secret flux-system/alerts-github: `token` still holds a placeholder (REPLACE-ME-...)"
+        ),
+        "{}",
+        warned[0].text()
+    );
+    assert!(
+        !warned[0].text().contains("github-token"),
+        "no value is shown"
+    );
+}
