@@ -22,6 +22,7 @@ fn doubles() -> PathBuf {
 struct Fixture {
     dir: tempfile::TempDir,
     identity: String,
+    recipient: String,
 }
 
 impl Fixture {
@@ -73,7 +74,11 @@ impl Fixture {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        Some(Self { dir, identity })
+        Some(Self {
+            dir,
+            identity,
+            recipient,
+        })
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -283,4 +288,118 @@ fn a_key_for_another_environment_is_refused_by_name_before_anything_is_applied()
             .any(|c| c.starts_with("helm ") || c.contains(" apply ")),
         "{calls:#?}"
     );
+}
+
+/// The dev secrets' keys, as committed (the values are placeholders the
+/// test cannot read; the keys are in clear).
+fn committed_keys(file: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let doc = flux_render::parse_stream(&text).unwrap().remove(0);
+    doc["stringData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Placeholders (`REPLACE-ME-...`) refuse the bootstrap before anything is
+/// applied, naming each Secret and key; once every value is set, the same
+/// bootstrap goes through. (The e2e stand-in's control plane is not built on
+/// every machine; this is the same preflight, with the kubectl and helm doubles.)
+#[test]
+fn placeholders_are_refused_by_name_and_bootstrap_proceeds_once_they_are_set() {
+    use crate::platform_review::write_secrets;
+    use serde_json::json;
+    let Some(f) = Fixture::new() else { return };
+    let (stranger, _) = sops::generate_identity();
+    let vars = f.path("tree/clusters/dev/variables");
+    let keys = committed_keys(
+        &common::root().join("clusters/dev/variables/variables-cluster-secret.enc.yaml"),
+    );
+    assert!(
+        keys.contains(&"hcloud_luks_passphrase".to_string()),
+        "{keys:?}"
+    );
+    // Every value a placeholder, as committed, but two the owner has set.
+    let mut data = serde_json::Map::new();
+    for k in &keys {
+        data.insert(k.clone(), json!(format!("REPLACE-ME-{k}")));
+    }
+    data.insert("dex_client_secret".into(), json!("set-by-the-owner"));
+    data.insert("nextcloud_password".into(), json!("set-by-the-owner"));
+    let secrets = |variables: Value, chat: &str| {
+        vec![
+            (
+                "variables-cluster-secret.enc.yaml",
+                "variables-cluster",
+                variables,
+            ),
+            (
+                "alerts-chat-secret.enc.yaml",
+                "alerts-chat",
+                json!({"address": chat}),
+            ),
+        ]
+    };
+    write_secrets(
+        &vars,
+        &f.recipient,
+        &secrets(
+            Value::Object(data.clone()),
+            "https://REPLACE-ME.invalid/hook",
+        ),
+    );
+    let out = f.bootstrap(&stranger).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    let mut unset: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "dex_client_secret" && *k != "nextcloud_password")
+        .collect();
+    unset.sort();
+    assert!(
+        err.contains(&format!(
+            "clusters/dev still has {} placeholder value(s) (REPLACE-ME-...); set each with `cargo xtask secrets edit <file>` before bootstrapping:",
+            unset.len() + 1
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Secret flux-system/variables-cluster: {}",
+            unset.join(", ")
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Secret flux-system/alerts-chat: address"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("set-by-the-owner") && !err.contains("AGE-SECRET-KEY"),
+        "{err}"
+    );
+    let calls = f.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("helm ") || c.contains(" apply ")),
+        "nothing is applied: {calls:#?}"
+    );
+
+    // Every value set: the same bootstrap goes through.
+    for k in &keys {
+        data.insert(k.clone(), json!(format!("set-{k}")));
+    }
+    write_secrets(
+        &vars,
+        &f.recipient,
+        &secrets(Value::Object(data), "https://chat.example/hook"),
+    );
+    let out = f.bootstrap(&stranger).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("placeholder"), "{err}");
 }

@@ -2,7 +2,8 @@
 //! tests: Headlamp's plugin sidecar runs as a user that can write where it
 //! writes, Alerts and Providers render for every cluster and a dangling one
 //! is caught, a misspelled values key is named with the closest known one,
-//! and a cluster with placeholder secrets is refused by bootstrap.
+//! and `validate` warns about placeholders (bootstrap's refusal is tested in
+//! `bootstrap_existing`).
 
 use crate::common;
 use crate::support;
@@ -270,7 +271,7 @@ fn a_misspelled_values_key_is_named_with_the_closest_known_key() {
 }
 
 /// Writes `secrets` (`(file, name, stringData)`) under `dir`, encrypted for `recipient`.
-fn write_secrets(dir: &Path, recipient: &str, secrets: &[(&str, &str, Value)]) {
+pub(crate) fn write_secrets(dir: &Path, recipient: &str, secrets: &[(&str, &str, Value)]) {
     let rule = sops::CreationRule::new(
         vec![recipient.to_string()],
         sops::Selection::EncryptedRegex("^(data|stringData)$".into()),
@@ -287,179 +288,6 @@ fn write_secrets(dir: &Path, recipient: &str, secrets: &[(&str, &str, Value)]) {
         .unwrap();
         std::fs::write(dir.join(file), bytes).unwrap();
     }
-}
-
-/// The dev secrets' keys, as committed (the values are placeholders the
-/// test cannot read; the keys are in clear).
-fn committed_keys(file: &Path) -> Vec<String> {
-    let doc = yaml_docs(&std::fs::read_to_string(file).unwrap()).remove(0);
-    doc["stringData"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect()
-}
-
-/// `bootstrap --cluster dev` on the existing-cluster path, with the kubectl
-/// and helm test doubles (the e2e stand-in's control plane is not built on
-/// every machine): refused, naming each placeholder, before anything is
-/// applied; bootstrapped once every value is set.
-#[test]
-fn bootstrap_refuses_placeholders_by_name_and_proceeds_once_they_are_set() {
-    if common::tool("kustomize").is_none() {
-        return;
-    }
-    let doubles = common::root().join("xtask/tests/doubles");
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("tree");
-    for d in xtask::MANIFEST_DIRS {
-        common::copy_tree(&common::root().join(d), &root.join(d));
-    }
-    let dev = xtask::cluster::age_key::recipients(&common::root(), "dev").unwrap();
-    let (identity, recipient) = sops::generate_identity();
-    let sops_yaml = std::fs::read_to_string(common::root().join(".sops.yaml")).unwrap();
-    std::fs::write(
-        root.join(".sops.yaml"),
-        sops_yaml.replace(&dev[0], &recipient),
-    )
-    .unwrap();
-    let vars = root.join("clusters/dev/variables");
-    let keys = committed_keys(&vars.join("variables-cluster-secret.enc.yaml"));
-    assert!(
-        keys.contains(&"hcloud_luks_passphrase".to_string()),
-        "{keys:?}"
-    );
-    // The committed shape: every value a placeholder; two set, the rest not.
-    let mut data = serde_json::Map::new();
-    for k in &keys {
-        data.insert(k.clone(), json!(format!("REPLACE-ME-{k}")));
-    }
-    data.insert("dex_client_secret".into(), json!("set-by-the-owner"));
-    data.insert("nextcloud_password".into(), json!("set-by-the-owner"));
-    let secrets = |variables: Value, chat: &str| {
-        vec![
-            (
-                "variables-cluster-secret.enc.yaml",
-                "variables-cluster",
-                variables,
-            ),
-            (
-                "alerts-chat-secret.enc.yaml",
-                "alerts-chat",
-                json!({"address": chat}),
-            ),
-            (
-                "alerts-github-secret.enc.yaml",
-                "alerts-github",
-                json!({"token": "ghp_set"}),
-            ),
-        ]
-    };
-    write_secrets(
-        &vars,
-        &recipient,
-        &secrets(
-            Value::Object(data.clone()),
-            "REPLACE-ME-https://chat.example/hook",
-        ),
-    );
-    std::fs::write(
-        dir.path().join("kubeconfig"),
-        "apiVersion: v1\nkind: Config\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("state")).unwrap();
-    let pin = xtask::cluster::flux_install::FluxPin::of_repo(&common::root()).unwrap();
-    let install = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n";
-    let cached = dir
-        .path()
-        .join(format!("cache/flux/{}/install.yaml", pin.version));
-    std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
-    std::fs::write(&cached, install).unwrap();
-    std::fs::write(
-        cached.with_extension("yaml.sha256"),
-        xtask::cluster::flux_install::sha256_hex(install.as_bytes()),
-    )
-    .unwrap();
-    let run = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["bootstrap", "--cluster", "dev", "--context", "talos-dev"])
-            .arg("--root")
-            .arg(&root)
-            .arg("--kubeconfig")
-            .arg(dir.path().join("kubeconfig"))
-            .args(["--timeout", "20s"])
-            .env("XTASK_KUBECTL", doubles.join("kubectl"))
-            .env("XTASK_HELM", doubles.join("helm"))
-            .env("XTASK_FLUX", dir.path().join("no-flux-cli"))
-            .env("XTASK_CACHE_DIR", dir.path().join("cache"))
-            .env("DOUBLE_STATE", dir.path().join("state"))
-            .env("DOUBLE_NO_CNI", "1")
-            .env_remove("DOUBLE_FAIL")
-            .env_remove("DOUBLE_NOT_READY")
-            .env_remove("DOUBLE_SLOW")
-            .env_remove("DOUBLE_INTERRUPT")
-            .env("SOPS_AGE_KEY", format!("{identity}\n"))
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env("GITHUB_TOKEN", "test-token")
-            .env("GITHUB_ACTOR", "test-bot")
-            .env_remove("REGISTRY_USERNAME")
-            .env_remove("REGISTRY_PASSWORD")
-            .env("DOCKER_CONFIG", "/nonexistent")
-            .output()
-            .unwrap()
-    };
-    let out = run();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "{err}");
-    let unset: Vec<&String> = keys
-        .iter()
-        .filter(|k| *k != "dex_client_secret" && *k != "nextcloud_password")
-        .collect();
-    let expected = format!(
-        "clusters/dev still has {} placeholder value(s) (REPLACE-ME-...); set each with `cargo xtask secrets edit <file>` before bootstrapping:",
-        unset.len() + 1
-    );
-    assert!(err.contains(&expected), "{err}");
-    let mut names: Vec<&str> = unset.iter().map(|k| k.as_str()).collect();
-    names.sort();
-    assert!(
-        err.contains(&format!(
-            "Secret flux-system/variables-cluster: {}",
-            names.join(", ")
-        )),
-        "{err}"
-    );
-    assert!(
-        err.contains("Secret flux-system/alerts-chat: address"),
-        "{err}"
-    );
-    assert!(
-        !err.contains("set-by-the-owner") && !err.contains("AGE-SECRET-KEY"),
-        "{err}"
-    );
-    let calls = std::fs::read_to_string(dir.path().join("state/calls.log")).unwrap_or_default();
-    assert!(
-        !calls
-            .lines()
-            .any(|c| c.contains(" apply ") || c.starts_with("helm ")),
-        "nothing is applied: {calls}"
-    );
-
-    // Every value set: the same bootstrap goes through.
-    for k in &keys {
-        data.insert(k.clone(), json!(format!("set-{k}")));
-    }
-    write_secrets(
-        &vars,
-        &recipient,
-        &secrets(Value::Object(data), "https://chat.example/hook"),
-    );
-    let out = run();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(!err.contains("placeholder"), "{err}");
 }
 
 /// `ci.yaml` renders the real charts on GitHub, with the pulled charts cached
