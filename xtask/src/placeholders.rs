@@ -86,9 +86,10 @@ pub fn unset_among(
     Ok(out)
 }
 
-/// The refusal, one line per Secret: `flux-system/variables-cluster:
-/// hcloud_token, hcloud_luks_passphrase`.
-pub fn refusal(cluster: &str, unset: &[Unset]) -> String {
+/// The refusal, one line per Secret, with the file that holds it when
+/// `file_of` knows it: `Secret flux-system/variables-cluster
+/// (clusters/dev/variables/variables-cluster-secret.enc.yaml): hcloud_token, ...`.
+pub fn refusal(cluster: &str, unset: &[Unset], file_of: impl Fn(&str) -> Option<String>) -> String {
     let mut by_secret: Vec<(String, Vec<String>)> = Vec::new();
     for u in unset {
         match by_secret.iter_mut().find(|(s, _)| *s == u.secret) {
@@ -101,9 +102,32 @@ pub fn refusal(cluster: &str, unset: &[Unset]) -> String {
         unset.len()
     );
     for (secret, keys) in by_secret {
-        m.push_str(&format!("\n  Secret {secret}: {}", keys.join(", ")));
+        let file = file_of(&secret)
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        m.push_str(&format!("\n  Secret {secret}{file}: {}", keys.join(", ")));
     }
     m
+}
+
+/// The `*.enc.yaml` file of `tree` that declares Secret `namespace/name`.
+pub fn file_of_secret(tree: &crate::validate::tree::Tree, secret: &str) -> Option<String> {
+    let (namespace, name) = secret.split_once('/')?;
+    tree.files
+        .iter()
+        .filter(|f| f.rel.ends_with(".enc.yaml") || f.rel.ends_with(".enc.yml"))
+        .find(|f| {
+            f.docs.iter().any(|d| {
+                let v = &d.value;
+                v.get("kind").and_then(Value::as_str) == Some("Secret")
+                    && v.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+                    && v.pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .unwrap_or("default")
+                        == namespace
+            })
+        })
+        .map(|f| f.rel.clone())
 }
 
 #[cfg(test)]
@@ -131,8 +155,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            refusal("dev", &got),
-            "clusters/dev still has 2 placeholder value(s) (REPLACE-ME-...); set each with `cargo xtask secrets edit <file>` before bootstrapping:\n  Secret flux-system/v: a, d"
+            refusal("dev", &got, |_| Some("clusters/dev/v.enc.yaml".into())),
+            "clusters/dev still has 2 placeholder value(s) (REPLACE-ME-...); set each with `cargo xtask secrets edit <file>` before bootstrapping:\n  Secret flux-system/v (clusters/dev/v.enc.yaml): a, d"
         );
     }
 }

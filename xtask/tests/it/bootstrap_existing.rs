@@ -368,13 +368,15 @@ fn placeholders_are_refused_by_name_and_bootstrap_proceeds_once_they_are_set() {
     );
     assert!(
         err.contains(&format!(
-            "Secret flux-system/variables-cluster: {}",
+            "Secret flux-system/variables-cluster (clusters/dev/variables/variables-cluster-secret.enc.yaml): {}",
             unset.join(", ")
         )),
         "{err}"
     );
     assert!(
-        err.contains("Secret flux-system/alerts-chat: address"),
+        err.contains(
+            "Secret flux-system/alerts-chat (clusters/dev/variables/alerts-chat-secret.enc.yaml): address"
+        ),
         "{err}"
     );
     assert!(

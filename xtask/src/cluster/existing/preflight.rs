@@ -209,7 +209,12 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
                     .collect();
                 match crate::placeholders::unset_among(&objects, &ids) {
                     Ok(unset) if unset.is_empty() => {}
-                    Ok(unset) => problems.push(crate::placeholders::refusal(&o.cluster, &unset)),
+                    Ok(unset) => {
+                        let (tree, _) = crate::validate::tree::Tree::load(&o.root);
+                        problems.push(crate::placeholders::refusal(&o.cluster, &unset, |s| {
+                            crate::placeholders::file_of_secret(&tree, s)
+                        }));
+                    }
                     Err((secret, e)) => problems.push(format!(
                         "Secret {secret} of clusters/{}: the {} identity cannot decrypt it: {e}",
                         o.cluster, o.cluster
