@@ -1,6 +1,8 @@
 //! `--helm`: every HelmRelease values key its chart does not know, as a
 //! warning that names the closest known key. Helm ignores such a key, so a
-//! misspelling deploys the chart's default without a word.
+//! misspelling deploys the chart's default without a word. Also a warning for
+//! a CRD policy (`install.crds`/`upgrade.crds`) on a chart without a `crds/`
+//! folder, where it does nothing.
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -28,7 +30,7 @@ pub fn check_cluster(
     releases
         .par_iter()
         .flat_map(|release| {
-            let Ok(unknown) = keys::release_unknown_keys(release, &all, helm) else {
+            let Ok((chart, values)) = keys::release_chart_keys(release, &all, helm) else {
                 return Vec::new();
             };
             let name = |p: &str| {
@@ -38,28 +40,38 @@ pub fn check_cluster(
                     .unwrap_or("")
                     .to_string()
             };
-            let (namespace, rname) = (name("/metadata/namespace"), name("/metadata/name"));
-            unknown
+            let object = format!(
+                "HelmRelease {}/{}",
+                name("/metadata/namespace"),
+                name("/metadata/name")
+            );
+            let warning = |needle: &str, path: String, message: String| {
+                let (file, line) =
+                    tree.locate(release, "", Some(needle), &format!("clusters/{cluster}"));
+                let mut f = Finding::error(
+                    Check::Helm,
+                    &file,
+                    line,
+                    format!("cluster {cluster}: {message}"),
+                )
+                .with_object(object.clone());
+                f.severity = Severity::Warning;
+                f.path = Some(path);
+                f
+            };
+            let mut out: Vec<Finding> = chart
+                .unknown(&values)
                 .into_iter()
-                .map(|u| {
-                    let (file, line) = tree.locate(
-                        release,
-                        "",
-                        Some(&format!("{}:", u.key)),
-                        &format!("clusters/{cluster}"),
-                    );
-                    let mut f = Finding::error(
-                        Check::Helm,
-                        &file,
-                        line,
-                        format!("cluster {cluster}: {}", u.message()),
-                    )
-                    .with_object(format!("HelmRelease {namespace}/{rname}"));
-                    f.severity = Severity::Warning;
-                    f.path = Some(format!("spec.values.{}", u.path));
-                    f
-                })
-                .collect()
+                .map(|u| warning(&format!("{}:", u.key), format!("spec.values.{}", u.path), u.message()))
+                .collect();
+            out.extend(keys::idle_crd_policies(release, &chart).into_iter().map(|path| {
+                warning(
+                    "crds:",
+                    path,
+                    "the chart keeps no CRDs in crds/, so this CRD policy does nothing (CRDs that are templates are applied like any object): remove it".into(),
+                )
+            }));
+            out
         })
         .collect()
 }

@@ -226,10 +226,18 @@ fn a_misspelled_values_key_is_named_with_the_closest_known_key() {
     charts.write_tree(dir.path()).unwrap();
     let releases = dir.path().join("apps/releases.yaml");
     let text = std::fs::read_to_string(&releases).unwrap();
-    let patched = text.replace(
-        "    image: nginx:1.29\n",
-        "    image: nginx:1.29\n    greting: hi\n",
-    );
+    // A misspelled key, and a CRD policy (which acts: the demo chart keeps
+    // its CRD in crds/, so no warning for it).
+    let patched = text
+        .replace(
+            "    image: nginx:1.29\n",
+            "    image: nginx:1.29\n    greting: hi\n",
+        )
+        .replacen(
+            "  interval: 10m\n",
+            "  interval: 10m\n  install:\n    crds: CreateReplace\n",
+            1,
+        );
     assert_ne!(text, patched);
     std::fs::write(&releases, patched).unwrap();
 

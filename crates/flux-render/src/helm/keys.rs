@@ -25,6 +25,9 @@ pub struct ChartKeys {
     pub schema: Option<Value>,
     /// Subchart names and aliases (`charts/*`, `dependencies`).
     pub subcharts: BTreeSet<String>,
+    /// Whether the chart (or a subchart) keeps CRDs in `crds/`, the only
+    /// CRDs helm-controller's `install.crds`/`upgrade.crds` policy governs.
+    pub has_crds_dir: bool,
 }
 
 /// A values key the chart does not know.
@@ -89,6 +92,7 @@ impl ChartKeys {
                     keys.schema = Some(serde_json::from_str(&text)?);
                 }
                 ["Chart.yaml"] => chart_yaml = Some(read_text(&mut entry, archive)?),
+                ["crds", _, ..] | ["charts", _, "crds", _, ..] => keys.has_crds_dir = true,
                 ["charts", sub, ..] => {
                     let name = sub.strip_suffix(".tgz").unwrap_or(sub);
                     // `charts/<name>-<version>.tgz`: the name is what precedes the version.
@@ -147,18 +151,37 @@ impl ChartKeys {
     }
 }
 
-/// The values keys of `release` (its `valuesFrom` and `spec.values`,
-/// composed as helm-controller does) that its chart does not know. The chart
-/// is fetched as for rendering (from the cache when it is there).
-pub fn release_unknown_keys(
+/// What `release`'s chart declares and the values the release gives it
+/// (its `valuesFrom` and `spec.values`, composed as helm-controller does).
+/// The chart is fetched as for rendering (from the cache when it is there).
+pub fn release_chart_keys(
     release: &Value,
     objects: &[&Value],
     opts: &super::HelmOptions,
-) -> Result<Vec<UnknownKey>, HelmError> {
+) -> Result<(ChartKeys, Value), HelmError> {
     let request = super::chart_request(release, objects)?;
     let values = super::values::compose(release, objects, opts.decryptor.as_ref())?;
     let archive = super::chart::fetch(&opts.helm_bin()?, &request, &opts.cache_dir)?;
-    Ok(ChartKeys::of_archive(&archive)?.unknown(&values))
+    Ok((ChartKeys::of_archive(&archive)?, values))
+}
+
+/// The CRD policies (`spec.install.crds`, `spec.upgrade.crds`) a release
+/// sets to create or replace CRDs although its chart has no `crds/` folder:
+/// they do nothing (CRDs that are templates are applied like any object).
+pub fn idle_crd_policies(release: &Value, chart: &ChartKeys) -> Vec<String> {
+    if chart.has_crds_dir {
+        return Vec::new();
+    }
+    ["install", "upgrade"]
+        .into_iter()
+        .filter(|action| {
+            release
+                .pointer(&format!("/spec/{action}/crds"))
+                .and_then(Value::as_str)
+                .is_some_and(|p| p != "Skip")
+        })
+        .map(|action| format!("spec.{action}.crds"))
+        .collect()
 }
 
 fn read_text(entry: &mut impl std::io::Read, archive: &Path) -> Result<String, HelmError> {
@@ -295,6 +318,7 @@ mod tests {
             defaults,
             schema,
             subcharts: ["sub".to_string()].into(),
+            has_crds_dir: false,
         }
     }
 
@@ -347,6 +371,20 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].path, "labels.tem");
         assert_eq!(found[0].closest.as_deref(), Some("team"));
+    }
+
+    #[test]
+    fn crd_policies_are_idle_without_a_crds_folder() {
+        let release =
+            json!({"spec": {"install": {"crds": "CreateReplace"}, "upgrade": {"crds": "Skip"}}});
+        let mut c = chart(json!({}), None);
+        assert_eq!(idle_crd_policies(&release, &c), ["spec.install.crds"]);
+        c.has_crds_dir = true;
+        assert_eq!(idle_crd_policies(&release, &c), Vec::<String>::new());
+        assert_eq!(
+            idle_crd_policies(&json!({"spec": {}}), &chart(json!({}), None)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
