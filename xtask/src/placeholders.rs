@@ -130,6 +130,37 @@ pub fn file_of_secret(tree: &crate::validate::tree::Tree, secret: &str) -> Optio
         .map(|f| f.rel.clone())
 }
 
+/// What bootstrap says for `rendered` (the cluster as its Kustomizations
+/// apply it, Secrets still encrypted) when a Secret that `keys` (the
+/// cluster's age identities) open holds a placeholder, or cannot be opened;
+/// `None` when every value is set.
+pub fn refusal_for(
+    root: &std::path::Path,
+    cluster: &str,
+    rendered: &flux_render::RenderedCluster,
+    keys: &[String],
+) -> Option<String> {
+    let ids = match sops::Identities::from_keys_text(&keys.join("\n")) {
+        Ok(ids) => ids,
+        Err(e) => return Some(format!("the {cluster} age identity: {e}")),
+    };
+    let objects: Vec<&Value> = rendered
+        .root_objects
+        .iter()
+        .chain(rendered.kustomizations.iter().flat_map(|k| &k.objects))
+        .collect();
+    match unset_among(&objects, &ids) {
+        Ok(unset) if unset.is_empty() => None,
+        Ok(unset) => {
+            let (tree, _) = crate::validate::tree::Tree::load(root);
+            Some(refusal(cluster, &unset, |s| file_of_secret(&tree, s)))
+        }
+        Err((secret, e)) => Some(format!(
+            "Secret {secret} of clusters/{cluster}: the {cluster} identity cannot decrypt it: {e}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -199,30 +199,9 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
     // become the permanent key of every volume made with it).
     if !keys.is_empty()
         && let Some(r) = &rendered
+        && let Some(refusal) = crate::placeholders::refusal_for(&o.root, &o.cluster, r, &keys)
     {
-        match sops::Identities::from_keys_text(&keys.join("\n")) {
-            Ok(ids) => {
-                let objects: Vec<&Value> = r
-                    .root_objects
-                    .iter()
-                    .chain(r.kustomizations.iter().flat_map(|k| &k.objects))
-                    .collect();
-                match crate::placeholders::unset_among(&objects, &ids) {
-                    Ok(unset) if unset.is_empty() => {}
-                    Ok(unset) => {
-                        let (tree, _) = crate::validate::tree::Tree::load(&o.root);
-                        problems.push(crate::placeholders::refusal(&o.cluster, &unset, |s| {
-                            crate::placeholders::file_of_secret(&tree, s)
-                        }));
-                    }
-                    Err((secret, e)) => problems.push(format!(
-                        "Secret {secret} of clusters/{}: the {} identity cannot decrypt it: {e}",
-                        o.cluster, o.cluster
-                    )),
-                }
-            }
-            Err(e) => problems.push(format!("the {} age identity: {e}", o.cluster)),
-        }
+        problems.push(refusal);
     }
 
     let mut pull = PullPlan::NotNeeded;
