@@ -166,14 +166,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn item(object: Value) -> Item {
-        Item {
-            object,
-            file: "x.yaml".into(),
-            line: Some(1),
-        }
-    }
-
     fn alert(provider: &str, sources: Value) -> Value {
         json!({"apiVersion": "notification.toolkit.fluxcd.io/v1beta3", "kind": "Alert",
             "metadata": {"name": "errors", "namespace": "flux-system"},
@@ -209,7 +201,7 @@ mod tests {
             release("web"),
         ]
         .into_iter()
-        .map(item)
+        .map(Item::test)
         .collect();
         let have = present(&items);
         let found: Vec<Dangling> = items
@@ -233,7 +225,7 @@ mod tests {
             release("web"),
         ]
         .into_iter()
-        .map(item)
+        .map(Item::test)
         .collect();
         let have = present(&items);
         let alert_found = dangling(&items[0].object, &have);

@@ -50,6 +50,18 @@ pub struct Item {
     pub line: Option<usize>,
 }
 
+#[cfg(test)]
+impl Item {
+    /// `object` at line 1 of `x.yaml`, for unit tests.
+    pub(crate) fn test(object: Value) -> Self {
+        Self {
+            object,
+            file: "x.yaml".into(),
+            line: Some(1),
+        }
+    }
+}
+
 /// What to validate and how.
 #[derive(Debug, Clone)]
 pub struct Options {
