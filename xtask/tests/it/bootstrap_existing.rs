@@ -19,6 +19,27 @@ fn doubles() -> PathBuf {
     common::root().join("xtask/tests/doubles")
 }
 
+/// The dev secrets of the tree at `root`, set (bootstrap refuses
+/// placeholders) and encrypted for `recipient`, as the owner's would be.
+pub(crate) fn set_dev_secrets(root: &std::path::Path, recipient: &str) {
+    let rule = sops::CreationRule::new(
+        vec![recipient.to_string()],
+        sops::Selection::EncryptedRegex("^(data|stringData)$".into()),
+    );
+    let vars = root.join("clusters/dev/variables");
+    for entry in std::fs::read_dir(&vars).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".enc.yaml") {
+            let old = std::fs::read(&path).unwrap();
+            let new = sops::regenerate(&old, sops::Format::Yaml, &rule, &mut |p| {
+                format!("set-{}", p.join("."))
+            })
+            .unwrap();
+            std::fs::write(&path, new).unwrap();
+        }
+    }
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     identity: String,
@@ -37,24 +58,7 @@ impl Fixture {
         let (identity, recipient) = sops::generate_identity();
         let sops = std::fs::read_to_string(common::root().join(".sops.yaml")).unwrap();
         std::fs::write(root.join(".sops.yaml"), sops.replace(&dev[0], &recipient)).unwrap();
-        // The dev secrets, set (bootstrap refuses placeholders) and readable
-        // by the test key, as the owner's would be.
-        let rule = sops::CreationRule::new(
-            vec![recipient.clone()],
-            sops::Selection::EncryptedRegex("^(data|stringData)$".into()),
-        );
-        let vars = root.join("clusters/dev/variables");
-        for entry in std::fs::read_dir(&vars).unwrap() {
-            let path = entry.unwrap().path();
-            if path.to_string_lossy().ends_with(".enc.yaml") {
-                let old = std::fs::read(&path).unwrap();
-                let new = sops::regenerate(&old, sops::Format::Yaml, &rule, &mut |p| {
-                    format!("set-{}", p.join("."))
-                })
-                .unwrap();
-                std::fs::write(&path, new).unwrap();
-            }
-        }
+        set_dev_secrets(&root, &recipient);
         std::fs::write(
             dir.path().join("kubeconfig"),
             "apiVersion: v1\nkind: Config\n",

@@ -139,6 +139,7 @@ fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missin
         sops_yaml.replace(&dev_recipient[0], &recipient),
     )
     .unwrap();
+    crate::bootstrap_existing::set_dev_secrets(root, &recipient);
 
     let (stranger, _) = sops::generate_identity();
     let mut o = Options {
