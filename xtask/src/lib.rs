@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod diff;
+pub mod placeholders;
 pub mod ship;
 pub mod testbed;
 pub mod validate;

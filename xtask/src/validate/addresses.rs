@@ -191,14 +191,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn item(object: Value) -> Item {
-        Item {
-            object,
-            file: "x.yaml".into(),
-            line: Some(1),
-        }
-    }
-
     #[test]
     fn finds_urls_in_any_string_with_or_without_the_cluster_domain() {
         let o = json!({
@@ -282,16 +274,16 @@ mod tests {
     #[test]
     fn services_and_helm_releases_count_as_deployed() {
         let items = vec![
-            item(
+            Item::test(
                 json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc", "namespace": "a"}}),
             ),
-            item(
+            Item::test(
                 json!({"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
                 "metadata": {"name": "dex", "namespace": "flux-system"},
                 "spec": {"targetNamespace": "dex", "releaseName": "dex-rel", "values": {"fullnameOverride": "sso"}}}),
             ),
             // Not a core Service: does not count.
-            item(
+            Item::test(
                 json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": {"name": "kn", "namespace": "a"}}),
             ),
         ];

@@ -9,14 +9,19 @@
 //!    HelmRelease sources and chart pins, per cluster.
 //! 5. [`secrets`]: plaintext Secrets and SOPS recipients.
 //! 6. [`addresses`]: in-cluster addresses name what the same cluster deploys.
+//! 7. [`alerts`]: every Alert's Provider and event sources, and every
+//!    Provider's Secret, exist in the same cluster.
 //!
 //! Step 3 also runs [`rules`]: what the API server's own validation rejects
 //! that OpenAPI cannot say (quantities, Service types, ports, names, ...).
 
 pub mod addresses;
+pub mod alerts;
 mod allow;
 pub mod flux;
+pub mod helm_values;
 pub mod kustomize;
+pub mod placeholders;
 mod report;
 pub mod rules;
 pub mod secrets;
@@ -43,6 +48,18 @@ pub struct Item {
     pub object: Value,
     pub file: String,
     pub line: Option<usize>,
+}
+
+#[cfg(test)]
+impl Item {
+    /// `object` at line 1 of `x.yaml`, for unit tests.
+    pub(crate) fn test(object: Value) -> Self {
+        Self {
+            object,
+            file: "x.yaml".into(),
+            line: Some(1),
+        }
+    }
 }
 
 /// What to validate and how.
@@ -216,6 +233,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         report.flux_kustomizations += c.kustomizations.len();
         findings.extend(c.findings);
         findings.extend(addresses::check_cluster(&tree, cluster, &c.items));
+        findings.extend(alerts::check_cluster(cluster, &c.items));
         items.extend(c.items);
     }
     // One finding per root cause: a kustomize chain that repeats a YAML
@@ -363,6 +381,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 
     // 5. Secrets.
     findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
+    findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();
     // Dedupe (an object can be checked per cluster and per build) and sort.
@@ -616,7 +635,8 @@ fn source_of(it: &Item, tree: &tree::Tree) -> Option<(String, Option<usize>)> {
 /// does) and adds the chart output to what the schemas check, attributed to
 /// the HelmRelease's file. A release that cannot be rendered (chart not
 /// fetched, values rejected by the chart's schema) is one finding; the
-/// others go on.
+/// others go on. Values keys the chart does not know are warnings
+/// ([`helm_values`]).
 fn helm_items(
     opts: &Options,
     helm: &flux_render::helm::HelmOptions,
@@ -639,6 +659,7 @@ fn helm_items(
                 continue;
             }
         };
+        findings.extend(helm_values::check_cluster(tree, cluster, &rendered, helm));
         for release in flux_render::helm::render_cluster(&rendered, helm) {
             let object = serde_json::json!({
                 "apiVersion": "helm.toolkit.fluxcd.io/v2",

@@ -1,9 +1,11 @@
 //! `cargo xtask status`: every Flux object (kind, name, Ready, revision,
-//! message) and the digest `latest` points at in the local registry.
+//! message), the digest `latest` points at in the local registry, and the
+//! recent error events of Flux objects: what the `errors` Alert sends to chat
+//! on dev and prod (the local cluster's chat Provider is suspended).
 
 use std::process::ExitCode;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::cluster::{self, Toolbox, bootstrap, kind, registry};
 
@@ -67,6 +69,72 @@ pub fn table(rows: &[cluster::flux::FluxObjectStatus]) -> String {
     out
 }
 
+/// The kinds whose error events the `errors` Alert forwards.
+const ALERTED_KINDS: [&str; 3] = ["Kustomization", "HelmRelease", "OCIRepository"];
+
+/// How many recent error events `status` shows.
+const RECENT_EVENTS: usize = 10;
+
+/// One Warning event of a Flux object.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorEvent {
+    /// `Kind namespace/name` of the object.
+    pub object: String,
+    pub reason: String,
+    pub message: String,
+    /// RFC 3339, as the API server gives it.
+    pub time: String,
+}
+
+/// The Warning events of Flux objects in an `EventList` (`kubectl get events
+/// -o json`), newest last, at most [`RECENT_EVENTS`].
+pub fn error_events(list: &Value) -> Vec<ErrorEvent> {
+    let s = |e: &Value, p: &str| {
+        e.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out: Vec<ErrorEvent> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.get("type").and_then(Value::as_str) == Some("Warning"))
+        .filter(|e| {
+            e.pointer("/involvedObject/kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| ALERTED_KINDS.contains(&k))
+        })
+        .map(|e| {
+            let time = [
+                "/lastTimestamp",
+                "/eventTime",
+                "/metadata/creationTimestamp",
+            ]
+            .iter()
+            .map(|p| s(e, p))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+            ErrorEvent {
+                object: format!(
+                    "{} {}/{}",
+                    s(e, "/involvedObject/kind"),
+                    s(e, "/involvedObject/namespace"),
+                    s(e, "/involvedObject/name")
+                ),
+                reason: s(e, "/reason"),
+                message: s(e, "/message").lines().next().unwrap_or("").to_string(),
+                time,
+            }
+        })
+        .collect();
+    // RFC 3339 in UTC sorts as text.
+    out.sort_by(|a, b| a.time.cmp(&b.time));
+    let skip = out.len().saturating_sub(RECENT_EVENTS);
+    out.split_off(skip)
+}
+
 impl Args {
     pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         match (self.read(), self.output) {
@@ -99,7 +167,25 @@ impl Args {
             anyhow::bail!(kind::stopped_message(&self.cluster, &stopped));
         }
         bootstrap::write_kubeconfig(&t, &self.cluster)?;
-        let rows = cluster::kube(&t, &self.cluster).status()?;
+        let kube = cluster::kube(&t, &self.cluster);
+        let rows = kube.status()?;
+        // Events are best effort: the table above is the state.
+        let events = kube
+            .cmd()
+            .args([
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                "type=Warning",
+                "-o",
+                "json",
+            ])
+            .read()
+            .ok()
+            .and_then(|out| serde_json::from_str::<Value>(&out).ok())
+            .map(|list| error_events(&list))
+            .unwrap_or_default();
         let port = registry::published_port(&t, registry::REGISTRY_NAME);
         let (reference, digest) = match port {
             Ok(Some(port)) => {
@@ -142,6 +228,7 @@ impl Args {
                         "error": digest.as_ref().err(),
                     },
                     "ready": all_ready,
+                    "error_events": events,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
@@ -151,6 +238,14 @@ impl Args {
                     (Some(r), Ok(d)) => println!("\nregistry: {r} -> {d}"),
                     (_, Err(e)) => println!("\nregistry: {e}"),
                     _ => {}
+                }
+                if !events.is_empty() {
+                    println!(
+                        "\nrecent error events (what the errors Alert sends to chat on dev and prod):"
+                    );
+                    for e in &events {
+                        println!("  {}  {}  {}: {}", e.time, e.object, e.reason, e.message);
+                    }
                 }
             }
         }
@@ -166,6 +261,40 @@ impl Args {
 mod tests {
     use super::*;
     use crate::cluster::flux::FluxObjectStatus;
+
+    #[test]
+    fn error_events_keep_flux_warnings_newest_last() {
+        let ev = |kind: &str, ty: &str, t: &str, msg: &str| {
+            json!({"type": ty, "reason": "ReconciliationFailed", "message": msg,
+                "lastTimestamp": t,
+                "involvedObject": {"kind": kind, "namespace": "flux-system", "name": "apps"}})
+        };
+        let list = json!({"items": [
+            ev("Kustomization", "Warning", "2026-01-01T00:00:02Z", "second\ndetail"),
+            ev("Pod", "Warning", "2026-01-01T00:00:03Z", "not flux"),
+            ev("HelmRelease", "Normal", "2026-01-01T00:00:04Z", "fine"),
+            ev("HelmRelease", "Warning", "2026-01-01T00:00:01Z", "first"),
+        ]});
+        let got = error_events(&list);
+        let summary: Vec<(&str, &str)> = got
+            .iter()
+            .map(|e| (e.object.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("HelmRelease flux-system/apps", "first"),
+                ("Kustomization flux-system/apps", "second")
+            ]
+        );
+        let many = json!({"items": (0..15)
+            .map(|i| ev("Kustomization", "Warning", &format!("2026-01-01T00:00:{i:02}Z"), &i.to_string()))
+            .collect::<Vec<_>>()});
+        let kept = error_events(&many);
+        assert_eq!(kept.len(), RECENT_EVENTS);
+        assert_eq!(kept[0].message, "5");
+        assert_eq!(kept[9].message, "14");
+    }
 
     #[test]
     fn table_aligns_columns() {

@@ -68,7 +68,7 @@ impl Args {
             )?;
             for f in &fetched {
                 eprintln!(
-                    "schemas: {:<22} {} ({} files{})",
+                    "schemas: {:<24} {} ({} files{})",
                     f.name,
                     f.pin,
                     f.files,

@@ -19,9 +19,31 @@ fn doubles() -> PathBuf {
     common::root().join("xtask/tests/doubles")
 }
 
+/// The dev secrets of the tree at `root`, set (bootstrap refuses
+/// placeholders) and encrypted for `recipient`, as the owner's would be.
+pub(crate) fn set_dev_secrets(root: &std::path::Path, recipient: &str) {
+    let rule = sops::CreationRule::new(
+        vec![recipient.to_string()],
+        sops::Selection::EncryptedRegex("^(data|stringData)$".into()),
+    );
+    let vars = root.join("clusters/dev/variables");
+    for entry in std::fs::read_dir(&vars).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".enc.yaml") {
+            let old = std::fs::read(&path).unwrap();
+            let new = sops::regenerate(&old, sops::Format::Yaml, &rule, &mut |p| {
+                format!("set-{}", p.join("."))
+            })
+            .unwrap();
+            std::fs::write(&path, new).unwrap();
+        }
+    }
+}
+
 struct Fixture {
     dir: tempfile::TempDir,
     identity: String,
+    recipient: String,
 }
 
 impl Fixture {
@@ -36,6 +58,7 @@ impl Fixture {
         let (identity, recipient) = sops::generate_identity();
         let sops = std::fs::read_to_string(common::root().join(".sops.yaml")).unwrap();
         std::fs::write(root.join(".sops.yaml"), sops.replace(&dev[0], &recipient)).unwrap();
+        set_dev_secrets(&root, &recipient);
         std::fs::write(
             dir.path().join("kubeconfig"),
             "apiVersion: v1\nkind: Config\n",
@@ -55,7 +78,11 @@ impl Fixture {
         )
         .unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        Some(Self { dir, identity })
+        Some(Self {
+            dir,
+            identity,
+            recipient,
+        })
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -265,4 +292,120 @@ fn a_key_for_another_environment_is_refused_by_name_before_anything_is_applied()
             .any(|c| c.starts_with("helm ") || c.contains(" apply ")),
         "{calls:#?}"
     );
+}
+
+/// The dev secrets' keys, as committed (the values are placeholders the
+/// test cannot read; the keys are in clear).
+fn committed_keys(file: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let doc = flux_render::parse_stream(&text).unwrap().remove(0);
+    doc["stringData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Placeholders (`REPLACE-ME-...`) refuse the bootstrap before anything is
+/// applied, naming each Secret and key; once every value is set, the same
+/// bootstrap goes through. (The e2e stand-in's control plane is not built on
+/// every machine; this is the same preflight, with the kubectl and helm doubles.)
+#[test]
+fn placeholders_are_refused_by_name_and_bootstrap_proceeds_once_they_are_set() {
+    use crate::platform_review::write_secrets;
+    use serde_json::json;
+    let Some(f) = Fixture::new() else { return };
+    let (stranger, _) = sops::generate_identity();
+    let vars = f.path("tree/clusters/dev/variables");
+    let keys = committed_keys(
+        &common::root().join("clusters/dev/variables/variables-cluster-secret.enc.yaml"),
+    );
+    assert!(
+        keys.contains(&"hcloud_luks_passphrase".to_string()),
+        "{keys:?}"
+    );
+    // Every value a placeholder, as committed, but two the owner has set.
+    let mut data = serde_json::Map::new();
+    for k in &keys {
+        data.insert(k.clone(), json!(format!("REPLACE-ME-{k}")));
+    }
+    data.insert("dex_client_secret".into(), json!("set-by-the-owner"));
+    data.insert("nextcloud_password".into(), json!("set-by-the-owner"));
+    let secrets = |variables: Value, chat: &str| {
+        vec![
+            (
+                "variables-cluster-secret.enc.yaml",
+                "variables-cluster",
+                variables,
+            ),
+            (
+                "alerts-chat-secret.enc.yaml",
+                "alerts-chat",
+                json!({"address": chat}),
+            ),
+        ]
+    };
+    write_secrets(
+        &vars,
+        &f.recipient,
+        &secrets(
+            Value::Object(data.clone()),
+            "https://REPLACE-ME.invalid/hook",
+        ),
+    );
+    let out = f.bootstrap(&stranger).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "{err}");
+    let mut unset: Vec<&str> = keys
+        .iter()
+        .map(String::as_str)
+        .filter(|k| *k != "dex_client_secret" && *k != "nextcloud_password")
+        .collect();
+    unset.sort();
+    assert!(
+        err.contains(&format!(
+            "clusters/dev still has {} placeholder value(s) (REPLACE-ME-...); set each with `cargo xtask secrets edit <file>` before bootstrapping:",
+            unset.len() + 1
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Secret flux-system/variables-cluster (clusters/dev/variables/variables-cluster-secret.enc.yaml): {}",
+            unset.join(", ")
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "Secret flux-system/alerts-chat (clusters/dev/variables/alerts-chat-secret.enc.yaml): address"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("set-by-the-owner") && !err.contains("AGE-SECRET-KEY"),
+        "{err}"
+    );
+    let calls = f.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("helm ") || c.contains(" apply ")),
+        "nothing is applied: {calls:#?}"
+    );
+
+    // Every value set: the same bootstrap goes through.
+    for k in &keys {
+        data.insert(k.clone(), json!(format!("set-{k}")));
+    }
+    write_secrets(
+        &vars,
+        &f.recipient,
+        &secrets(Value::Object(data), "https://chat.example/hook"),
+    );
+    let out = f.bootstrap(&stranger).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("placeholder"), "{err}");
 }

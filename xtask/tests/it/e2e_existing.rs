@@ -54,6 +54,12 @@ fn dev_bootstrap_on_the_stand_in_verifies_signatures_and_refuses_the_rest() {
     );
     assert!(log.contains("none NotReady for lack of a CNI"), "{log}");
     assert!(
+        log.contains(
+            "placeholders refused before anything is applied: clusters/dev still has 1 placeholder value(s) (REPLACE-ME-...); set each with `cargo xtask secrets edit <file>` before bootstrapping: Secret flux-system/variables-cluster (clusters/dev/variables/variables-cluster-secret.enc.yaml): hcloud_luks_passphrase"
+        ),
+        "{log}"
+    );
+    assert!(
         log.contains("flux-system/ghcr-auth (dockerconfigjson)"),
         "the pull secret the tree names was written: {log}"
     );
@@ -133,6 +139,7 @@ fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missin
         sops_yaml.replace(&dev_recipient[0], &recipient),
     )
     .unwrap();
+    crate::bootstrap_existing::set_dev_secrets(root, &recipient);
 
     let (stranger, _) = sops::generate_identity();
     let mut o = Options {

@@ -25,6 +25,7 @@ mod flux_repos;
 mod flux_substitute;
 mod helm_flux_local;
 mod helm_render;
+mod platform_review;
 mod publish_registry;
 mod renovate_config;
 mod secrets_gate;

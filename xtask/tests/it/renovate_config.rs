@@ -156,3 +156,24 @@ fn flux_manager_covers_every_manifest_folder_and_patches_only_automerge() {
         serde_json::json!(["patch"])
     );
 }
+
+#[test]
+fn values_pins_in_helm_releases_are_tracked() {
+    let cloudflared = custom_manager_matches(
+        "platform/talos/infrastructure/controllers/cloudflared/helm-release.yaml",
+    );
+    assert_eq!(cloudflared.len(), 1, "{cloudflared:?}");
+    assert_eq!(cloudflared[0].0, "cloudflare/cloudflared");
+    // A fixed release, not the chart's default `latest`.
+    assert!(
+        cloudflared[0]
+            .1
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit()),
+        "{cloudflared:?}"
+    );
+    let headlamp = custom_manager_matches("infrastructure/controllers/headlamp/helm-release.yaml");
+    assert_eq!(headlamp.len(), 1, "{headlamp:?}");
+    assert_eq!(headlamp[0].0, "@headlamp-k8s/pluginctl");
+}

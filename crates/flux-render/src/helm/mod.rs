@@ -7,6 +7,7 @@
 //! cannot be fetched, a missing values source) is reported on its own.
 
 pub mod chart;
+pub mod keys;
 pub mod values;
 
 use std::path::{Path, PathBuf};

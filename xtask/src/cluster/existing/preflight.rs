@@ -195,6 +195,15 @@ pub fn preflight(o: &Options, kube: &mut Kube) -> Result<Found, Vec<String>> {
         })
     };
 
+    // Placeholders must not reach the cluster (a LUKS passphrase would
+    // become the permanent key of every volume made with it).
+    if !keys.is_empty()
+        && let Some(r) = &rendered
+        && let Some(refusal) = crate::placeholders::refusal_for(&o.root, &o.cluster, r, &keys)
+    {
+        problems.push(refusal);
+    }
+
     let mut pull = PullPlan::NotNeeded;
     if let Some(src) = source_of(&root_sync) {
         let ns = src

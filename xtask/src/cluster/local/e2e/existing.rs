@@ -15,7 +15,8 @@
 //!   the bootstrap fills with test credentials (the loopback registry
 //!   ignores them).
 //!
-//! Assertions: the signed artifact is verified by source-controller
+//! Assertions: a placeholder in the cluster's secrets stops the bootstrap
+//! in preflight, by name; the signed artifact is verified by source-controller
 //! (SourceVerified=True), the Kustomization chain reaches Ready with the
 //! test key, a second bootstrap converges, and an unsigned artifact and one signed with another key are
 //! refused (Ready=False, VerificationError) while the cluster stays at the
@@ -123,6 +124,53 @@ pub fn regenerate_secrets(dir: &Path, recipient: &str) -> Result<usize, LocalErr
         count += 1;
     }
     Ok(count)
+}
+
+/// The variable set back to a placeholder by [`placeholder_refused`].
+pub const PLACEHOLDER_PROBE: &str = "hcloud_luks_passphrase";
+
+/// Sets [`PLACEHOLDER_PROBE`] of the cluster's variables Secret to a
+/// `REPLACE-ME-...` placeholder, runs the bootstrap's preflight against the
+/// stand-in, and puts the file back. Returns the refusal's first line; an
+/// error when preflight accepts the placeholder or refuses for another reason.
+fn placeholder_refused(o: &existing::Options, recipient: &str) -> Result<String, LocalError> {
+    let file = o
+        .root
+        .join("clusters")
+        .join(&o.cluster)
+        .join("variables/variables-cluster-secret.enc.yaml");
+    let original = std::fs::read(&file).map_err(io_err(file.display()))?;
+    let rule = sops::CreationRule::new(
+        vec![recipient.to_string()],
+        sops::Selection::EncryptedRegex("^(data|stringData)$".into()),
+    );
+    let marked = sops::regenerate(&original, sops::Format::Yaml, &rule, &mut |path| {
+        if path.last().map(String::as_str) == Some(PLACEHOLDER_PROBE) {
+            format!("{}-{PLACEHOLDER_PROBE}", crate::placeholders::MARKER)
+        } else {
+            random_hex()
+        }
+    })
+    .map_err(|e| LocalError::Other(format!("{}: {e}", file.display())))?;
+    std::fs::write(&file, marked).map_err(io_err(file.display()))?;
+    let mut kube = o.kube.clone();
+    let verdict = existing::preflight(o, &mut kube);
+    std::fs::write(&file, &original).map_err(io_err(file.display()))?;
+    match verdict {
+        Ok(_) => Err(LocalError::Other(format!(
+            "bootstrap's preflight accepted the placeholder {PLACEHOLDER_PROBE}"
+        ))),
+        Err(problems) => problems
+            .iter()
+            .find(|p| p.contains(crate::placeholders::MARKER) && p.contains(PLACEHOLDER_PROBE))
+            .map(|p| p.replace("\n ", ""))
+            .ok_or_else(|| {
+                LocalError::Other(format!(
+                    "bootstrap's preflight did not name the placeholder {PLACEHOLDER_PROBE}: {}",
+                    problems.join("; ")
+                ))
+            }),
+    }
 }
 
 impl Scenario {
@@ -331,6 +379,13 @@ fn scenario(
         flux: existing::FluxMode::LocalProcesses(local.into()),
         wait_helm_releases: false,
     };
+    // A placeholder left in the cluster's secrets stops the bootstrap in
+    // preflight, by name, before anything is applied.
+    let refused = placeholder_refused(&o, &s.recipient)?;
+    say(&format!(
+        "placeholders refused before anything is applied: {refused}"
+    ));
+
     let t = Instant::now();
     let summary = existing::run(&o).map_err(|e| LocalError::Other(format!("bootstrap: {e}")))?;
     report
