@@ -328,10 +328,7 @@ mod tests {
             err.to_string(),
             "sleep ran longer than 0.2 s and was stopped (raise the bound with X_TIMEOUT)"
         );
-        let out = Cmd::new("echo")
-            .arg("hi")
-            .output_bounded(&bounds)
-            .unwrap();
+        let out = Cmd::new("echo").arg("hi").output_bounded(&bounds).unwrap();
         assert_eq!(out.stdout, b"hi\n");
     }
 
@@ -345,7 +342,10 @@ mod tests {
         };
         // 200 MB of zeros held in one shell variable cannot fit in 64 MiB.
         let out = Cmd::new("sh")
-            .args(["-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}"])
+            .args([
+                "-c",
+                "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}",
+            ])
             .output_bounded(&bounds)
             .unwrap();
         assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "200000000");
