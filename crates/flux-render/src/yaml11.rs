@@ -553,13 +553,13 @@ mod tests {
     }
 
     /// Nine levels of ten aliases each: 10^9 nodes once expanded.
-    pub(crate) fn alias_bomb() -> String {
+    fn alias_bomb() -> String {
         let mut text = String::from(
             "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
         );
         for level in 1..=9 {
             let prev = format!("*a{}", level - 1);
-            let items = vec![prev.as_str(); 10].join(",");
+            let items = [prev.as_str(); 10].join(",");
             text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
         }
         text

@@ -77,6 +77,8 @@ pub struct Options {
     pub progress: bool,
     /// Cache directory for schemas; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Cache directory for kustomize builds; `None` disables it.
+    pub kustomize_cache: Option<PathBuf>,
     /// The user's age identities, for the MAC check of SOPS files they can open.
     pub identities: Option<std::sync::Arc<sops::Identities>>,
     /// Also render every HelmRelease (`--helm`) and validate the chart output.
@@ -95,6 +97,7 @@ impl Options {
             strict: true,
             progress: false,
             cache_dir: Some(crate::user_cache("validate")),
+            kustomize_cache: crate::kustomize_cache_dir(),
             identities: sops::Identities::from_env()
                 .ok()
                 .filter(|ids| !ids.is_empty())
@@ -170,8 +173,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.files = tree.files.len();
 
     // 2. kustomize.
-    let tool = exec::tools::kustomize()?;
-    let builds = kustomize::Builds::new(opts.root.clone(), tool);
+    let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
+    let builds = kustomize::Builds::new(opts.root.clone(), builder);
     // Top-level directories first: a directory that a successful build includes
     // built successfully as part of it, so it is only built alone (to place the
     // error) when every directory including it failed.
