@@ -122,7 +122,7 @@ pub fn kustomize_builder(
     let cache_mib = number("XTASK_KUSTOMIZE_CACHE_MIB", k::DEFAULT_CACHE_BYTES >> 20)?;
     let bounds = exec::Bounds {
         timeout: (timeout > 0).then(|| std::time::Duration::from_secs(timeout)),
-        memory_bytes: (memory > 0).then(|| memory << 20),
+        memory_bytes: (memory > 0).then_some(memory << 20),
         raise: KUSTOMIZE_BOUNDS_HELP.into(),
     };
     Ok(std::sync::Arc::new(

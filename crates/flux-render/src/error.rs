@@ -123,7 +123,7 @@ pub enum YamlError {
     #[error("yaml: unknown anchor '{0}' referenced")]
     UnknownAnchor(String),
     #[error(
-        "yaml: document contains excessive aliasing: alias *{anchor} at line {line} brings the document to {nodes} nodes, {aliased} of them through aliases (a YAML alias bomb; refused before anything is built, as go-yaml refuses it)"
+        "yaml: document contains excessive aliasing: alias *{anchor} at line {line} makes {aliased} of the first {nodes} nodes copies through aliases (an alias bomb: refused before it is expanded or built, as go-yaml refuses it)"
     )]
     ExcessiveAliasing {
         anchor: String,

@@ -195,6 +195,12 @@ pub fn cause(
             return Cause::BrokenYaml;
         }
     }
+    // An alias bomb refused in a file the YAML check already names.
+    if let Some((file, _)) = msg.split_once(": yaml: document contains excessive aliasing")
+        && yaml_failed.contains(file)
+    {
+        return Cause::BrokenYaml;
+    }
     if let Some(c) = MISSING.captures(msg) {
         let path = std::path::Path::new(c.get(1).or(c.get(2)).map_or("", |m| m.as_str()));
         let Ok(rel) = path.strip_prefix(root) else {

@@ -174,7 +174,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 
     // 2. kustomize.
     let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
-    let builds = kustomize::Builds::new(opts.root.clone(), builder);
+    let builds = kustomize::Builds::new(opts.root.clone(), builder.clone());
     // Top-level directories first: a directory that a successful build includes
     // built successfully as part of it, so it is only built alone (to place the
     // error) when every directory including it failed.
@@ -299,9 +299,22 @@ pub fn run(opts: &Options) -> Result<Report> {
         }
     }
     report.kustomize_builds = builds.all().len() + covered;
+    report.kustomize_runs = builder.stats().1;
 
     if let Some(helm) = &opts.helm {
-        helm_items(opts, helm, &clusters, &tree, &mut items, &mut findings);
+        let render_opts = flux_render::RenderOptions {
+            kustomize: Some(builder.clone()),
+            ..Default::default()
+        };
+        helm_items(
+            opts,
+            helm,
+            &render_opts,
+            &clusters,
+            &tree,
+            &mut items,
+            &mut findings,
+        );
     }
 
     // 3. Schemas.
@@ -643,14 +656,14 @@ fn source_of(it: &Item, tree: &tree::Tree) -> Option<(String, Option<usize>)> {
 fn helm_items(
     opts: &Options,
     helm: &flux_render::helm::HelmOptions,
+    render_opts: &flux_render::RenderOptions,
     clusters: &[String],
     tree: &tree::Tree,
     items: &mut Vec<Item>,
     findings: &mut Vec<Finding>,
 ) {
-    let render_opts = flux_render::RenderOptions::default();
     for cluster in clusters {
-        let rendered = match flux_render::render_cluster(&opts.root, cluster, &render_opts) {
+        let rendered = match flux_render::render_cluster(&opts.root, cluster, render_opts) {
             Ok(r) => r,
             Err(e) => {
                 findings.push(Finding::error(
