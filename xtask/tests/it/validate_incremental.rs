@@ -126,6 +126,8 @@ fn two_validates_at_once_share_the_cache() {
 /// Runs the xtask binary and returns its output with its peak resident
 /// memory (KiB; its own and that of every process it waited for).
 #[cfg(target_os = "linux")]
+// Reaped by wait4, which std's Child cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> (std::process::Output, i64, Duration) {
     use std::io::Read;
     use std::os::unix::process::ExitStatusExt;
