@@ -112,6 +112,23 @@ pub(crate) fn digest_of(out: &Output) -> String {
     digest.to_string()
 }
 
+/// `cosign sign --key KEY --tlog-upload=false` of `image` plus `extra`.
+pub(crate) fn cosign_sign(bin: &Path, home: &Path, key: &Path, image: &str, extra: &[&str]) {
+    let out = cosign_cmd(bin, home)
+        .args(["sign", "--key"])
+        .arg(key)
+        .args([
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--allow-insecure-registry",
+        ])
+        .args(extra)
+        .arg(image)
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+}
+
 pub(crate) fn cosign_verify(bin: &Path, home: &Path, public: &Path, image: &str) -> Output {
     cosign_cmd(bin, home)
         .args(["verify", "--key"])
@@ -204,18 +221,7 @@ fn cosign_verifies_what_publish_signed_and_both_refuse_another_key() {
     );
 
     // cosign appends its signature after ours; both verify, for either tool.
-    let out = cosign_cmd(&bin, home)
-        .args(["sign", "--key"])
-        .arg(&other_key)
-        .args([
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-            &image,
-        ])
-        .output()
-        .unwrap();
-    common::assert_success(&out);
+    cosign_sign(&bin, home, &other_key, &image, &[]);
     for public in [&public, &other_public] {
         let out = our_verify(home, &format!("{url}@{digest}"), public);
         common::assert_success(&out);
@@ -307,20 +313,13 @@ fn verify_accepts_cosigns_signature_and_promote_appends_ours() {
 
     // cosign signs; we accept it, and its payload is ours byte for byte.
     let payload_file = home.join("payload.json");
-    let out = cosign_cmd(&bin, home)
-        .args(["sign", "--key"])
-        .arg(&cosign_key)
-        .args([
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-            "--output-payload",
-        ])
-        .arg(&payload_file)
-        .arg(&image)
-        .output()
-        .unwrap();
-    common::assert_success(&out);
+    cosign_sign(
+        &bin,
+        home,
+        &cosign_key,
+        &image,
+        &["--output-payload", payload_file.to_str().unwrap()],
+    );
     assert_eq!(
         String::from_utf8(std::fs::read(&payload_file).unwrap()).unwrap(),
         String::from_utf8(cosign::payload(&format!("{}/app", reg.host()), &digest)).unwrap()

@@ -214,6 +214,18 @@ fn steps(job: &serde_yaml::Value) -> Vec<&serde_yaml::Value> {
     job["steps"].as_sequence().into_iter().flatten().collect()
 }
 
+/// The checkout step.
+fn checkout<'a>(steps: &[&'a serde_yaml::Value]) -> &'a serde_yaml::Value {
+    steps
+        .iter()
+        .find(|s| {
+            s["uses"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("actions/checkout@"))
+        })
+        .expect("a checkout")
+}
+
 /// The index of the only step whose script holds every one of `needles`.
 fn step_index(steps: &[&serde_yaml::Value], needles: &[&str]) -> usize {
     let found: Vec<usize> = steps
@@ -300,14 +312,7 @@ fn release_verifies_the_publish_signature_before_it_promotes() {
     assert_eq!(env["SHA"].as_str(), Some("${{ github.sha }}"));
     let job = job_running(&doc, "cargo xtask promote");
     let steps = steps(job);
-    let checkout = steps
-        .iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/checkout@"))
-        })
-        .expect("a checkout");
+    let checkout = checkout(&steps);
     assert_eq!(
         checkout["with"]["fetch-depth"].as_u64(),
         Some(0),
@@ -383,14 +388,7 @@ fn cd_is_restricted_to_main_and_deploys_the_published_sha() {
         on["workflow_run"]["workflows"],
         serde_yaml::from_str::<serde_yaml::Value>("[publish]").unwrap()
     );
-    let checkout = steps(job)
-        .into_iter()
-        .find(|s| {
-            s["uses"]
-                .as_str()
-                .is_some_and(|u| u.starts_with("actions/checkout@"))
-        })
-        .expect("a checkout");
+    let checkout = checkout(&steps(job));
     assert_eq!(
         checkout["with"]["ref"].as_str(),
         Some("${{ github.event.workflow_run.head_sha || github.sha }}")

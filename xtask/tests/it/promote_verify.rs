@@ -12,28 +12,11 @@ use serde_json::{Value, json};
 
 use crate::common;
 use crate::cosign_interop::{
-    PASSWORD, cosign_cmd, cosign_verify, digest_of, key_pair, our_verify, publish, setup, stderr,
-    xtask,
+    PASSWORD, cosign_cmd, cosign_sign, cosign_verify, digest_of, key_pair, our_verify, publish,
+    setup, stderr, xtask,
 };
 use crate::registry::Registry;
 use oci_artifact::{Auth, RegistryRef, cosign};
-
-/// `cosign sign --key KEY --tlog-upload=false` of `image` plus `extra`.
-fn cosign_sign(bin: &Path, home: &Path, key: &Path, image: &str, extra: &[&str]) {
-    let out = cosign_cmd(bin, home)
-        .args(["sign", "--key"])
-        .arg(key)
-        .args([
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-        ])
-        .args(extra)
-        .arg(image)
-        .output()
-        .unwrap();
-    common::assert_success(&out);
-}
 
 fn promote(home: &Path, url: &str, from: &str, extra: &[&str]) -> Output {
     xtask(home)
@@ -366,46 +349,37 @@ fn verify_refuses_a_signature_tag_over_the_limits() {
         })
     };
 
-    // 1001 layers: refused before any blob is read.
-    let url = reg.url("many");
-    let digest = digest_of(&publish(home, &url, &[], None));
-    let payload = cosign::payload(&format!("{}/many", reg.host()), &digest);
-    let manifest = sig_manifest(&config, vec![layer(&payload); 1001]);
-    push_sig(
-        &reg,
-        home,
+    // Each case in a repository of its own, its `.sig` tag pushed by oras.
+    let refused = |repo: &str, payload: &[u8], layers: usize, expected: &str| {
+        let url = reg.url(repo);
+        let digest = digest_of(&publish(home, &url, &[], None));
+        let manifest = sig_manifest(&config, vec![layer(payload); layers]);
+        push_sig(
+            &reg,
+            home,
+            repo,
+            &digest,
+            &[config.as_slice(), payload],
+            &manifest,
+        );
+        let out = our_verify(home, &format!("{url}@{digest}"), &public);
+        assert!(!out.status.success(), "{repo} was accepted");
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    };
+    // 1001 layers: refused before any blob is read (what they sign is moot).
+    let payload = cosign::payload("elsewhere/many", &format!("sha256:{}", "0".repeat(64)));
+    refused(
         "many",
-        &digest,
-        &[config.as_slice(), payload.as_slice()],
-        &manifest,
+        &payload,
+        1001,
+        "it holds 1001 signature layers, more than 1000",
     );
-    let out = our_verify(home, &format!("{url}@{digest}"), &public);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("it holds 1001 signature layers, more than 1000"),
-        "{}",
-        stderr(&out)
-    );
-
     // A payload over 1 MiB: refused by its size.
-    let url = reg.url("big");
-    let digest = digest_of(&publish(home, &url, &[], None));
-    let big = vec![b' '; 1024 * 1024 + 1];
-    let manifest = sig_manifest(&config, vec![layer(&big)]);
-    push_sig(
-        &reg,
-        home,
+    refused(
         "big",
-        &digest,
-        &[config.as_slice(), big.as_slice()],
-        &manifest,
-    );
-    let out = our_verify(home, &format!("{url}@{digest}"), &public);
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("is 1048577 bytes, more than 1048576 for a payload"),
-        "{}",
-        stderr(&out)
+        &vec![b' '; 1024 * 1024 + 1],
+        1,
+        "is 1048577 bytes, more than 1048576 for a payload",
     );
 }
 
