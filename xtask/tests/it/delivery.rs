@@ -454,3 +454,41 @@ fn actions_are_pinned_by_sha_and_signers_share_one_group() {
         assert_eq!(*cancel, Some(false), "{name}");
     }
 }
+
+/// zizmor (pinned in xtask/tools.toml, run by `cargo xtask test`) finds
+/// nothing in our workflows at its default persona, and the same run flags
+/// an expression pasted into a script, so the clean answer means something.
+#[test]
+fn zizmor_is_clean_on_our_workflows_and_flags_an_injected_expression() {
+    let Some(bin) = common::tool("zizmor") else {
+        return;
+    };
+    let zizmor = |path: &std::path::Path| {
+        std::process::Command::new(&bin)
+            .args(["--offline", "--no-progress"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let workflows = common::root().join(".github/workflows");
+    let out = zizmor(&workflows);
+    common::assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("No findings to report"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = std::fs::read_to_string(workflows.join("release.yaml")).unwrap();
+    let injected = text.replace("--to \"$VERSION\"", "--to \"${{ github.ref_name }}\"");
+    assert_ne!(injected, text);
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("release.yaml");
+    std::fs::write(&copy, injected).unwrap();
+    let out = zizmor(&copy);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("error[template-injection]"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
