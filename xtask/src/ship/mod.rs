@@ -332,3 +332,20 @@ fn dirty_shipped(
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_sha_prefix;
+
+    #[test]
+    fn seven_to_forty_hex_digits_of_the_commit_name_it() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        for tag in [&commit[..7], &commit[..12], commit, "0123456789ABCDEF"] {
+            assert!(is_sha_prefix(tag, commit), "{tag}");
+        }
+        for tag in [&commit[..6], "0123457", "latest", "0123456-dirty"] {
+            assert!(!is_sha_prefix(tag, commit), "{tag}");
+        }
+        assert!(!is_sha_prefix(&format!("{commit}0"), commit));
+    }
+}
