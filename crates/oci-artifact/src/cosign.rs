@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::registry::bounded::{self, BoundedError};
-use super::registry::{classify, connect, tag_digest};
+use super::registry::{classify, connect, names_missing_blob, tag_digest};
 use super::{ArtifactError, Auth, MANIFEST_MEDIA_TYPE, RegistryRef, sha256_digest};
 
 /// The media type of a signature layer (the blob is the payload itself).
@@ -942,14 +942,21 @@ async fn append(
         if now.as_ref().map(|m| &m.digest) != base.as_ref().map(|m| &m.digest) {
             continue;
         }
-        tag.c
+        match tag
+            .c
             .push_manifest_raw(
                 &sig_ref,
                 image.manifest,
                 MANIFEST_MEDIA_TYPE.parse().expect("a valid header value"),
             )
             .await
-            .map_err(|e| classify(&r.host, e))?;
+        {
+            Ok(_) => {}
+            // Signers of one digest upload the same payload blob; while
+            // another's upload of it lands the registry may not know it.
+            Err(e) if names_missing_blob(&e) => continue,
+            Err(e) => return Err(classify(&r.host, e).into()),
+        }
         // Read back once a writer that checked the tag just before our
         // write has landed too (its write follows its check by about the
         // round trips ours took): if it replaced our layer, merge again.

@@ -314,6 +314,18 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
     }
 }
 
+/// A manifest refused for a blob the registry does not know (or not yet:
+/// two writers uploading the same blob at once).
+pub(super) fn names_missing_blob(e: &OciDistributionError) -> bool {
+    matches!(e, OciDistributionError::RegistryError { envelope, .. }
+    if envelope.errors.iter().any(|e| {
+        matches!(
+            e.code,
+            OciErrorCode::ManifestBlobUnknown | OciErrorCode::BlobUnknown
+        )
+    }))
+}
+
 /// Turns an oci-client error into one that says what went wrong in words:
 /// unreachable, credentials refused, or anything else.
 pub(super) fn classify(host: &str, e: OciDistributionError) -> ArtifactError {
