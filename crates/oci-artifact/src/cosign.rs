@@ -449,6 +449,8 @@ pub struct SignOutcome {
     pub layers: usize,
     /// True when an equal signature by this key was already there.
     pub already_signed: bool,
+    /// Writes it took: more than 1 when a racing writer had to be merged.
+    pub attempts: usize,
 }
 
 /// What verification found.
@@ -891,11 +893,12 @@ async fn append(
         tag: signature_tag(digest),
     };
     let body_digest = sha256_digest(body);
-    let outcome = |layers, already_signed| SignOutcome {
+    let outcome = |layers, already_signed, attempts| SignOutcome {
         digest: digest.to_string(),
         signature: format!("oci://{}/{}:{}", r.host, r.repository, tag.tag),
         layers,
         already_signed,
+        attempts,
     };
     let holds_ours = |m: &SigManifest| {
         m.layers().iter().any(|layer| {
@@ -905,12 +908,15 @@ async fn append(
         })
     };
     let sig_ref = r.reference(&tag.tag);
-    for _ in 0..SIGN_ATTEMPTS {
+    // The last refusal of our manifest, if the attempts end on one.
+    let mut refused = None;
+    for attempt in 1..=SIGN_ATTEMPTS {
+        refused = None;
         let base = tag.manifest().await?;
         if let Some(m) = &base
             && holds_ours(m)
         {
-            return Ok(outcome(m.layers().len(), true));
+            return Ok(outcome(m.layers().len(), true, attempt));
         }
         let existing = match &base {
             Some(m) => Some((m.manifest.clone(), tag.config(m).await?)),
@@ -954,7 +960,10 @@ async fn append(
             Ok(_) => {}
             // Signers of one digest upload the same payload blob; while
             // another's upload of it lands the registry may not know it.
-            Err(e) if names_missing_blob(&e) => continue,
+            Err(e) if names_missing_blob(&e) => {
+                refused = Some(classify(&r.host, e));
+                continue;
+            }
             Err(e) => return Err(classify(&r.host, e).into()),
         }
         // Read back once a writer that checked the tag just before our
@@ -964,8 +973,11 @@ async fn append(
         if let Some(after) = tag.manifest().await?
             && holds_ours(&after)
         {
-            return Ok(outcome(after.layers().len(), false));
+            return Ok(outcome(after.layers().len(), false, attempt));
         }
+    }
+    if let Some(e) = refused {
+        return Err(e.into());
     }
     Err(CosignError::Lost {
         digest: digest.to_string(),

@@ -139,9 +139,14 @@ pub fn sign_digest(
 ) -> anyhow::Result<cosign::SignOutcome> {
     let outcome = registry.sign(target, digest, key, auth, insecure)?;
     let note = if outcome.already_signed {
-        " (already signed by this key)"
+        " (already signed by this key)".to_string()
+    } else if outcome.attempts > 1 {
+        format!(
+            " (written {} times: another signer replaced the tag meanwhile, and was merged)",
+            outcome.attempts
+        )
     } else {
-        ""
+        String::new()
     };
     eprintln!(
         "signed {digest}: {} ({} signature(s)){note}",

@@ -509,6 +509,8 @@ fn two_signers_racing_on_one_digest_both_stay_in_the_signature_tag() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(outcomes.iter().all(|o| !o.already_signed), "{outcomes:?}");
+        let attempts: Vec<usize> = outcomes.iter().map(|o| o.attempts).collect();
+        eprintln!("round {round}: writes per signer {attempts:?}");
         let image = format!("{}/{repo}@{digest}", reg.host());
         for public in [&public_a, &public_b] {
             // The oracle accepts each signer's signature; ours sees both.

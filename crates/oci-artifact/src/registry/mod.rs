@@ -315,15 +315,23 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
 }
 
 /// A manifest refused for a blob the registry does not know (or not yet:
-/// two writers uploading the same blob at once).
+/// two writers uploading the same blob at once). oci-client hands a
+/// refused manifest PUT back with the registry's error body as text.
 pub(super) fn names_missing_blob(e: &OciDistributionError) -> bool {
-    matches!(e, OciDistributionError::RegistryError { envelope, .. }
-    if envelope.errors.iter().any(|e| {
-        matches!(
-            e.code,
-            OciErrorCode::ManifestBlobUnknown | OciErrorCode::BlobUnknown
-        )
-    }))
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestBlobUnknown | OciErrorCode::BlobUnknown
+            )
+        }),
+        OciDistributionError::ServerError {
+            code: 400, message, ..
+        } => ["\"MANIFEST_BLOB_UNKNOWN\"", "\"BLOB_UNKNOWN\""]
+            .iter()
+            .any(|code| message.contains(code)),
+        _ => false,
+    }
 }
 
 /// Turns an oci-client error into one that says what went wrong in words:
