@@ -20,6 +20,8 @@ pub struct GitDefaults {
     pub created: String,
     /// The first 7 hex digits of the commit, the default tag.
     pub short_sha: Option<String>,
+    /// The whole commit sha (40 hex digits), `None` outside git.
+    pub commit: Option<String>,
     /// What fell back, for a warning.
     pub fallbacks: Vec<String>,
 }
@@ -287,6 +289,7 @@ pub fn defaults_from(
             revision: "local".into(),
             created: "1970-01-01T00:00:00Z".into(),
             short_sha: None,
+            commit: None,
             fallbacks,
         };
     };
@@ -315,6 +318,7 @@ pub fn defaults_from(
         revision,
         created,
         short_sha: Some(commit.chars().take(7).collect()),
+        commit: Some(commit),
         fallbacks,
     }
 }

@@ -37,7 +37,7 @@ pub use git::{
     uncommitted_files,
 };
 pub use layout::{read_oci_layout, write_oci_layout};
-pub use promote::{PromoteOutcome, TagMove};
+pub use promote::{PromoteError, PromoteOutcome, TagMove, Verification};
 pub use registry::{Inspection, PublishOutcome, RegistryRef, inspect_layout};
 
 /// Layer media type of a Flux content artifact (RFC-0003).

@@ -467,6 +467,7 @@ impl Probe {
             },
             default_tags: e.default_tags,
             commit_tag: e.commit_tag,
+            commit: Some(e.commit),
             dirty_files: Vec::new(),
             warnings: e.warnings,
             packaged: false,

@@ -507,14 +507,25 @@ fn a_dirty_tree_is_refused_or_published_under_a_dirty_tag() {
         "{msg}"
     );
     assert_eq!(registry.stored_files(), before);
-    // The commit's own tag is refused even with --allow-dirty.
-    let out = tree.publish(&registry, &["--allow-dirty", "--tag", &sha]);
-    assert!(
-        !out.status.success() && text(&out).contains("commit's own tag"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(registry.stored_files(), before);
+    // The commit's own tag is refused even with --allow-dirty, and so is
+    // every 7 to 40 hex digit prefix of its sha (the full sha is the tag a
+    // release promotes), in either case.
+    let head = head.trim();
+    for tag in [
+        sha.clone(),
+        head.to_string(),
+        head[..12].to_string(),
+        head.to_ascii_uppercase(),
+    ] {
+        let out = tree.publish(&registry, &["--allow-dirty", "--tag", &tag]);
+        assert!(
+            !out.status.success()
+                && text(&out).contains(&format!("the tag {tag} names the commit")),
+            "{tag}: {}",
+            text(&out)
+        );
+        assert_eq!(registry.stored_files(), before, "{tag}");
+    }
 
     // --allow-dirty: a tag and revision that say dirty; the clean tags stay.
     let out = tree.publish(&registry, &["--allow-dirty"]);
