@@ -236,7 +236,10 @@ fn out_removes_only_the_stale_files_build_wrote() {
         "  name: web\n",
     );
     common::assert_success(&build_into(tree.path(), out.path()));
-    assert!(!out.path().join("demo/apps.yaml").exists(), "stale file kept");
+    assert!(
+        !out.path().join("demo/apps.yaml").exists(),
+        "stale file kept"
+    );
     assert!(out.path().join("demo/web.yaml").is_file());
     assert_eq!(
         std::fs::read_to_string(out.path().join("demo/notes.txt")).unwrap(),

@@ -23,6 +23,7 @@ mod e2e_existing;
 mod e2e_reconcile;
 mod helm_flux_local;
 mod helm_render;
+mod leak_corpus;
 mod publish_registry;
 mod renovate_config;
 mod secrets_gate;

@@ -182,7 +182,11 @@ fn helm_files(
             Ok(objects) => {
                 println!("{}", flux_render::helm::release_summary(&r, objects.len()));
                 files.push((
-                    format!("{}/helm/{}", rendered.name, flux_render::helm::release_file(&r)),
+                    format!(
+                        "{}/helm/{}",
+                        rendered.name,
+                        flux_render::helm::release_file(&r)
+                    ),
                     flux_render::to_yaml_stream(objects).into_bytes(),
                 ));
             }

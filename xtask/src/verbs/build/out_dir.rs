@@ -121,7 +121,11 @@ impl OutDir {
     /// atomically, then the files build wrote there before and not now are
     /// removed, and the manifest is updated. Files build did not write are
     /// never touched, and one in the way of a new file is an error.
-    pub fn replace(&mut self, prefix: &str, files: &[(String, Vec<u8>)]) -> Result<(), OutDirError> {
+    pub fn replace(
+        &mut self,
+        prefix: &str,
+        files: &[(String, Vec<u8>)],
+    ) -> Result<(), OutDirError> {
         for (name, _) in files {
             let path = self.dir.join(name);
             if !self.owned.contains(name) && std::fs::symlink_metadata(&path).is_ok() {
@@ -184,7 +188,9 @@ impl OutDir {
 fn safe(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('/')
-        && name.split('/').all(|p| !p.is_empty() && p != "." && p != "..")
+        && name
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
 }
 
 fn files_under(root: &Path, dir: &Path, out: &mut BTreeSet<String>) -> std::io::Result<()> {
