@@ -37,7 +37,7 @@ pub fn decode(bytes: &[u8]) -> Option<String> {
     }
     // UTF-16 without a mark: ASCII text has a zero in every other byte
     // (valid UTF-8 too, so this comes first; text has no NUL otherwise).
-    if bytes.len() >= 4 && bytes.len() % 2 == 0 && bytes.contains(&0) {
+    if bytes.len() >= 4 && bytes.len().is_multiple_of(2) && bytes.contains(&0) {
         let zeros_odd = bytes.iter().skip(1).step_by(2).filter(|b| **b == 0).count();
         let zeros_even = bytes.iter().step_by(2).filter(|b| **b == 0).count();
         let half = bytes.len() / 2;
