@@ -97,3 +97,32 @@ pub fn build_with<'a>(
         entries: names,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn build_with_archives_the_bytes_it_is_given_not_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "changed on disk\n").unwrap();
+        let entries = crate::tree::collect(dir.path()).unwrap();
+        let judged = b"the bytes that were judged\n";
+        let built = build_with(dir.path(), &entries, |_| Ok(Cow::Borrowed(&judged[..]))).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(built.gz.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut file = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some("a.yaml"))
+            .unwrap();
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).unwrap();
+        assert_eq!(text, judged);
+    }
+}

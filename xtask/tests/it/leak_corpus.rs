@@ -1,7 +1,8 @@
 //! The leak corpus: shapes that each ship a plaintext Secret value, read the
 //! way kustomize and Flux read them. Every case is a small change to one
 //! checkout of the `basic` fixture (its Secret encrypted by the real sops),
-//! and each must be refused by `publish`, `package` and `validate` with a
+//! and each must be refused by `publish`, `package`, `validate` and
+//! `secrets check` with a
 //! message naming the file (or the rendered object) and the fix, while the
 //! registry receives nothing and every file stays byte-identical. gitleaks,
 //! a second scanner, runs over the real tree's shipped files.
@@ -323,7 +324,7 @@ fn cases() -> Vec<Case> {
             setup: |r, _| write(r, "clusters/demo/variables/new.enc.yaml", LEAK),
             names: "clusters/demo/variables/new.enc.yaml",
             gitleaks_misses: None,
-            says: "a .sops.yaml rule governs this file but it is not SOPS-encrypted",
+            says: "not SOPS-encrypted",
         },
         Case {
             name: "a patch file that adds stringData",
@@ -689,7 +690,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 #[test]
-fn every_leak_shape_is_refused_by_publish_package_and_validate() {
+fn every_leak_shape_is_refused_by_publish_package_validate_and_secrets_check() {
     let Some(tree) = Tree::new() else { return };
     let Some(registry) = Registry::start(None) else {
         return;
@@ -728,6 +729,7 @@ fn every_leak_shape_is_refused_by_publish_package_and_validate() {
             ),
             ("package", package(&tree)),
             ("validate", tree.validate()),
+            ("secrets check", tree.xtask(&["secrets", "check"], true)),
         ] {
             let msg = if verb == "validate" {
                 per_line(&text(&out))
