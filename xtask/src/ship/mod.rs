@@ -138,8 +138,8 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 /// The gate alone over the files that would ship: for a verb that wants to
 /// fail before it creates anything (bootstrap).
 pub fn gate_tree(root: &std::path::Path, ids: Option<&Identities>) -> Result<(), ShipError> {
-    let entries = tree::collect(root)?;
-    let refusals = gate::check(root, &entries, ids);
+    let cache = crate::user_cache("render");
+    let refusals = gate::check_tree(root, ids, None, Some(&cache))?.all();
     if refusals.is_empty() {
         Ok(())
     } else {
@@ -214,11 +214,14 @@ fn package(
         (entries, git.join().ok(), uncommitted.join().ok().flatten())
     });
     let entries = entries?;
-    // The tarball is built in memory while the gate runs; it is dropped
-    // unless the gate passes, so nothing leaves before its verdict.
+    // Each file is read once: the gate judges the very bytes the tarball
+    // holds. The tarball is built in memory while the gate runs; it is
+    // dropped unless the gate passes, so nothing leaves before its verdict.
+    let contents = gate::Contents::read(&entries)?;
     let (refusals, built) = std::thread::scope(|s| {
-        let built = s.spawn(|| tarball::build(root, &entries));
-        let refusals = gate::check(root, &entries, ids);
+        let built = s.spawn(|| tarball::build_with(root, &entries, |i| Ok(contents.get(i).into())));
+        let render_cache = opts.cache.join("render");
+        let refusals = gate::check(root, &entries, &contents, ids, Some(&render_cache)).all();
         (refusals, built.join())
     });
     if !refusals.is_empty() {

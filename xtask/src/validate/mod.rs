@@ -163,6 +163,36 @@ pub fn run(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
+    // What Flux would apply, for the secrets check: the render runs beside
+    // the other checks (it is mostly kustomize processes).
+    let rendered = {
+        let root = opts.root.clone();
+        let clusters = if opts.clusters.is_empty() {
+            flux_render::list_clusters(&root)
+        } else {
+            opts.clusters.clone()
+        };
+        let allow = allow.clone();
+        let cache = opts.cache_dir.as_ref().map(|d| d.join("render"));
+        std::thread::spawn(move || {
+            // The verdict is kept by the shipped files' bytes: an unchanged
+            // tree is not rendered again.
+            let shipped = oci_artifact::tree::collect(&root).ok().and_then(|entries| {
+                let contents = crate::ship::gate::Contents::read(&entries).ok()?;
+                Some((entries, contents))
+            });
+            match &shipped {
+                Some((entries, contents)) => crate::leaks::rendered::check_cached(
+                    &root,
+                    &clusters,
+                    &allow,
+                    contents.files(entries),
+                    cache.as_deref(),
+                ),
+                None => crate::leaks::rendered::check(&root, &clusters, &allow),
+            }
+        })
+    };
     let mut report = Report::default();
 
     // 1. YAML.
@@ -380,7 +410,10 @@ pub fn run(opts: &Options) -> Result<Report> {
     findings.extend(results.into_iter().flatten());
 
     // 5. Secrets.
-    findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
+    let rendered = rendered
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    findings.extend(secrets::check(&tree, opts.identities.as_deref(), rendered));
     findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();

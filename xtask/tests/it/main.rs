@@ -25,6 +25,7 @@ mod flux_repos;
 mod flux_substitute;
 mod helm_flux_local;
 mod helm_render;
+mod leak_corpus;
 mod platform_review;
 mod promote_verify;
 mod publish_registry;
