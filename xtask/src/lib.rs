@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod diff;
+pub mod leaks;
 pub mod placeholders;
 pub mod ship;
 pub mod testbed;
@@ -129,6 +130,23 @@ pub fn kustomize_builder(
         Builder::find()?
             .with_bounds(bounds)
             .with_cache(cache.map(|dir| BuildCache::new(dir, cache_mib << 20))),
+    ))
+}
+
+/// `path:len:mtime` of a file, for a cache key that must change when the
+/// file does (this binary, a tool).
+pub fn file_identity(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}:{}:{}",
+        path.display(),
+        m.len(),
+        mtime.as_nanos()
     ))
 }
 

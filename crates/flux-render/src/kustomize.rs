@@ -17,10 +17,11 @@
 //! not exist (kustomize would try it as a URL) is never cached, nor is a
 //! failed one.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
@@ -382,6 +383,9 @@ pub struct Builder {
     bounds: Bounds,
     hits: AtomicUsize,
     misses: AtomicUsize,
+    /// One lock per key being built: threads of one run that need the same
+    /// build (validate's own and the render beside it) run it once.
+    building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Builder {
@@ -415,6 +419,7 @@ impl Builder {
             },
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
+            building: Mutex::new(HashMap::new()),
         }
     }
 
@@ -465,6 +470,18 @@ impl Builder {
     pub fn build(&self, dir: &Path, flags: &[&str]) -> Result<Vec<u8>, BuildError> {
         let key = self.key(dir, flags)?;
         let cache = self.cache.as_ref().zip(key.as_deref());
+        let lock = cache.map(|(_, key)| {
+            self.building
+                .lock()
+                .expect("lock")
+                .entry(key.to_string())
+                .or_default()
+                .clone()
+        });
+        // Held until this build is stored: a second thread then hits.
+        let _building = lock
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
         if let Some((cache, key)) = cache
             && let Some(bytes) = cache.get(key)
         {

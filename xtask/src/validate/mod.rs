@@ -166,6 +166,39 @@ pub fn run(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
+    let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
+    // What Flux would apply, for the secrets check: the render runs beside
+    // the other checks (it is mostly kustomize processes).
+    let rendered = {
+        let root = opts.root.clone();
+        let clusters = if opts.clusters.is_empty() {
+            flux_render::list_clusters(&root)
+        } else {
+            opts.clusters.clone()
+        };
+        let allow = allow.clone();
+        let cache = opts.cache_dir.as_ref().map(|d| d.join("render"));
+        let builder = builder.clone();
+        std::thread::spawn(move || {
+            // The verdict is kept by the shipped files' bytes: an unchanged
+            // tree is not rendered again.
+            let shipped = oci_artifact::tree::collect(&root).ok().and_then(|entries| {
+                let contents = crate::ship::gate::Contents::read(&entries).ok()?;
+                Some((entries, contents))
+            });
+            match &shipped {
+                Some((entries, contents)) => crate::leaks::rendered::check_cached(
+                    &root,
+                    &clusters,
+                    &allow,
+                    contents.files(entries),
+                    cache.as_deref(),
+                    Some(builder),
+                ),
+                None => crate::leaks::rendered::check(&root, &clusters, &allow, Some(builder)),
+            }
+        })
+    };
     let mut report = Report::default();
 
     // 1. YAML.
@@ -173,7 +206,6 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.files = tree.files.len();
 
     // 2. kustomize.
-    let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
     let builds = kustomize::Builds::new(opts.root.clone(), builder.clone());
     // Top-level directories first: a directory that a successful build includes
     // built successfully as part of it, so it is only built alone (to place the
@@ -299,7 +331,6 @@ pub fn run(opts: &Options) -> Result<Report> {
         }
     }
     report.kustomize_builds = builds.all().len() + covered;
-    report.kustomize_runs = builder.stats().1;
 
     if let Some(helm) = &opts.helm {
         let render_opts = flux_render::RenderOptions {
@@ -396,10 +427,15 @@ pub fn run(opts: &Options) -> Result<Report> {
     findings.extend(results.into_iter().flatten());
 
     // 5. Secrets.
-    findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
+    let rendered = rendered
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    findings.extend(secrets::check(&tree, opts.identities.as_deref(), rendered));
     findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();
+    // The render beside has joined: every build of the run is counted.
+    report.kustomize_runs = builder.stats().1;
     // Dedupe (an object can be checked per cluster and per build) and sort.
     let mut seen = HashSet::new();
     findings.retain(|f| seen.insert(f.clone()));
