@@ -71,37 +71,87 @@ pub struct Reach {
 /// Walks the kustomization in `dir` and everything it reaches, hashing each
 /// file once and checking every YAML file for alias bombs.
 pub fn reach(dir: &Path) -> Result<Reach, BuildError> {
+    reach_with(dir, &FileMemo::default())
+}
+
+/// [`reach`], reusing what `memo` read before of files whose size and
+/// modification time did not change (a run reaches the same files from many
+/// builds).
+pub fn reach_with(dir: &Path, memo: &FileMemo) -> Result<Reach, BuildError> {
     let mut walk = Walk {
         reach: Reach::default(),
         seen_dirs: HashSet::new(),
+        memo,
     };
     walk.dir(dir, "")?;
     Ok(walk.reach)
 }
 
-struct Walk {
+/// A file as read: its size and modification time when read, its digest,
+/// and, for a kustomization file, its parsed content (`None` when it does
+/// not parse).
+type FileRead = (
+    u64,
+    Option<SystemTime>,
+    [u8; 32],
+    Option<Option<Arc<Value>>>,
+);
+
+/// Files read by earlier walks of one run.
+#[derive(Debug, Default)]
+pub struct FileMemo(Mutex<HashMap<PathBuf, FileRead>>);
+
+struct Walk<'a> {
     reach: Reach,
     seen_dirs: HashSet<String>,
+    memo: &'a FileMemo,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn uncacheable(&mut self, why: String) {
         self.reach.uncacheable.get_or_insert(why);
     }
 
-    /// Hashes one file (and refuses it when it is an alias bomb).
-    fn file(&mut self, path: &Path, rel: &str) -> Result<Option<Vec<u8>>, BuildError> {
-        let Ok(bytes) = std::fs::read(path) else {
+    /// Hashes one file (and refuses it when it is an alias bomb); parses it
+    /// too when `parse`. `None` when it cannot be read.
+    fn read(
+        &mut self,
+        path: &Path,
+        rel: &str,
+        parse: bool,
+    ) -> Result<Option<FileRead>, BuildError> {
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        if let Some((len, mtime)) = stamp
+            && let Some(seen) = self.memo.0.lock().expect("lock").get(path)
+            && (seen.0, seen.1) == (len, mtime)
+            && (!parse || seen.3.is_some())
+        {
+            self.reach.files.insert(rel.to_string(), seen.2);
+            return Ok(Some(seen.clone()));
+        }
+        let (Some((len, mtime)), Ok(bytes)) = (stamp, std::fs::read(path)) else {
             self.uncacheable(format!("{rel} cannot be read"));
             return Ok(None);
         };
         if let Ok(text) = std::str::from_utf8(&bytes) {
             yaml_guard(path, text)?;
         }
-        self.reach
-            .files
-            .insert(rel.to_string(), Sha256::digest(&bytes).into());
-        Ok(Some(bytes))
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let parsed = parse.then(|| serde_yaml::from_slice::<Value>(&bytes).ok().map(Arc::new));
+        let read = (len, mtime, digest, parsed);
+        self.memo
+            .0
+            .lock()
+            .expect("lock")
+            .insert(path.to_path_buf(), read.clone());
+        self.reach.files.insert(rel.to_string(), digest);
+        Ok(Some(read))
+    }
+
+    fn file(&mut self, path: &Path, rel: &str) -> Result<(), BuildError> {
+        self.read(path, rel, false).map(|_| ())
     }
 
     /// A kustomization folder: its kustomization file and what it names.
@@ -116,10 +166,10 @@ impl Walk {
             self.uncacheable(format!("{rel} has no kustomization file"));
             return Ok(());
         };
-        let Some(bytes) = self.file(&dir.join(name), &join(rel, name))? else {
+        let Some(read) = self.read(&dir.join(name), &join(rel, name), true)? else {
             return Ok(());
         };
-        let Ok(k) = serde_yaml::from_slice::<Value>(&bytes) else {
+        let Some(Some(k)) = read.3 else {
             // kustomize reports it; nothing to cache.
             self.uncacheable(format!("{rel}/{name} does not parse"));
             return Ok(());
@@ -210,7 +260,7 @@ impl Walk {
         if path.is_dir() {
             self.dir(&path, &child_rel)
         } else if path.is_file() {
-            self.file(&path, &child_rel).map(|_| ())
+            self.file(&path, &child_rel)
         } else {
             // kustomize tries a path it cannot find as a URL.
             self.uncacheable(format!(
@@ -386,6 +436,7 @@ pub struct Builder {
     /// One lock per key being built: threads of one run that need the same
     /// build (validate's own and the render beside it) run it once.
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    files: FileMemo,
 }
 
 impl Builder {
@@ -420,6 +471,7 @@ impl Builder {
             hits: AtomicUsize::new(0),
             misses: AtomicUsize::new(0),
             building: Mutex::new(HashMap::new()),
+            files: FileMemo::default(),
         }
     }
 
@@ -448,7 +500,7 @@ impl Builder {
     /// The cache key of building `dir` with `flags`, or `None` when the
     /// build cannot be cached. Refuses alias bombs.
     pub fn key(&self, dir: &Path, flags: &[&str]) -> Result<Option<String>, BuildError> {
-        let reach = reach(dir)?;
+        let reach = reach_with(dir, &self.files)?;
         if reach.uncacheable.is_some() {
             return Ok(None);
         }
