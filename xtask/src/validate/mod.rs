@@ -27,6 +27,7 @@ pub mod rules;
 pub mod secrets;
 pub mod substitute;
 pub mod tree;
+mod verdicts;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
@@ -381,9 +382,30 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
         }
     }
+    // Verdicts from earlier runs: only objects not judged before under the
+    // same schema, strictness and binary are judged (and their schemas
+    // compiled).
+    let store = verdicts::Store::load(opts.cache_dir.as_deref());
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| crate::file_identity(&p))
+        .unwrap_or_default();
+    let keys: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let schema = Gvk::of(&g[0].object)
+                .map(|gvk| registry.schema_key(&gvk))
+                .unwrap_or_default();
+            let text = serde_json::to_string(&g[0].object).unwrap_or_default();
+            verdicts::key(&binary, &schema, opts.strict, &text)
+        })
+        .collect();
+    let known: Vec<Option<Verdict>> = keys.iter().map(|k| store.get(k)).collect();
     let gvks: Vec<Gvk> = groups
         .iter()
-        .filter_map(|g| Gvk::of(&g[0].object))
+        .zip(&known)
+        .filter(|(_, v)| v.is_none())
+        .filter_map(|(g, _)| Gvk::of(&g[0].object))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -403,10 +425,14 @@ pub fn run(opts: &Options) -> Result<Report> {
     progress.stage("compile schemas", gvks.len());
     registry.prepare(&gvks);
     progress.stage("validate objects", groups.len());
-    let results: Vec<Vec<Finding>> = groups
+    let results: Vec<(Vec<Finding>, Option<Verdict>)> = groups
         .par_iter()
-        .map(|group| {
-            let verdict = judge(&registry, &group[0].object, opts);
+        .zip(&known)
+        .map(|(group, known)| {
+            let judged = known
+                .is_none()
+                .then(|| judge(&registry, &group[0].object, opts));
+            let verdict = known.as_ref().or(judged.as_ref()).expect("known or judged");
             if let Some(m) = &verdict.missing {
                 *missing_counts
                     .lock()
@@ -416,12 +442,23 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
             let found = group
                 .iter()
-                .flat_map(|it| place(&verdict, it, &tree, opts))
+                .flat_map(|it| place(verdict, it, &tree, opts))
                 .collect();
             progress.inc();
-            found
+            (found, judged)
         })
         .collect();
+    let mut fresh = Vec::new();
+    let mut found_all = Vec::new();
+    for ((found, judged), key) in results.into_iter().zip(&keys) {
+        found_all.push(found);
+        if let Some(v) = judged {
+            fresh.push((key.clone(), v));
+        }
+    }
+    report.objects_judged = fresh.len();
+    store.save(fresh, &keys);
+    let results = found_all;
     report.objects_checked = groups.len();
     report.missing_schemas = missing_counts.into_inner().expect("lock");
     findings.extend(results.into_iter().flatten());
@@ -450,6 +487,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 }
 
 /// What the schema and the server-side rules say of one distinct object.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Verdict {
     /// `(JSON path, message)` of each problem.
     errors: Vec<(String, String)>,

@@ -239,3 +239,42 @@ fn an_alias_bomb_is_refused_by_name_before_any_build() {
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
     assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
 }
+
+#[test]
+fn objects_judged_before_are_not_judged_again() {
+    let Some((tree, schemas)) = base_tree() else {
+        return;
+    };
+    let root = tree.path();
+    let kustomize = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(root, &schemas, kustomize.path());
+    opts.cache_dir = Some(cache.path().to_path_buf());
+    let first = validate::run(&opts).unwrap();
+    assert_eq!(first.objects_judged, first.objects_checked);
+    assert!(first.objects_checked > 0);
+    let again = validate::run(&opts).unwrap();
+    assert_eq!(again.objects_judged, 0);
+    assert_eq!(said(&again), said(&first));
+
+    // One object changes: it alone is judged, in its two forms (as built,
+    // with variable defaults, and as Flux applies it, with the
+    // Kustomization's postBuild values); the report is a cold run's.
+    let file = root.join("apps/demo/deployment.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("  replicas:", "  replicaz: 3\n  replicas:"),
+    )
+    .unwrap();
+    let edited = validate::run(&opts).unwrap();
+    assert_eq!(edited.objects_judged, 2);
+    assert_eq!(said(&edited), said(&cold(root, &schemas)));
+    assert_eq!(edited.errors(), 1, "{}", edited.render_text());
+
+    // A store that does not read is a miss, not an error.
+    std::fs::write(cache.path().join("verdicts-1.json"), "{\"trunc").unwrap();
+    let torn = validate::run(&opts).unwrap();
+    assert_eq!(torn.objects_judged, torn.objects_checked);
+    assert_eq!(said(&torn), said(&edited));
+}
