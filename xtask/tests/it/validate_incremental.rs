@@ -43,6 +43,16 @@ fn said(report: &Report) -> String {
     json.to_string()
 }
 
+/// Adds a field the Deployment's schema does not know to the one file only
+/// apps/demo reaches; returns the file and its text before.
+fn add_schema_error(root: &Path) -> (PathBuf, String) {
+    let file = root.join("apps/demo/deployment.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replace("  replicas:", "  replicaz: 3\n  replicas:");
+    std::fs::write(&file, edited).unwrap();
+    (file, text)
+}
+
 /// A cold run: a cache folder of its own.
 fn cold(root: &Path, schemas: &Path) -> Report {
     let cache = tempfile::tempdir().unwrap();
@@ -76,13 +86,7 @@ fn warm_and_edited_runs_report_what_a_cold_run_reports() {
     assert_eq!(said(&warm), said(&cold(root, &schemas)));
 
     // One file that only apps/demo reaches, edited to hold a schema error.
-    let file = root.join("apps/demo/deployment.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replace("  replicas:", "  replicaz: 3\n  replicas:"),
-    )
-    .unwrap();
+    let (file, text) = add_schema_error(root);
     let edited = validate::run(&opts).unwrap();
     assert_eq!(edited.kustomize_runs, 1, "only apps/demo builds again");
     assert_eq!(said(&edited), said(&cold(root, &schemas)));
@@ -179,14 +183,7 @@ fn an_alias_bomb_is_refused_by_name_before_any_build() {
         return;
     };
     let root = tree.path();
-    // Nine levels of ten aliases: 10^9 nodes once expanded.
-    let mut bomb = String::from(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\nl0: &l0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
-    );
-    for level in 1..=9 {
-        let items = vec![format!("*l{}", level - 1); 10].join(",");
-        bomb.push_str(&format!("l{level}: &l{level} [{items}]\n"));
-    }
+    let bomb = common::alias_bomb();
     std::fs::write(root.join("apps/demo/bomb.yaml"), bomb).unwrap();
     let k = root.join("apps/demo/kustomization.yaml");
     let text = std::fs::read_to_string(&k).unwrap();
@@ -260,13 +257,7 @@ fn objects_judged_before_are_not_judged_again() {
     // One object changes: it alone is judged, in its two forms (as built,
     // with variable defaults, and as Flux applies it, with the
     // Kustomization's postBuild values); the report is a cold run's.
-    let file = root.join("apps/demo/deployment.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(
-        &file,
-        text.replace("  replicas:", "  replicaz: 3\n  replicas:"),
-    )
-    .unwrap();
+    add_schema_error(root);
     let edited = validate::run(&opts).unwrap();
     assert_eq!(edited.objects_judged, 2);
     assert_eq!(said(&edited), said(&cold(root, &schemas)));

@@ -331,13 +331,7 @@ fn an_alias_bomb_is_refused_before_kustomize_runs() {
     }
     let tree = fixture();
     let root = tree.path();
-    let mut bomb = String::from(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\nl0: &l0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
-    );
-    for level in 1..=9 {
-        let items = vec![format!("*l{}", level - 1); 10].join(",");
-        bomb.push_str(&format!("l{level}: &l{level} [{items}]\n"));
-    }
+    let bomb = testkit::alias_bomb();
     write(root, "base/bomb.yaml", &bomb);
     write(
         root,
