@@ -356,3 +356,44 @@ fn an_alias_bomb_is_refused_before_kustomize_runs() {
     // The folder that does not reach it still builds.
     b.build(&root.join("standalone"), &FLAGS).unwrap();
 }
+
+#[test]
+fn a_kustomize_past_its_bounds_is_stopped_and_says_how_to_raise_them() {
+    if !kustomize_available() {
+        return;
+    }
+    let tree = fixture();
+    let dir = tree.path().join("standalone");
+    let bounded = |timeout: Option<Duration>, memory_bytes: Option<u64>| {
+        Builder::find().unwrap().with_bounds(exec::Bounds {
+            timeout,
+            memory_bytes,
+            raise: "KUSTOMIZE_BOUNDS".into(),
+        })
+    };
+    // 64 MiB of address space: the Go runtime cannot even start.
+    let err = bounded(None, Some(64 << 20))
+        .build(&dir, &FLAGS)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "kustomize ran out of its memory bound of 64 MiB (raise it with KUSTOMIZE_BOUNDS): "
+        ),
+        "{err}"
+    );
+    // No time at all: stopped, and said so.
+    let err = bounded(Some(Duration::ZERO), None)
+        .build(&dir, &FLAGS)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "kustomize ran longer than 0 s and was stopped (raise the bound with KUSTOMIZE_BOUNDS)"
+    );
+    // The defaults build it.
+    assert_eq!(
+        Builder::find().unwrap().build(&dir, &FLAGS).unwrap(),
+        kustomize_says(&dir)
+    );
+}
