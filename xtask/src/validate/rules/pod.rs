@@ -113,7 +113,20 @@ pub(super) fn pod_spec(gvk: &Gvk, object: &Value, out: &mut Out) {
     let Some(spec) = at(object, base).filter(|s| s.is_object()) else {
         return;
     };
-    let volume_names = volumes(spec, base, out);
+    let mut volume_names = volumes(spec, base, out);
+    // A StatefulSet's pods also get a volume per claim template.
+    if gvk.kind == "StatefulSet" {
+        for t in object
+            .pointer("/spec/volumeClaimTemplates")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(n) = t.pointer("/metadata/name").and_then(Value::as_str) {
+                volume_names.insert(n.to_string());
+            }
+        }
+    }
     let host_network = spec.get("hostNetwork").and_then(Value::as_bool) == Some(true);
     for (path, c) in each_container(gvk, object) {
         let init = path.contains(".initContainers[");

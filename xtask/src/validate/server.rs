@@ -1,0 +1,404 @@
+//! `validate --server`: every rendered object, sent to a real kube-apiserver
+//! with server-side dry-run and strict field validation. Exact by
+//! construction: the server's own Go validation, CRD schemas and
+//! `x-kubernetes-validations` rules, admission and defaulting.
+//!
+//! The API server is the pinned one the control plane builds (etcd and
+//! kube-apiserver in `.tools/bin`), started on loopback with its data in a
+//! temporary folder. The tree's CRDs (its own, then those under the schema
+//! folders for the groups it uses) are installed, and the namespaces its
+//! objects name created; nothing else persists.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use serde_json::{Value, json};
+
+use super::{Check, Finding, Item};
+use crate::cluster::local::crds::BUILTIN_GROUPS;
+use crate::cluster::local::{self, ControlPlane};
+
+/// What the server said of the tree.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub findings: Vec<Finding>,
+    /// Distinct objects sent.
+    pub objects: usize,
+    pub rejected: usize,
+    /// CRDs installed first.
+    pub crds: usize,
+    /// Start-up, CRDs and namespaces, and the dry-run itself.
+    pub took: Duration,
+}
+
+/// How to get the binaries, said whenever they are missing.
+pub const HOW_TO_GET: &str = "`cargo xtask e2e --build-only` builds etcd and kube-apiserver at their pinned versions into .tools/bin (`cargo xtask test --install-only` does it too)";
+
+/// Starts the API server of `checkout` and asks it about `items`.
+/// `schema_dirs` are searched for the CRDs of groups the tree uses but does
+/// not define itself.
+pub fn check(
+    checkout: &Path,
+    schema_dirs: &[PathBuf],
+    items: &[Item],
+    mut say: impl FnMut(&str),
+) -> Result<Outcome> {
+    let started = Instant::now();
+    let binaries = local::api_server_binaries(checkout).map_err(|e| {
+        anyhow!("validate --server needs the control plane's binaries ({e}): {HOW_TO_GET}")
+    })?;
+    let groups = distinct(items);
+    let mut crds: Vec<Value> = groups
+        .iter()
+        .map(|g| &g.object)
+        .filter(|o| is_crd(o))
+        .cloned()
+        .collect();
+    let defined: BTreeSet<String> = crds.iter().filter_map(crd_group).collect();
+    let wanted: BTreeSet<String> = groups
+        .iter()
+        .filter_map(|g| api_group(&g.object))
+        .filter(|g| !BUILTIN_GROUPS.contains(&g.as_str()) && !defined.contains(g))
+        .collect();
+    crds.extend(crds_under(schema_dirs, &wanted));
+
+    let cp = ControlPlane::start_api_server(checkout, &binaries, &mut say)
+        .context("starting etcd and kube-apiserver")?;
+    let work = tempfile::tempdir().context("a temporary folder")?;
+
+    let crd_count = crds.len();
+    if !crds.is_empty() {
+        let file = work.path().join("crds.yaml");
+        let text: Vec<String> = crds
+            .iter()
+            .map(|c| serde_yaml::to_string(&strip_for_install(c)).unwrap_or_default())
+            .collect();
+        std::fs::write(&file, text.join("---\n")).context("writing the CRDs")?;
+        // A CRD the server refuses is reported with the objects below.
+        let _ = cp
+            .kube
+            .cmd()
+            .args(["apply", "--server-side", "--force-conflicts", "-f"])
+            .arg(&file)
+            .output();
+        cp.kube
+            .cmd()
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ])
+            .output()
+            .context("waiting for the CRDs")?;
+    }
+    let namespaces: BTreeSet<String> = groups
+        .iter()
+        .filter_map(|g| {
+            g.object
+                .pointer("/metadata/namespace")?
+                .as_str()
+                .map(str::to_string)
+        })
+        .filter(|n| !n.is_empty())
+        .chain(["default".to_string()])
+        .collect();
+    let mut setup = String::new();
+    for ns in &namespaces {
+        if !["default", "kube-system", "kube-public", "kube-node-lease"].contains(&ns.as_str()) {
+            setup.push_str(&format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n"
+            ));
+        }
+        // Pods need their ServiceAccount; no controller-manager makes it here.
+        setup.push_str(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: {ns}\n---\n"
+        ));
+    }
+    let file = work.path().join("namespaces.yaml");
+    std::fs::write(&file, &setup).context("writing the namespaces")?;
+    cp.kube
+        .cmd()
+        .args(["apply", "--server-side", "-f"])
+        .arg(&file)
+        .read()
+        .context("creating the namespaces")?;
+
+    let dir = work.path().join("objects");
+    std::fs::create_dir_all(&dir).context("a folder for the objects")?;
+    for (i, g) in groups.iter().enumerate() {
+        let text = serde_yaml::to_string(&for_server(&g.object))?;
+        std::fs::write(dir.join(format!("{i:05}.yaml")), text)?;
+    }
+    let verdicts = dry_run(&cp, &dir, groups.len())?;
+    let mut outcome = Outcome {
+        objects: groups.len(),
+        crds: crd_count,
+        ..Outcome::default()
+    };
+    for (i, g) in groups.iter().enumerate() {
+        let Some(message) = verdicts.get(&i) else {
+            continue;
+        };
+        outcome.rejected += 1;
+        let label = super::flux::describe(&g.object);
+        for it in &g.items {
+            outcome.findings.push(
+                Finding::error(
+                    Check::Server,
+                    &it.file,
+                    it.line,
+                    format!("the API server rejects {label}: {message}"),
+                )
+                .with_object(label.clone()),
+            );
+        }
+    }
+    outcome.took = started.elapsed();
+    Ok(outcome)
+}
+
+/// One distinct object and every place it comes from.
+struct Group<'a> {
+    object: Value,
+    items: Vec<&'a Item>,
+}
+
+/// The objects to send, each once: complete ones (an object without
+/// apiVersion, kind or name is the offline checks' to report).
+fn distinct(items: &[Item]) -> Vec<Group<'_>> {
+    let mut out: Vec<Group> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for it in items {
+        let o = &it.object;
+        let complete = ["apiVersion", "kind"].iter().all(|k| {
+            o.get(*k)
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+        }) && o
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if !complete {
+            continue;
+        }
+        let key = serde_json::to_string(o).unwrap_or_default();
+        match index.get(&key) {
+            Some(&i) => out[i].items.push(it),
+            None => {
+                index.insert(key, out.len());
+                out.push(Group {
+                    object: o.clone(),
+                    items: vec![it],
+                });
+            }
+        }
+    }
+    out
+}
+
+fn is_crd(o: &Value) -> bool {
+    o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
+}
+
+fn crd_group(o: &Value) -> Option<String> {
+    o.pointer("/spec/group")?.as_str().map(str::to_string)
+}
+
+fn api_group(o: &Value) -> Option<String> {
+    let v = o.get("apiVersion")?.as_str()?;
+    Some(v.split_once('/').map_or("", |(g, _)| g).to_string())
+}
+
+/// The CRD documents under `dirs` (any depth, skipping the Kubernetes
+/// OpenAPI folder) that define kinds of `groups`.
+pub fn crds_under(dirs: &[PathBuf], groups: &BTreeSet<String>) -> Vec<Value> {
+    let mut files = Vec::new();
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && p.file_name().is_some_and(|n| n != "kubernetes") {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        for doc in k8s_schema::registry::yaml_documents(&text) {
+            let name = doc
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            if is_crd(&doc)
+                && crd_group(&doc).is_some_and(|g| groups.contains(&g))
+                && seen.insert(name)
+            {
+                out.push(doc.clone());
+            }
+        }
+    }
+    out
+}
+
+/// A CRD as installed: some charts' CRD files carry Helm template labels and
+/// annotations; only the name and the spec matter here.
+fn strip_for_install(crd: &Value) -> Value {
+    let mut doc = crd.clone();
+    doc["metadata"] = json!({"name": crd.pointer("/metadata/name").cloned()});
+    if let Some(m) = doc.as_object_mut() {
+        m.remove("status");
+    }
+    doc
+}
+
+/// An object as Flux would send it: SOPS metadata gone, each encrypted value
+/// a stand-in (`{}`, which every Secret type's checks accept), status dropped.
+fn for_server(object: &Value) -> Value {
+    let mut o = object.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+        if m.remove("sops").is_some() {
+            for (field, stand_in) in [("data", "e30="), ("stringData", "{}")] {
+                if let Some(Value::Object(data)) = m.get_mut(field) {
+                    for v in data.values_mut() {
+                        if v.as_str().is_some_and(|s| s.starts_with("ENC[")) {
+                            *v = Value::String(stand_in.to_string());
+                        }
+                    }
+                }
+            }
+            blank_encrypted(&mut o);
+        }
+    }
+    o
+}
+
+fn blank_encrypted(value: &mut Value) {
+    match value {
+        Value::String(s) if s.starts_with("ENC[AES256_GCM,") => s.clear(),
+        Value::Array(items) => items.iter_mut().for_each(blank_encrypted),
+        Value::Object(map) => map.values_mut().for_each(blank_encrypted),
+        _ => {}
+    }
+}
+
+/// One `kubectl apply --server-side --dry-run=server --validate=strict` of
+/// the folder; the error of each refused file, by its index.
+fn dry_run(cp: &ControlPlane, dir: &Path, count: usize) -> Result<BTreeMap<usize, String>> {
+    if count == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let out = cp
+        .kube
+        .cmd()
+        .args([
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=xtask-validate",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+        ])
+        .arg(dir)
+        .output()
+        .context("kubectl apply --dry-run=server")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors = errors_by_file(&stderr, dir);
+    if !out.status.success() && errors.is_empty() {
+        anyhow::bail!("kubectl apply --dry-run=server failed: {}", stderr.trim());
+    }
+    Ok(errors)
+}
+
+/// Splits kubectl's stderr into the error of each `<dir>/<index>.yaml` it
+/// names (an error runs until the next line naming another file).
+fn errors_by_file(stderr: &str, dir: &Path) -> BTreeMap<usize, String> {
+    let prefix = format!("{}/", dir.display());
+    let mut out: BTreeMap<usize, String> = BTreeMap::new();
+    let mut current: Option<usize> = None;
+    for line in stderr.lines() {
+        let named = line.find(&prefix).and_then(|at| {
+            let rest = &line[at + prefix.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            rest[digits.len()..]
+                .starts_with(".yaml")
+                .then(|| digits.parse::<usize>().ok())
+                .flatten()
+        });
+        if let Some(i) = named {
+            current = Some(i);
+            let text = clean(line, &prefix);
+            out.entry(i)
+                .and_modify(|m| {
+                    m.push_str("; ");
+                    m.push_str(&text);
+                })
+                .or_insert(text);
+        } else if let Some(m) = current.and_then(|i| out.get_mut(&i))
+            && !line.trim().is_empty()
+            && !line.starts_with("Warning:")
+        {
+            m.push(' ');
+            m.push_str(line.trim());
+        }
+    }
+    out
+}
+
+/// kubectl's line down to the server's words: without the temporary file's
+/// name and kubectl's `error when <verb> "<file>": ` wrapping.
+fn clean(line: &str, prefix: &str) -> String {
+    let file = regex::Regex::new(&format!(
+        r#"(error when [a-z -]+ )?"{}[0-9]+\.yaml"(: )?"#,
+        regex::escape(prefix)
+    ))
+    .expect("a valid pattern");
+    let s = file.replace_all(line, "");
+    let s = s.trim();
+    let s = s.strip_prefix("Error from server ").unwrap_or(s);
+    s.trim_end_matches([' ', ':']).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_split_by_file() {
+        let dir = Path::new("/tmp/x/objects");
+        let stderr = "Error from server (Invalid): error when creating \"/tmp/x/objects/00002.yaml\": Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0\nWarning: something else\nError from server (BadRequest): error when creating \"/tmp/x/objects/00010.yaml\": ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datax\"\n  and more\n";
+        let found = errors_by_file(stderr, dir);
+        assert_eq!(found.keys().copied().collect::<Vec<_>>(), [2, 10]);
+        assert_eq!(
+            found[&2],
+            "(Invalid): Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+        );
+        assert!(
+            found[&10].ends_with("unknown field \"datax\" and more"),
+            "{}",
+            found[&10]
+        );
+    }
+
+    #[test]
+    fn encrypted_values_get_stand_ins() {
+        let o = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"a": "ENC[AES256_GCM,data:x]"}, "stringData": {"b": "ENC[AES256_GCM,data:y]"},
+            "sops": {"mac": "m"}});
+        let sent = for_server(&o);
+        assert!(sent.get("sops").is_none());
+        assert_eq!(sent["data"]["a"], "e30=");
+        assert_eq!(sent["stringData"]["b"], "{}");
+    }
+}
