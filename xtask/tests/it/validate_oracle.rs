@@ -966,7 +966,7 @@ fn corpus() -> Vec<(String, String)> {
 }
 
 /// Deep-merges `patch` into `base` (objects merge, anything else replaces).
-fn merge(base: &mut Value, patch: Value) {
+pub(crate) fn merge(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Object(b), Value::Object(p)) => {
             for (k, v) in p {
@@ -1035,7 +1035,7 @@ fn crds_for(schemas: &Path, groups: &BTreeSet<String>) -> Vec<Value> {
 }
 
 /// The server's verdict on every case: `Ok(())` or the error kubectl printed.
-fn server_verdicts(
+pub(crate) fn server_verdicts(
     cp: &ControlPlane,
     dir: &Path,
     cases: &[(String, String)],
@@ -1075,6 +1075,56 @@ fn server_verdicts(
     out.into_inner().unwrap()
 }
 
+/// The number of objects [`corpus`] holds.
+const CORPUS_SIZE: usize = 154;
+
+/// A tree with one kustomize directory per object (`apps/<name>/`), its
+/// Secrets allowed in plain text.
+pub(crate) fn write_tree(cases: &[(String, String)]) -> tempfile::TempDir {
+    let tree = tempfile::tempdir().unwrap();
+    let mut allow = String::from("secrets:\n");
+    for (name, yaml) in cases {
+        let dir = tree.path().join("apps").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("object.yaml"), yaml).unwrap();
+        std::fs::write(
+            dir.join("kustomization.yaml"),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - object.yaml\n",
+        )
+        .unwrap();
+        allow.push_str(&format!(
+            "  - file: apps/{name}/object.yaml\n    reason: the oracle corpus\n"
+        ));
+    }
+    std::fs::write(tree.path().join(validate::ALLOW_FILE), allow).unwrap();
+    tree
+}
+
+/// Offline `validate` (the whole verb) on a tree from [`write_tree`]: the
+/// errors it finds, by case.
+pub(crate) fn offline_errors(tree: &Path, schemas: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut opts = Options::new(tree);
+    opts.schema_locations = vec![schemas.display().to_string()];
+    opts.identities = None;
+    let report = validate::run(&opts).unwrap();
+    let mut ours: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+    {
+        let case = f
+            .file
+            .strip_prefix("apps/")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_else(|| panic!("a finding outside the corpus: {f:?}"));
+        ours.entry(case.to_string())
+            .or_default()
+            .push(format!("{}: {}", f.file, f.text()));
+    }
+    ours
+}
+
 #[test]
 fn validate_agrees_with_the_api_server_on_every_object() {
     let _one = crate::control_plane::exclusive();
@@ -1096,52 +1146,12 @@ fn validate_agrees_with_the_api_server_on_every_object() {
     let cases = corpus();
     let names: BTreeSet<&String> = cases.iter().map(|(n, _)| n).collect();
     assert_eq!(names.len(), cases.len(), "case names must be unique");
-    assert!(
-        cases.len() >= 80,
-        "the corpus has only {} objects",
-        cases.len()
-    );
+    assert_eq!(cases.len(), CORPUS_SIZE, "the corpus's size changed");
 
-    // The tree: one kustomize directory per object; Secrets allowed in plain text.
-    let tree = tempfile::tempdir().unwrap();
-    let mut allow = String::from("secrets:\n");
-    for (name, yaml) in &cases {
-        let dir = tree.path().join("apps").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("object.yaml"), yaml).unwrap();
-        std::fs::write(
-            dir.join("kustomization.yaml"),
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - object.yaml\n",
-        )
-        .unwrap();
-        allow.push_str(&format!(
-            "  - file: apps/{name}/object.yaml\n    reason: the oracle corpus\n"
-        ));
-    }
-    std::fs::write(tree.path().join(validate::ALLOW_FILE), allow).unwrap();
-
-    // Ours: the whole verb on that tree.
+    let tree = write_tree(&cases);
     let started = std::time::Instant::now();
-    let mut opts = Options::new(tree.path());
-    opts.schema_locations = vec![schemas.display().to_string()];
-    opts.identities = None;
-    let report = validate::run(&opts).unwrap();
+    let ours = offline_errors(tree.path(), &schemas);
     let ours_took = started.elapsed();
-    let mut ours: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for f in report
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-    {
-        let case = f
-            .file
-            .strip_prefix("apps/")
-            .and_then(|r| r.split('/').next())
-            .unwrap_or_else(|| panic!("a finding outside the corpus: {f:?}"));
-        ours.entry(case.to_string())
-            .or_default()
-            .push(format!("{}: {}", f.file, f.text()));
-    }
 
     // The server's: a real kube-apiserver with the CRDs of the corpus's groups.
     let cp =

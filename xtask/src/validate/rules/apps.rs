@@ -217,7 +217,11 @@ fn job_spec(spec: &Value, base: &str, out: &mut Out) {
         &join(base, "completionMode"),
         out,
     );
-    if mode == "Indexed" && int_at(spec, "completions").is_none() {
+    // SetDefaults_Job sets both counts to 1 when neither is given.
+    if mode == "Indexed"
+        && int_at(spec, "completions").is_none()
+        && int_at(spec, "parallelism").is_some()
+    {
         out.add(
             join(base, "completions"),
             "Required value: when completion mode is Indexed",

@@ -163,14 +163,6 @@ pub(super) fn pod_spec(gvk: &Gvk, object: &Value, out: &mut Out) {
                 }
             }
         }
-        if init {
-            one_of(
-                str_at(c, "restartPolicy"),
-                &["Always"],
-                &format!("{path}.restartPolicy"),
-                out,
-            );
-        }
         if host_network {
             for (i, p) in items(c, "ports").into_iter().enumerate() {
                 if let (Some(host), Some(container)) =
