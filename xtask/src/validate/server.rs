@@ -129,11 +129,21 @@ pub fn check(
 
     let dir = work.path().join("objects");
     std::fs::create_dir_all(&dir).context("a folder for the objects")?;
-    for (i, g) in groups.iter().enumerate() {
-        let text = serde_yaml::to_string(&for_server(&g.object))?;
-        std::fs::write(dir.join(format!("{i:05}.yaml")), text)?;
-    }
-    let verdicts = dry_run(&cp, &dir, groups.len())?;
+    // The fast way: one `kubectl proxy`, one HTTP request per object. Should
+    // the proxy not come up, one kubectl per object says the same, slower.
+    let verdicts = match Proxy::start(&cp, work.path()) {
+        Ok(proxy) => proxy.dry_run(groups.iter().map(|g| &g.object))?,
+        Err(e) => {
+            say(&format!(
+                "kubectl proxy: {e}; one kubectl per object instead"
+            ));
+            for (i, g) in groups.iter().enumerate() {
+                let text = serde_yaml::to_string(&for_server(&g.object))?;
+                std::fs::write(dir.join(format!("{i:05}.yaml")), text)?;
+            }
+            dry_run(&cp, &dir, groups.len())?
+        }
+    };
     let mut outcome = Outcome {
         objects: groups.len(),
         crds: crd_count,
@@ -289,6 +299,199 @@ fn blank_encrypted(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(blank_encrypted),
         Value::Object(map) => map.values_mut().for_each(blank_encrypted),
         _ => {}
+    }
+}
+
+/// `kubectl proxy` on a loopback port: plain HTTP to the API server, so that
+/// each object costs a request, not a kubectl process.
+struct Proxy {
+    port: u16,
+    _process: local::process::Supervised,
+    /// `apiVersion kind` → (resource, namespaced), from discovery.
+    resources: std::sync::Mutex<HashMap<String, Option<(String, bool)>>>,
+}
+
+impl Proxy {
+    fn start(cp: &ControlPlane, dir: &Path) -> Result<Self> {
+        let port = local::process::free_port()?;
+        let mut process = local::process::Supervised::spawn(
+            "kubectl-proxy",
+            &cp.kube.kubectl,
+            [
+                "--kubeconfig".to_string(),
+                cp.kubeconfig.display().to_string(),
+                "proxy".to_string(),
+                "--address=127.0.0.1".to_string(),
+                format!("--port={port}"),
+            ],
+            &[],
+            &dir.join("kubectl-proxy.log"),
+        )?;
+        process.wait_until(Duration::from_secs(20), || {
+            let (code, body) = local::http_get(port, "/api")?;
+            if code == 200 {
+                Ok(())
+            } else {
+                Err(format!("GET /api: {code} {body}").into())
+            }
+        })?;
+        Ok(Self {
+            port,
+            _process: process,
+            resources: Default::default(),
+        })
+    }
+
+    /// The REST resource of `api_version`'s `kind`, from discovery (cached).
+    fn resource(&self, api_version: &str, kind: &str) -> Result<Option<(String, bool)>> {
+        let key = format!("{api_version} {kind}");
+        if let Some(found) = self.resources.lock().expect("lock").get(&key) {
+            return Ok(found.clone());
+        }
+        let path = if api_version.contains('/') {
+            format!("/apis/{api_version}")
+        } else {
+            format!("/api/{api_version}")
+        };
+        let (code, body) = request(self.port, "GET", &path, None)?;
+        let list: Value = if code == 200 {
+            serde_json::from_str(&body).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        let mut map = self.resources.lock().expect("lock");
+        for r in list
+            .get("resources")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(name), Some(k)) = (
+                r.get("name").and_then(Value::as_str),
+                r.get("kind").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if !name.contains('/') {
+                let namespaced = r.get("namespaced").and_then(Value::as_bool) == Some(true);
+                map.insert(
+                    format!("{api_version} {k}"),
+                    Some((name.to_string(), namespaced)),
+                );
+            }
+        }
+        Ok(map.entry(key).or_insert(None).clone())
+    }
+
+    /// A server-side apply of each object with `dryRun=All` and strict field
+    /// validation, as `kubectl apply --server-side --dry-run=server
+    /// --validate=strict` sends it; the refusals by index.
+    fn dry_run<'a>(
+        &self,
+        objects: impl Iterator<Item = &'a Value>,
+    ) -> Result<BTreeMap<usize, String>> {
+        let mut out = BTreeMap::new();
+        for (i, object) in objects.enumerate() {
+            let sent = for_server(object);
+            let api_version = sent.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let kind = sent.get("kind").and_then(Value::as_str).unwrap_or("");
+            let name = sent
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let Some((resource, namespaced)) = self.resource(api_version, kind)? else {
+                out.insert(
+                    i,
+                    format!("no matches for kind \"{kind}\" in version \"{api_version}\": install its CRD"),
+                );
+                continue;
+            };
+            let base = if api_version.contains('/') {
+                format!("/apis/{api_version}")
+            } else {
+                format!("/api/{api_version}")
+            };
+            let scope = if namespaced {
+                let ns = sent
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or("default");
+                format!("/namespaces/{}", escape(ns))
+            } else {
+                String::new()
+            };
+            let name = escape(name);
+            let path = format!(
+                "{base}{scope}/{resource}/{name}?dryRun=All&fieldManager=xtask-validate&fieldValidation=Strict&force=true"
+            );
+            let body = serde_json::to_string(&sent)?;
+            let (code, reply) = request(self.port, "PATCH", &path, Some(&body))?;
+            if !(200..300).contains(&code) {
+                out.insert(i, status_message(code, &reply));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A path segment, percent-encoded (a bad name must reach the server to be
+/// judged there, not break the URL).
+fn escape(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// One HTTP/1.0 request to the proxy (no chunking, the connection closes
+/// after the reply): the status code and the body.
+fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))
+        .with_context(|| format!("connecting to kubectl proxy on port {port}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let head =
+        format!("{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n");
+    match body {
+        // A server-side apply; JSON is YAML.
+        Some(body) => write!(
+            s,
+            "{head}Content-Type: application/apply-patch+yaml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )?,
+        None => write!(s, "{head}\r\n")?,
+    }
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("kubectl proxy answered {method} {path} with {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
+
+/// A refusal as kubectl prints it: `(<reason>): <message>`.
+fn status_message(code: u16, body: &str) -> String {
+    let status: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let message = status
+        .get("message")
+        .and_then(Value::as_str)
+        .map_or_else(|| body.trim().to_string(), str::to_string);
+    match status.get("reason").and_then(Value::as_str) {
+        Some(reason) if !reason.is_empty() => format!("({reason}): {message}"),
+        _ => format!("(HTTP {code}): {message}"),
     }
 }
 
