@@ -481,7 +481,7 @@ fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
 }
 
 /// Replaces every `ENC[AES256_GCM,...]` string with an empty one.
-fn blank_encrypted(value: &mut Value) {
+pub(crate) fn blank_encrypted(value: &mut Value) {
     match value {
         Value::String(s) if s.starts_with("ENC[AES256_GCM,") => s.clear(),
         Value::Array(items) => items.iter_mut().for_each(blank_encrypted),

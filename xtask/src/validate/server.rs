@@ -287,19 +287,10 @@ fn for_server(object: &Value) -> Value {
                     }
                 }
             }
-            blank_encrypted(&mut o);
+            super::blank_encrypted(&mut o);
         }
     }
     o
-}
-
-fn blank_encrypted(value: &mut Value) {
-    match value {
-        Value::String(s) if s.starts_with("ENC[AES256_GCM,") => s.clear(),
-        Value::Array(items) => items.iter_mut().for_each(blank_encrypted),
-        Value::Object(map) => map.values_mut().for_each(blank_encrypted),
-        _ => {}
-    }
 }
 
 /// `kubectl proxy` on a loopback port: plain HTTP to the API server, so that

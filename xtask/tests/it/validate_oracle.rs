@@ -997,41 +997,17 @@ fn crd_groups(cases: &[(String, String)]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The CRDs under `.schemas/` that define kinds of `groups`, as YAML documents.
+/// The CRDs under `.schemas/` that define kinds of `groups` (found as
+/// `validate --server` finds them), reduced to their name and spec: some
+/// charts' CRD files carry Helm template labels.
 fn crds_for(schemas: &Path, groups: &BTreeSet<String>) -> Vec<Value> {
-    let mut files = Vec::new();
-    let mut stack = vec![schemas.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() && p.file_name().is_some_and(|n| n != "kubernetes") {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
-        for doc in k8s_schema::registry::yaml_documents(&text) {
-            let group = doc
-                .pointer("/spec/group")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if doc.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
-                && groups.contains(group)
-            {
-                // Some charts' CRD files carry Helm template labels: only the
-                // name and the spec matter here.
-                let mut doc = doc.clone();
-                doc["metadata"] = json!({"name": doc.pointer("/metadata/name").cloned()});
-                out.push(doc);
-            }
-        }
-    }
-    out
+    validate::server::crds_under(&[schemas.to_path_buf()], groups)
+        .into_iter()
+        .map(|mut doc| {
+            doc["metadata"] = json!({"name": doc.pointer("/metadata/name").cloned()});
+            doc
+        })
+        .collect()
 }
 
 /// The server's verdict on every case: `Ok(())` or the error kubectl printed.
@@ -1125,23 +1101,31 @@ pub(crate) fn offline_errors(tree: &Path, schemas: &Path) -> BTreeMap<String, Ve
     ours
 }
 
-#[test]
-fn validate_agrees_with_the_api_server_on_every_object() {
-    let _one = crate::control_plane::exclusive();
-    let Some(binaries) = crate::control_plane::api_server_binaries() else {
-        return;
-    };
-    if common::tool("kubectl").is_none() || common::tool("kustomize").is_none() {
-        return;
-    }
+/// What the API-server oracle tests need: the pinned etcd and
+/// kube-apiserver, kubectl, kustomize and `.schemas/`. `None` after a SKIP
+/// notice; a failure under XTASK_REQUIRE_TOOLS=1.
+pub(crate) fn oracle_prerequisites()
+-> Option<(BTreeMap<String, std::path::PathBuf>, std::path::PathBuf)> {
+    let binaries = crate::control_plane::api_server_binaries()?;
+    common::tool("kubectl")?;
+    common::tool("kustomize")?;
     let schemas = common::root().join(".schemas");
     if !schemas.join("kubernetes").is_dir() {
         if common::tools_required() {
             panic!(".schemas/ is required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask test`");
         }
         eprintln!("SKIP: .schemas/ is absent; `cargo xtask validate --fetch-schemas` fills it");
-        return;
+        return None;
     }
+    Some((binaries, schemas))
+}
+
+#[test]
+fn validate_agrees_with_the_api_server_on_every_object() {
+    let _one = crate::control_plane::exclusive();
+    let Some((binaries, schemas)) = oracle_prerequisites() else {
+        return;
+    };
 
     let cases = corpus();
     let names: BTreeSet<&String> = cases.iter().map(|(n, _)| n).collect();

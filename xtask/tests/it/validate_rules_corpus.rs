@@ -21,7 +21,9 @@ use xtask::cluster::local::ControlPlane;
 use xtask::validate;
 
 use crate::common;
-use crate::validate_oracle::{merge, offline_errors, server_verdicts, write_tree};
+use crate::validate_oracle::{
+    merge, offline_errors, oracle_prerequisites, server_verdicts, write_tree,
+};
 
 /// The number of objects [`corpus`] makes.
 const CORPUS_SIZE: usize = 394;
@@ -1747,20 +1749,9 @@ fn offline_validate_scored_against_the_api_server() {
     assert_eq!(cases.len(), CORPUS_SIZE, "the corpus's size changed");
 
     let _one = crate::control_plane::exclusive();
-    let Some(binaries) = crate::control_plane::api_server_binaries() else {
+    let Some((binaries, schemas)) = oracle_prerequisites() else {
         return;
     };
-    if common::tool("kubectl").is_none() || common::tool("kustomize").is_none() {
-        return;
-    }
-    let schemas = common::root().join(".schemas");
-    if !schemas.join("kubernetes").is_dir() {
-        if common::tools_required() {
-            panic!(".schemas/ is required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask test`");
-        }
-        eprintln!("SKIP: .schemas/ is absent; `cargo xtask validate --fetch-schemas` fills it");
-        return;
-    }
 
     let tree = write_tree(&cases);
     let started = std::time::Instant::now();

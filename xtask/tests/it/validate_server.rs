@@ -15,26 +15,10 @@ use xtask::validate::{self, Check, Options};
 
 use crate::common;
 
-/// Everything `--server` needs, or `None` after a SKIP notice.
-fn ready() -> Option<std::path::PathBuf> {
-    crate::control_plane::api_server_binaries()?;
-    common::tool("kubectl")?;
-    common::tool("kustomize")?;
-    let schemas = common::root().join(".schemas");
-    if !schemas.join("kubernetes").is_dir() {
-        if common::tools_required() {
-            panic!(".schemas/ is required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask test`");
-        }
-        eprintln!("SKIP: .schemas/ is absent; `cargo xtask validate --fetch-schemas` fills it");
-        return None;
-    }
-    Some(schemas)
-}
-
 #[test]
 fn the_repository_tree_passes_the_api_server() {
     let _one = crate::control_plane::exclusive();
-    let Some(_) = ready() else {
+    let Some(_) = crate::validate_oracle::oracle_prerequisites() else {
         return;
     };
     let root = common::root();
@@ -95,7 +79,7 @@ spec:
 #[test]
 fn a_cel_rule_of_a_crd_refuses_its_instance() {
     let _one = crate::control_plane::exclusive();
-    let Some(_) = ready() else {
+    let Some(_) = crate::validate_oracle::oracle_prerequisites() else {
         return;
     };
     let tree = tempfile::tempdir().unwrap();
