@@ -566,6 +566,14 @@ mod tests {
     }
 
     #[test]
+    fn missing_binaries_say_how_to_get_them() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = check(empty.path(), &[], &[], |_| {}).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("cargo xtask e2e --build-only"), "{text}");
+    }
+
+    #[test]
     fn encrypted_values_get_stand_ins() {
         let o = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
             "data": {"a": "ENC[AES256_GCM,data:x]"}, "stringData": {"b": "ENC[AES256_GCM,data:y]"},
