@@ -48,3 +48,5 @@ mod secrets_verb;
 mod validate_checks;
 mod validate_kubeconform;
 mod validate_oracle;
+mod validate_rules_corpus;
+mod validate_server;
