@@ -16,6 +16,10 @@ use std::path::{Path, PathBuf};
 /// The folders that hold the platform's manifests.
 pub use flux_render::MANIFEST_DIRS;
 
+/// The files at the root that shape how the manifests are judged and shipped:
+/// a copy of the tree takes them along with [`MANIFEST_DIRS`].
+pub const TREE_FILES: &[&str] = &[".sourceignore", ".sops.yaml", ".validate-allow.yaml"];
+
 /// What marks a checkout of this repository: its pinned-tools manifest.
 const ROOT_MARKER: &str = exec::tools::MANIFEST_PATH;
 

@@ -25,6 +25,7 @@ pub mod placeholders;
 mod report;
 pub mod rules;
 pub mod secrets;
+pub mod server;
 pub mod substitute;
 pub mod tree;
 mod verdicts;
@@ -41,7 +42,7 @@ use serde_json::Value;
 use k8s_schema::{Gvk, Lookup, Registry, RegistryOptions};
 
 pub use allow::{ALLOW_FILE, AllowList, AllowedSecret, AllowedSource};
-pub use report::{Check, Finding, Report, Severity, counts};
+pub use report::{Check, Finding, Report, ServerSummary, Severity, counts};
 
 /// An object to validate and where it came from.
 #[derive(Debug, Clone)]
@@ -84,6 +85,9 @@ pub struct Options {
     pub identities: Option<std::sync::Arc<sops::Identities>>,
     /// Also render every HelmRelease (`--helm`) and validate the chart output.
     pub helm: Option<flux_render::helm::HelmOptions>,
+    /// Also send every object to the real API server (`--server`): the
+    /// checkout whose `.tools/bin` holds etcd and kube-apiserver.
+    pub server: Option<PathBuf>,
 }
 
 impl Options {
@@ -104,6 +108,7 @@ impl Options {
                 .filter(|ids| !ids.is_empty())
                 .map(std::sync::Arc::new),
             helm: None,
+            server: None,
         }
     }
 }
@@ -463,6 +468,26 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.missing_schemas = missing_counts.into_inner().expect("lock");
     findings.extend(results.into_iter().flatten());
 
+    // 3b. The real API server, when asked.
+    if let Some(checkout) = &opts.server {
+        progress.stage("kube-apiserver dry-run", 0);
+        let dirs: Vec<PathBuf> = opts
+            .schema_locations
+            .iter()
+            .filter(|l| !l.contains("{{"))
+            .map(|l| opts.root.join(l))
+            .filter(|d| d.is_dir())
+            .collect();
+        let outcome = server::check(checkout, &dirs, &items, |_| {})?;
+        report.server = Some(ServerSummary {
+            objects: outcome.objects,
+            rejected: outcome.rejected,
+            crds: outcome.crds,
+            seconds: outcome.took.as_secs_f64(),
+        });
+        findings.extend(outcome.findings);
+    }
+
     // 5. Secrets.
     let rendered = rendered
         .join()
@@ -556,7 +581,7 @@ fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
 }
 
 /// Replaces every `ENC[AES256_GCM,...]` string with an empty one.
-fn blank_encrypted(value: &mut Value) {
+pub(crate) fn blank_encrypted(value: &mut Value) {
     match value {
         Value::String(s) if s.starts_with("ENC[AES256_GCM,") => s.clear(),
         Value::Array(items) => items.iter_mut().for_each(blank_encrypted),

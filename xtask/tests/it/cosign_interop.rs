@@ -19,6 +19,10 @@ pub(crate) const PASSWORD: &str = "correct horse";
 /// The cosign binary and a registry, or `None` (skip notice printed).
 pub(crate) fn setup() -> Option<(PathBuf, Registry)> {
     let cosign = common::tool("cosign")?;
+    // The oracle is the pinned build, not whatever cosign is first on PATH.
+    let pins = exec::tools::Manifest::of_repo(&common::root()).unwrap();
+    let pin = pins.get("cosign").unwrap();
+    common::assert_go_build(&cosign, &pin.module, &pin.version);
     let reg = Registry::start(None)?;
     Some((cosign, reg))
 }

@@ -302,13 +302,7 @@ fn forward_auth_without_oauth2_proxy_is_caught_in_every_cluster() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["clusters", "platform", "infrastructure", "apps"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        common::copy_tree(&root.join(sub), &dir.path().join(sub));
-    }
-    for file in [".sops.yaml", ".validate-allow.yaml"] {
-        std::fs::copy(root.join(file), dir.path().join(file)).unwrap();
-    }
+    common::copy_manifests(&root, dir.path());
     let kfile = dir
         .path()
         .join("infrastructure/controllers/kustomization.yaml");
