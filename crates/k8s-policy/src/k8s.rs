@@ -15,7 +15,9 @@ fn compile(function: &str, pattern: &str) -> Result<regex::Regex, ExecutionError
 fn find(This(this): This<Arc<String>>, pattern: Arc<String>) -> Result<Value, ExecutionError> {
     let re = compile("find", &pattern)?;
     Ok(Value::String(Arc::new(
-        re.find(&this).map(|m| m.as_str().to_string()).unwrap_or_default(),
+        re.find(&this)
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default(),
     )))
 }
 
@@ -53,12 +55,18 @@ mod tests {
     fn find_and_find_all() {
         assert_eq!(eval("'abc 123'.find('[0-9]+')"), Value::from("123"));
         assert_eq!(eval("'abc'.find('[0-9]+')"), Value::from(""));
-        assert_eq!(eval("'1 a 22'.findAll('[0-9]+') == ['1', '22']"), Value::Bool(true));
+        assert_eq!(
+            eval("'1 a 22'.findAll('[0-9]+') == ['1', '22']"),
+            Value::Bool(true)
+        );
         assert_eq!(eval("'a/b:1.2'.find(':[^/:@]+$')"), Value::from(":1.2"));
     }
 
     #[test]
     fn strings_extension_is_there() {
-        assert_eq!(eval("'A,B'.lowerAscii().split(',') == ['a', 'b']"), Value::Bool(true));
+        assert_eq!(
+            eval("'A,B'.lowerAscii().split(',') == ['a', 'b']"),
+            Value::Bool(true)
+        );
     }
 }

@@ -151,7 +151,9 @@ fn env() -> Arc<Env> {
 impl PolicySet {
     /// Loads every ValidatingPolicy and PolicyException among `objects`, and
     /// remembers the Namespaces' labels; other objects are ignored.
-    pub fn load<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Result<Self, Vec<PolicyError>> {
+    pub fn load<'a>(
+        objects: impl IntoIterator<Item = &'a Value>,
+    ) -> Result<Self, Vec<PolicyError>> {
         let env = env();
         let mut set = PolicySet {
             env,
@@ -219,11 +221,14 @@ impl PolicySet {
     ) -> Vec<Named> {
         let mut out = Vec::new();
         for item in list.and_then(Value::as_array).into_iter().flatten() {
-            let (Some(n), Some(e)) = (str_at(item, &["name"]), str_at(item, &["expression"])) else {
+            let (Some(n), Some(e)) = (str_at(item, &["name"]), str_at(item, &["expression"]))
+            else {
                 errors.push(PolicyError::Invalid {
                     kind: kind.into(),
                     name: name.into(),
-                    message: format!("a condition or variable needs a name and an expression: {item}"),
+                    message: format!(
+                        "a condition or variable needs a name and an expression: {item}"
+                    ),
                 });
                 continue;
             };
@@ -240,7 +245,9 @@ impl PolicySet {
 
     fn policy(&self, o: &Value) -> Result<Policy, Vec<PolicyError>> {
         const KIND: &str = "ValidatingPolicy";
-        let name = str_at(o, &["metadata", "name"]).unwrap_or("<unnamed>").to_string();
+        let name = str_at(o, &["metadata", "name"])
+            .unwrap_or("<unnamed>")
+            .to_string();
         let invalid = |message: String| PolicyError::Invalid {
             kind: KIND.into(),
             name: name.clone(),
@@ -249,7 +256,12 @@ impl PolicySet {
         let spec = o.get("spec").cloned().unwrap_or(Value::Null);
         let mut errors = Vec::new();
         let mut actions = Vec::new();
-        for a in spec.get("validationActions").and_then(Value::as_array).into_iter().flatten() {
+        for a in spec
+            .get("validationActions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             match a.as_str() {
                 Some("Deny") => actions.push(Action::Deny),
                 Some("Audit") => actions.push(Action::Audit),
@@ -261,7 +273,9 @@ impl PolicySet {
             errors.push(invalid("spec.validationActions is empty".into()));
         }
         let Some(constraints) = spec.get("matchConstraints").cloned() else {
-            errors.push(invalid("spec.matchConstraints is missing: the policy would match nothing".into()));
+            errors.push(invalid(
+                "spec.matchConstraints is missing: the policy would match nothing".into(),
+            ));
             return Err(errors);
         };
         if let Some(f) = str_at(&spec, &["failurePolicy"])
@@ -272,10 +286,16 @@ impl PolicySet {
                 "failurePolicy {f}: only Fail is judged offline (an error would pass silently)"
             )));
         }
-        let match_conditions = self.named_list(KIND, &name, spec.get("matchConditions"), &mut errors);
+        let match_conditions =
+            self.named_list(KIND, &name, spec.get("matchConditions"), &mut errors);
         let variables = self.named_list(KIND, &name, spec.get("variables"), &mut errors);
         let mut validations = Vec::new();
-        for v in spec.get("validations").and_then(Value::as_array).into_iter().flatten() {
+        for v in spec
+            .get("validations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let Some(e) = str_at(v, &["expression"]) else {
                 errors.push(invalid(format!("a validation without expression: {v}")));
                 continue;
@@ -322,8 +342,12 @@ impl PolicySet {
 
     fn exception(&self, o: &Value) -> Result<Exception, Vec<PolicyError>> {
         const KIND: &str = "PolicyException";
-        let name = str_at(o, &["metadata", "name"]).unwrap_or("<unnamed>").to_string();
-        let namespace = str_at(o, &["metadata", "namespace"]).unwrap_or_default().to_string();
+        let name = str_at(o, &["metadata", "name"])
+            .unwrap_or("<unnamed>")
+            .to_string();
+        let namespace = str_at(o, &["metadata", "namespace"])
+            .unwrap_or_default()
+            .to_string();
         let spec = o.get("spec").cloned().unwrap_or(Value::Null);
         let mut errors = Vec::new();
         let policy_refs: Vec<(String, String)> = spec
@@ -331,7 +355,12 @@ impl PolicySet {
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|r| Some((str_at(r, &["kind"])?.to_string(), str_at(r, &["name"])?.to_string())))
+            .filter_map(|r| {
+                Some((
+                    str_at(r, &["kind"])?.to_string(),
+                    str_at(r, &["name"])?.to_string(),
+                ))
+            })
             .collect();
         if policy_refs.is_empty() {
             errors.push(PolicyError::Invalid {
@@ -340,7 +369,8 @@ impl PolicySet {
                 message: "spec.policyRefs names no policy".into(),
             });
         }
-        let match_conditions = self.named_list(KIND, &name, spec.get("matchConditions"), &mut errors);
+        let match_conditions =
+            self.named_list(KIND, &name, spec.get("matchConditions"), &mut errors);
         if errors.is_empty() {
             Ok(Exception {
                 name,
@@ -366,7 +396,10 @@ impl PolicySet {
                 .unwrap_or_else(|| Value::Object(Default::default()));
             if let Some(m) = labels.as_object_mut() {
                 // The API server sets it on every Namespace.
-                m.insert("kubernetes.io/metadata.name".into(), Value::String(ns.into()));
+                m.insert(
+                    "kubernetes.io/metadata.name".into(),
+                    Value::String(ns.into()),
+                );
             }
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": labels}})
@@ -377,7 +410,9 @@ impl PolicySet {
             Err(e) => {
                 verdict.errors.push(PolicyError::Invalid {
                     kind: "object".into(),
-                    name: str_at(object, &["metadata", "name"]).unwrap_or_default().into(),
+                    name: str_at(object, &["metadata", "name"])
+                        .unwrap_or_default()
+                        .into(),
                     message: format!("cannot be given to CEL: {e}"),
                 });
                 return verdict;
@@ -456,7 +491,9 @@ impl PolicySet {
                     }
                 }
                 if all {
-                    verdict.excepted.push((policy.name.clone(), ex.name.clone()));
+                    verdict
+                        .excepted
+                        .push((policy.name.clone(), ex.name.clone()));
                     continue 'policies;
                 }
             }

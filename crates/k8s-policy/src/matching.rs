@@ -11,7 +11,10 @@ pub fn resource_of(kind: &str) -> String {
         "endpoints" => lower,
         "podsecuritypolicy" => "podsecuritypolicies".into(),
         _ if lower.ends_with('y')
-            && !matches!(lower.as_bytes().get(lower.len().wrapping_sub(2)), Some(b'a' | b'e' | b'o' | b'u')) =>
+            && !matches!(
+                lower.as_bytes().get(lower.len().wrapping_sub(2)),
+                Some(b'a' | b'e' | b'o' | b'u')
+            ) =>
         {
             format!("{}ies", &lower[..lower.len() - 1])
         }
@@ -23,7 +26,10 @@ pub fn resource_of(kind: &str) -> String {
 }
 
 fn group_version(object: &Value) -> (&str, &str) {
-    let api = object.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     api.split_once('/').unwrap_or(("", api))
 }
 
@@ -34,7 +40,12 @@ fn kind(object: &Value) -> &str {
 /// The `request` variable of a CREATE admission of `object`.
 pub(crate) fn request(object: &Value) -> Value {
     let (group, version) = group_version(object);
-    let meta = |k: &str| object.pointer(&format!("/metadata/{k}")).cloned().unwrap_or(json!(""));
+    let meta = |k: &str| {
+        object
+            .pointer(&format!("/metadata/{k}"))
+            .cloned()
+            .unwrap_or(json!(""))
+    };
     json!({
         "operation": "CREATE",
         "kind": {"group": group, "version": version, "kind": kind(object)},
@@ -78,7 +89,9 @@ fn labels(object: &Value) -> Value {
 
 /// A `metav1.LabelSelector`; an empty or missing one selects everything.
 pub(crate) fn selects(selector: Option<&Value>, labels: &Value) -> bool {
-    let Some(selector) = selector else { return true };
+    let Some(selector) = selector else {
+        return true;
+    };
     let get = |k: &str| labels.get(k).and_then(Value::as_str);
     if let Some(m) = selector.get("matchLabels").and_then(Value::as_object) {
         for (k, v) in m {

@@ -25,6 +25,7 @@ pub enum Check {
     Secrets,
     Helm,
     Address,
+    Policy,
 }
 
 impl Check {
@@ -37,6 +38,7 @@ impl Check {
             Check::Secrets => "secrets",
             Check::Helm => "helm",
             Check::Address => "address",
+            Check::Policy => "policy",
         }
     }
 }
