@@ -26,6 +26,7 @@ mod flux_substitute;
 mod helm_flux_local;
 mod helm_render;
 mod platform_review;
+mod policy_oracle;
 mod publish_registry;
 mod renovate_config;
 mod secrets_gate;
