@@ -548,3 +548,153 @@ fn variables_map(vars: &[(String, cel::Value)]) -> cel::Value {
         .collect();
     cel::Value::Map(cel::objects::Map { map: Arc::new(map) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(name: &str, actions: &[&str], spec: Value) -> Value {
+        let mut p = json!({"apiVersion": "policies.kyverno.io/v1alpha1", "kind": "ValidatingPolicy",
+            "metadata": {"name": name},
+            "spec": {"validationActions": actions, "matchConstraints": {"resourceRules": [
+                {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["configmaps"]}]}}});
+        if let (Some(m), Some(s)) = (p["spec"].as_object_mut(), spec.as_object()) {
+            for (k, v) in s {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        p
+    }
+
+    fn cm(ns: &str, data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": ns}, "data": data})
+    }
+
+    #[test]
+    fn a_false_validation_is_a_violation_with_the_rules_message() {
+        let p = policy(
+            "has-a",
+            &["Deny"],
+            json!({
+            "variables": [{"name": "keys", "expression": "object.data"}],
+            "validations": [
+                {"expression": "'a' in variables.keys", "message": "needs a"},
+                {"expression": "size(variables.keys) < 2", "messageExpression": "'too many: ' + string(size(variables.keys))"},
+                {"expression": "!('z' in variables.keys)"}]}),
+        );
+        let set = PolicySet::load([&p]).unwrap();
+        assert!(
+            set.evaluate(&cm("x", json!({"a": "1"})))
+                .violations
+                .is_empty()
+        );
+        let v = set
+            .evaluate(&cm("x", json!({"b": "1", "c": "2", "z": "3"})))
+            .violations;
+        let messages: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "needs a",
+                "too many: 3",
+                "failed expression: !('z' in variables.keys)"
+            ]
+        );
+        assert!(v.iter().all(Violation::denies));
+    }
+
+    #[test]
+    fn an_expression_that_cannot_be_evaluated_is_an_error_naming_it() {
+        let p = policy(
+            "broken",
+            &["Audit"],
+            json!({"validations": [{"expression": "object.spec.replicas > 1"}]}),
+        );
+        let set = PolicySet::load([&p]).unwrap();
+        let verdict = set.evaluate(&cm("x", json!({})));
+        assert!(verdict.violations.is_empty());
+        assert_eq!(verdict.errors.len(), 1);
+        let text = verdict.errors[0].to_string();
+        assert!(
+            text.contains("ValidatingPolicy broken") && text.contains("object.spec.replicas > 1"),
+            "{text}"
+        );
+        // A validation that is not a bool is no pass either.
+        let p = policy(
+            "not-bool",
+            &["Deny"],
+            json!({"validations": [{"expression": "'yes'"}]}),
+        );
+        let verdict = PolicySet::load([&p]).unwrap().evaluate(&cm("x", json!({})));
+        assert_eq!(verdict.errors.len(), 1, "{:?}", verdict.errors);
+    }
+
+    #[test]
+    fn what_cannot_load_is_said() {
+        let bad = policy(
+            "bad",
+            &["Deny"],
+            json!({"validations": [{"expression": "object.("}]}),
+        );
+        let errors = PolicySet::load([&bad]).err().unwrap();
+        assert!(
+            matches!(&errors[0], PolicyError::Compile { name, .. } if name == "bad"),
+            "{errors:?}"
+        );
+        let ignore = policy(
+            "ignore",
+            &["Deny"],
+            json!({"failurePolicy": "Ignore", "validations": [{"expression": "true"}]}),
+        );
+        assert!(PolicySet::load([&ignore]).is_err());
+        let none = policy(
+            "none",
+            &[],
+            json!({"validations": [{"expression": "true"}]}),
+        );
+        assert!(PolicySet::load([&none]).is_err());
+    }
+
+    #[test]
+    fn selectors_exceptions_and_actions() {
+        let deny = policy(
+            "no-z",
+            &["Deny"],
+            json!({"validations": [{"expression": "!('z' in object.data)", "message": "no z"}]}),
+        );
+        let mut deny = deny;
+        deny["spec"]["matchConstraints"]["namespaceSelector"] =
+            json!({"matchLabels": {"tier": "apps"}});
+        let mut audit = policy(
+            "no-z-audit",
+            &["Audit"],
+            json!({"validations": [{"expression": "!('z' in object.data)", "message": "no z"}]}),
+        );
+        audit["spec"]["matchConstraints"]["namespaceSelector"] =
+            json!({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["apps"]}]});
+        let exception = json!({"apiVersion": "policies.kyverno.io/v1alpha1", "kind": "PolicyException",
+            "metadata": {"name": "lab", "namespace": "kyverno"},
+            "spec": {"policyRefs": [{"kind": "ValidatingPolicy", "name": "no-z-audit"}],
+                "matchConditions": [{"name": "lab", "expression": "object.metadata.namespace == 'lab'"}]}});
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"tier": "apps"}}});
+        let set = PolicySet::load([&deny, &audit, &exception, &ns]).unwrap();
+        let z = json!({"z": "1"});
+        let shop = set.evaluate(&cm("shop", z.clone()));
+        assert_eq!(shop.violations.len(), 1);
+        assert_eq!(shop.violations[0].policy, "no-z");
+        let other = set.evaluate(&cm("other", z.clone()));
+        assert_eq!(other.violations.len(), 1);
+        assert_eq!(other.violations[0].policy, "no-z-audit");
+        assert!(!other.violations[0].denies());
+        let lab = set.evaluate(&cm("lab", z));
+        assert!(lab.violations.is_empty());
+        assert_eq!(
+            lab.excepted,
+            [("no-z-audit".to_string(), "lab".to_string())]
+        );
+        // Not a ConfigMap: no rule matches.
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"}, "data": {"z": ""}});
+        assert!(set.evaluate(&secret).matched.is_empty());
+    }
+}
