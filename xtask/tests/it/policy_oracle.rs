@@ -614,33 +614,80 @@ fn policies_agree_with_the_api_server_on_every_object() {
     cp.kube
         .apply_yaml(&yaml_stream(&admission_policies(&policy_objects)))
         .unwrap();
-    // The admission plugin picks the policies up from its informer: wait
-    // until a privileged Pod is refused.
-    let probe = serde_yaml::to_string(&workload(
-        "Pod",
-        "probe",
-        APPS,
-        pod_spec(json!({"hostNetwork": true})),
-        true,
-    ))
-    .unwrap();
+    // The admission plugin picks each policy and binding up from its
+    // informer on its own: wait until every policy refuses a probe by name.
+    let no_requests = {
+        let mut c = container("web");
+        c.as_object_mut().unwrap().remove("resources");
+        json!({"containers": [c]})
+    };
+    let latest = pod_spec(
+        json!({"containers": [{"name": "web", "image": "nginx:latest",
+        "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}]}),
+    );
+    let probes = [
+        (
+            "pss-baseline",
+            workload(
+                "Pod",
+                "probe",
+                APPS,
+                pod_spec(json!({"hostNetwork": true})),
+                true,
+            ),
+        ),
+        (
+            "pss-baseline-audit",
+            workload(
+                "Pod",
+                "probe",
+                OTHER,
+                pod_spec(json!({"hostNetwork": true})),
+                true,
+            ),
+        ),
+        (
+            "image-tags",
+            workload("Pod", "probe", APPS, latest.clone(), true),
+        ),
+        (
+            "image-tags-audit",
+            workload("Pod", "probe", OTHER, latest, true),
+        ),
+        (
+            "require-requests",
+            workload("Pod", "probe", APPS, no_requests, true),
+        ),
+        (
+            "workload-name-label",
+            workload("Deployment", "probe", APPS, pod_spec(json!({})), false),
+        ),
+        (
+            "workload-name-label-audit",
+            workload("Deployment", "probe", OTHER, pod_spec(json!({})), false),
+        ),
+    ];
+    assert_eq!(probes.len(), set.policies.len(), "a probe per policy");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let o = cp
-            .kube
-            .cmd()
-            .args(["create", "--dry-run=server", "-f", "-"])
-            .stdin_bytes(probe.clone())
-            .output()
-            .unwrap();
-        if !o.status.success() {
-            break;
+    for (policy, probe) in &probes {
+        let named = format!("ValidatingAdmissionPolicy '{policy}'");
+        loop {
+            let o = cp
+                .kube
+                .cmd()
+                .args(["create", "--dry-run=server", "-f", "-"])
+                .stdin_bytes(serde_yaml::to_string(probe).unwrap())
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&o.stderr).contains(&named) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the API server never enforced {policy}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the API server never enforced the policies"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     let server = server_verdicts(&cp, &cases);
 
@@ -684,4 +731,70 @@ fn policies_agree_with_the_api_server_on_every_object() {
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     assert_eq!(cases.len(), 79, "the corpus size");
     assert_eq!((accepted, refused), (26, 53), "accepted and refused");
+}
+
+/// `status` reads Kyverno's PolicyReports from a real API server with
+/// Kyverno's report CRD (from `.schemas/`): one line per failing rule and resource.
+#[test]
+fn status_reads_policy_reports_from_the_api_server() {
+    let _one = crate::control_plane::exclusive();
+    let Some(binaries) = crate::control_plane::api_server_binaries() else {
+        return;
+    };
+    if common::tool("kubectl").is_none() {
+        return;
+    }
+    let crd = common::root()
+        .join(".schemas/kyverno/config__crds__policyreport__wgpolicyk8s.io_policyreports.yaml");
+    if !crd.is_file() {
+        if common::tools_required() {
+            panic!(
+                ".schemas/kyverno is required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask validate --fetch-schemas`"
+            );
+        }
+        eprintln!(
+            "SKIP: .schemas/kyverno is absent; `cargo xtask validate --fetch-schemas` fills it"
+        );
+        return;
+    }
+    let cp =
+        ControlPlane::start_api_server(&common::root(), &binaries, |l| eprintln!("{l}")).unwrap();
+    // No report CRD yet: nothing to show, and no failure.
+    assert!(xtask::verbs::status::read_policy_failures(&cp.kube).is_empty());
+    cp.kube
+        .cmd()
+        .args(["apply", "--server-side", "-f"])
+        .arg(&crd)
+        .read()
+        .unwrap();
+    cp.kube
+        .cmd()
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "crd/policyreports.wgpolicyk8s.io",
+            "--timeout=60s",
+        ])
+        .read()
+        .unwrap();
+    let report = json!({"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
+        "metadata": {"name": "whoami-report", "namespace": "default"},
+        "scope": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "default", "name": "whoami"},
+        "results": [
+            {"policy": "image-tags-audit", "rule": "image-tags-audit", "result": "fail",
+             "message": "images must be pinned to a tag other than latest, or to a digest", "source": "KyvernoValidatingPolicy"},
+            {"policy": "pss-baseline-audit", "rule": "pss-baseline-audit", "result": "pass", "message": "", "source": "KyvernoValidatingPolicy"}]});
+    cp.kube
+        .apply_yaml(&serde_yaml::to_string(&report).unwrap())
+        .unwrap();
+    let got: Vec<String> = xtask::verbs::status::read_policy_failures(&cp.kube)
+        .iter()
+        .map(|f| format!("{} {} {}: {}", f.result, f.resource, f.policy, f.message))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "fail Deployment default/whoami image-tags-audit: images must be pinned to a tag other than latest, or to a digest"
+        ]
+    );
 }
