@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod diff;
+pub mod leaks;
 pub mod placeholders;
 pub mod ship;
 pub mod testbed;
@@ -14,6 +15,10 @@ use std::path::{Path, PathBuf};
 
 /// The folders that hold the platform's manifests.
 pub use flux_render::MANIFEST_DIRS;
+
+/// The files at the root that shape how the manifests are judged and shipped:
+/// a copy of the tree takes them along with [`MANIFEST_DIRS`].
+pub const TREE_FILES: &[&str] = &[".sourceignore", ".sops.yaml", ".validate-allow.yaml"];
 
 /// What marks a checkout of this repository: its pinned-tools manifest.
 const ROOT_MARKER: &str = exec::tools::MANIFEST_PATH;
@@ -83,6 +88,23 @@ pub fn user_cache(what: &str) -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
         .join("devantler-platform")
         .join(what)
+}
+
+/// `path:len:mtime` of a file, for a cache key that must change when the
+/// file does (this binary, a tool).
+pub fn file_identity(path: &Path) -> Option<String> {
+    let m = std::fs::metadata(path).ok()?;
+    let mtime = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}:{}:{}",
+        path.display(),
+        m.len(),
+        mtime.as_nanos()
+    ))
 }
 
 /// Where charts are cached and which Kubernetes version they render for:

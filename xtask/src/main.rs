@@ -35,7 +35,7 @@ enum Command {
     Package(verbs::package::Args),
     /// Push the Flux OCI artifact to a registry.
     Publish(verbs::publish::Args),
-    /// Point tags at a manifest the registry already has, by tag or digest, without uploading.
+    /// Point tags at a manifest the registry already has, by digest, without uploading; --verify-key checks its signature first.
     Promote(verbs::promote::Args),
     /// Bring up the local Kind cluster, registry, Cilium and Flux, publish, and wait until Ready.
     Bootstrap(verbs::bootstrap::Args),

@@ -6,13 +6,23 @@ use std::path::Path;
 /// Writes `contents` to `path` atomically: a temp file in the same folder,
 /// fsync, then rename over the target. The old file's permissions are kept.
 /// A reader sees either the old bytes or the new ones, never a mix.
+///
+/// The temp file is `.xtask-<name>.<pid>.<random>.tmp`: a write killed
+/// halfway leaves it behind, and the next write of the same file removes it
+/// once its process is gone (the ship gate refuses such files meanwhile).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let prefix = format!(".xtask-{name}.");
+    remove_leftovers(dir, &prefix);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".xtask-")
+        .prefix(&format!("{prefix}{}.", std::process::id()))
         .suffix(".tmp")
         .tempfile_in(dir)?;
     tmp.write_all(contents)?;
@@ -22,6 +32,39 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Removes the temp files of earlier writes of the same file whose process
+/// is gone.
+fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(prefix))
+            .filter(|r| r.ends_with(".tmp"))
+        else {
+            continue;
+        };
+        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !process_alive(pid)) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn process_alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Without /proc a leftover is kept: only a system with it can tell.
+#[cfg(not(target_os = "linux"))]
+fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 #[cfg(test)]
@@ -37,6 +80,31 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_leftover_of_a_killed_write_is_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.enc.yaml");
+        // A process that is gone: a child that has exited.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let leftover = dir
+            .path()
+            .join(format!(".xtask-a.enc.yaml.{gone}.Xy12.tmp"));
+        std::fs::write(&leftover, "plaintext").unwrap();
+        // Another file's leftover, and a live process's, stay.
+        let other = dir.path().join(format!(".xtask-b.yaml.{gone}.Xy12.tmp"));
+        std::fs::write(&other, "x").unwrap();
+        let live = dir
+            .path()
+            .join(format!(".xtask-a.enc.yaml.{}.Xy12.tmp", std::process::id()));
+        std::fs::write(&live, "x").unwrap();
+        write_atomic(&file, b"new").unwrap();
+        assert!(!leftover.exists());
+        assert!(other.exists() && live.exists());
     }
 
     #[cfg(unix)]

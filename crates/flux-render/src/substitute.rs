@@ -134,6 +134,23 @@ pub fn variables_used(input: &str) -> Vec<VarUse> {
     uses
 }
 
+/// The text of `input` that no variable's value produces: the text around
+/// each `${...}` and every operand of its operators (a default, a pattern).
+/// `None` when `input` is not a valid expression.
+pub fn literal_text(input: &str) -> Option<String> {
+    fn collect(node: &Node, out: &mut String) {
+        match node {
+            Node::Text(t) => out.push_str(t),
+            Node::Func { args, .. } => args.iter().for_each(|a| collect(a, out)),
+            Node::List(items) => items.iter().for_each(|i| collect(i, out)),
+        }
+    }
+    let tree = parse(input).ok()?;
+    let mut out = String::new();
+    collect(&tree, &mut out);
+    Some(out)
+}
+
 /// What a lookup found for a variable.
 enum Found {
     Value(String),

@@ -4,8 +4,8 @@
 //! call these methods; async stays inside this module's siblings.
 
 use super::auth::Auth;
-use super::cosign::{self, CosignError, PublicKey, SignOutcome, SigningKey, Verified};
-use super::promote::PromoteOutcome;
+use super::cosign::{self, CosignError, SignOutcome, SigningKey, TrustedKey, Verified};
+use super::promote::{PromoteError, PromoteOutcome, Verification};
 use super::registry::{Clients, Inspection, PublishOutcome, RegistryRef};
 use super::{Artifact, ArtifactError};
 
@@ -65,20 +65,23 @@ impl Registry {
         ))
     }
 
-    /// Points every tag of `to` at the manifest `from` (a tag or digest) names.
+    /// Points every tag of `to` at the manifest `from` (a tag or digest)
+    /// names, resolved once and verified first when `verify` has keys.
     pub fn promote(
         &self,
         registry: &str,
         from: &str,
         to: &[String],
+        verify: &Verification,
         auth: &Auth,
         insecure: bool,
-    ) -> Result<PromoteOutcome, ArtifactError> {
+    ) -> Result<PromoteOutcome, PromoteError> {
         self.rt.block_on(super::promote::promote(
             &self.clients,
             registry,
             from,
             to,
+            verify,
             auth,
             insecure,
         ))
@@ -97,13 +100,36 @@ impl Registry {
             .block_on(cosign::sign(&self.clients, r, digest, key, auth, insecure))
     }
 
-    /// Verifies that `r` (at `digest`, else its tag) is signed by `key`.
+    /// Stores a signature made elsewhere over `payload` under `digest`'s
+    /// `.sig` tag, as [`Registry::sign`] stores its own.
+    pub fn append_signature(
+        &self,
+        r: &RegistryRef,
+        digest: &str,
+        payload: &[u8],
+        signature: &str,
+        auth: &Auth,
+        insecure: bool,
+    ) -> Result<SignOutcome, CosignError> {
+        self.rt.block_on(cosign::append_signature(
+            &self.clients,
+            r,
+            digest,
+            payload,
+            signature,
+            auth,
+            insecure,
+        ))
+    }
+
+    /// Verifies that `r` (at `digest`, else its tag) is signed by one of
+    /// `keys`, for the repository `reference` when given.
     pub fn verify(
         &self,
         r: &RegistryRef,
         digest: Option<&str>,
-        key: &PublicKey,
-        key_name: &str,
+        keys: &[TrustedKey],
+        reference: Option<&str>,
         auth: &Auth,
         insecure: bool,
     ) -> Result<Verified, CosignError> {
@@ -111,8 +137,8 @@ impl Registry {
             &self.clients,
             r,
             digest,
-            key,
-            key_name,
+            keys,
+            reference,
             auth,
             insecure,
         ))

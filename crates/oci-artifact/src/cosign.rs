@@ -11,8 +11,15 @@
 //!   the signature in its `dev.cosignproject.cosign/signature` annotation;
 //!   a new signature is appended to the layers already there, as cosign does.
 //! - Verification: every layer's blob is checked against its digest, its
-//!   signature against the key, and its `docker-manifest-digest` against the
-//!   target; one layer passing is enough (cosign's rule).
+//!   signature against the keys, and its whole payload: cosign's
+//!   `critical.type`, the target's `docker-manifest-digest`, and on request
+//!   the repository in `docker-reference` (cosign itself checks only the
+//!   digest). One layer passing is enough (cosign's rule). A `.sig` tag
+//!   over [`MAX_SIGNATURES`] layers, a payload over [`MAX_PAYLOAD_BYTES`] or
+//!   a manifest over [`MAX_SIGNATURE_MANIFEST_BYTES`] is refused, and nothing
+//!   past the limit is read.
+//! - Appending reads the tag back after writing it and merges again when a
+//!   racing writer dropped the new layer ([`SIGN_ATTEMPTS`]).
 
 use std::path::Path;
 
@@ -24,7 +31,8 @@ use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePub
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::registry::{classify, connect, is_not_found, tag_digest};
+use super::registry::bounded::{self, BoundedError};
+use super::registry::{classify, connect, names_missing_blob, tag_digest};
 use super::{ArtifactError, Auth, MANIFEST_MEDIA_TYPE, RegistryRef, sha256_digest};
 
 /// The media type of a signature layer (the blob is the payload itself).
@@ -33,6 +41,16 @@ pub const SIMPLE_SIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesi
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// `critical.type` of the payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
+/// The most signature layers a `.sig` tag may hold (cosign's own cap).
+pub const MAX_SIGNATURES: usize = 1000;
+/// The largest payload read (a real one is about 250 bytes).
+pub const MAX_PAYLOAD_BYTES: u64 = 1024 * 1024;
+/// The largest `.sig` manifest read (1000 layers take about 300 KiB).
+pub const MAX_SIGNATURE_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// How many times a signature is written when racing writers drop it.
+pub const SIGN_ATTEMPTS: usize = 3;
+/// The longest wait before a written `.sig` tag is read back.
+const SETTLE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 /// What cosign writes instead with COSIGN_DOCKER_MEDIA_TYPES=1; read, never written.
 const DOCKER_MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -76,6 +94,16 @@ pub enum CosignError {
     NoArtifact { what: String },
     #[error("the signature manifest {tag} is malformed: {detail}")]
     Malformed { tag: String, detail: String },
+    #[error("the signature tag {tag} is refused: {detail} (nothing past the limit was read)")]
+    OverLimit { tag: String, detail: String },
+    #[error(
+        "the signature of {digest} did not stay in {tag}: other writers replaced the tag {attempts} times in a row; sign again"
+    )]
+    Lost {
+        digest: String,
+        tag: String,
+        attempts: usize,
+    },
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
 }
@@ -108,6 +136,23 @@ impl std::fmt::Debug for SigningKey {
 #[derive(Clone, Debug)]
 pub struct PublicKey {
     key: p256::ecdsa::VerifyingKey,
+}
+
+/// A public key that verification accepts, with the name errors give it.
+#[derive(Clone, Debug)]
+pub struct TrustedKey {
+    pub name: String,
+    pub key: PublicKey,
+}
+
+impl TrustedKey {
+    /// A `cosign.pub` file, named by its path.
+    pub fn load(path: &Path) -> Result<Self, CosignError> {
+        Ok(Self {
+            name: path.display().to_string(),
+            key: PublicKey::load(path)?,
+        })
+    }
 }
 
 /// Why a PEM block could not be read.
@@ -404,6 +449,8 @@ pub struct SignOutcome {
     pub layers: usize,
     /// True when an equal signature by this key was already there.
     pub already_signed: bool,
+    /// Writes it took: more than 1 when a racing writer had to be merged.
+    pub attempts: usize,
 }
 
 /// What verification found.
@@ -417,6 +464,8 @@ pub struct Verified {
     pub verified: usize,
     /// How many signatures the tag holds.
     pub total: usize,
+    /// The keys that verified a signature, by name.
+    pub signed_by: Vec<String>,
     /// The verified payloads, as JSON.
     pub payloads: Vec<Value>,
 }
@@ -440,87 +489,237 @@ pub fn parse_target(given: &str) -> Result<(RegistryRef, Option<String>), Artifa
     }
 }
 
-/// The manifest of the `.sig` tag as it stands: (manifest, config), `None`
-/// when the tag does not exist.
-async fn existing(
-    c: &oci_client::Client,
-    r: &RegistryRef,
-    tag: &str,
-    ra: &oci_client::secrets::RegistryAuth,
-) -> Result<Option<(Value, Vec<u8>)>, CosignError> {
-    let sig_ref = r.reference(tag);
-    let manifest = match c
-        .pull_manifest_raw(
-            &sig_ref,
-            ra,
-            &[MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
-        )
-        .await
-    {
-        Ok((m, _)) => m,
-        Err(e) if is_not_found(&e) => return Ok(None),
-        Err(e) => return Err(classify(&r.host, e).into()),
-    };
-    let malformed = |detail: String| CosignError::Malformed {
-        tag: tag.to_string(),
-        detail,
-    };
-    let manifest: Value =
-        serde_json::from_slice(&manifest).map_err(|e| malformed(e.to_string()))?;
-    let config_digest = manifest
-        .pointer("/config/digest")
-        .and_then(Value::as_str)
-        .ok_or_else(|| malformed("no config digest".into()))?;
-    let mut config = Vec::new();
-    c.pull_blob(&sig_ref, config_digest, &mut config)
-        .await
-        .map_err(|e| classify(&r.host, e))?;
-    Ok(Some((manifest, config)))
+/// A `.sig` manifest as read: its digest (of the bytes) and its JSON.
+struct SigManifest {
+    digest: String,
+    manifest: Value,
 }
 
-/// One signature layer, fetched and checked against `key` and `digest`.
-async fn check_layer(
-    c: &oci_client::Client,
-    r: &RegistryRef,
-    tag: &str,
-    layer: &Value,
-    key: &PublicKey,
-    digest: &str,
-) -> Result<Value, LayerError> {
-    let blob_digest = layer
-        .get("digest")
-        .and_then(Value::as_str)
-        .ok_or_else(|| LayerError::new("a layer", "it has no digest"))?;
-    let fail = |detail: String| LayerError::new(blob_digest, detail);
-    let signature = layer
+impl SigManifest {
+    fn layers(&self) -> Vec<Value> {
+        self.manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Where a signature tag lives and how to reach it.
+struct SigTag<'a> {
+    clients: &'a super::registry::Clients,
+    c: oci_client::Client,
+    ra: oci_client::secrets::RegistryAuth,
+    r: &'a RegistryRef,
+    auth: &'a Auth,
+    insecure: bool,
+    tag: String,
+}
+
+impl SigTag<'_> {
+    fn over_limit(&self, e: BoundedError) -> CosignError {
+        match e {
+            BoundedError::TooLarge { .. } => CosignError::OverLimit {
+                tag: self.tag.clone(),
+                detail: e.to_string(),
+            },
+            BoundedError::Artifact(a) => a.into(),
+        }
+    }
+
+    fn malformed(&self, detail: impl Into<String>) -> CosignError {
+        CosignError::Malformed {
+            tag: self.tag.clone(),
+            detail: detail.into(),
+        }
+    }
+
+    /// The `.sig` manifest as it stands (at most 4 MiB), `None` when the
+    /// tag does not exist.
+    async fn manifest(&self) -> Result<Option<SigManifest>, CosignError> {
+        let raw = bounded::manifest(
+            self.clients,
+            &self.c,
+            self.r,
+            &self.tag,
+            &self.ra,
+            self.auth,
+            self.insecure,
+            &[MANIFEST_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE],
+            MAX_SIGNATURE_MANIFEST_BYTES,
+        )
+        .await
+        .map_err(|e| self.over_limit(e))?;
+        let Some(raw) = raw else { return Ok(None) };
+        let manifest: Value =
+            serde_json::from_slice(&raw).map_err(|e| self.malformed(e.to_string()))?;
+        Ok(Some(SigManifest {
+            digest: sha256_digest(&raw),
+            manifest,
+        }))
+    }
+
+    /// The config blob `m` names, as JSON (bounded like the manifest).
+    async fn config(&self, m: &SigManifest) -> Result<Value, CosignError> {
+        let digest = m
+            .manifest
+            .pointer("/config/digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| self.malformed("no config digest"))?;
+        let bytes = bounded::blob(
+            &self.c,
+            self.r,
+            &self.tag,
+            digest,
+            MAX_SIGNATURE_MANIFEST_BYTES,
+        )
+        .await
+        .map_err(|e| self.over_limit(e))?;
+        serde_json::from_slice(&bytes).map_err(|e| self.malformed(format!("config: {e}")))
+    }
+}
+
+/// Refuses a `.sig` manifest over the limits before any blob is read.
+fn check_limits(tag: &SigTag<'_>, layers: &[Value]) -> Result<(), CosignError> {
+    if layers.len() > MAX_SIGNATURES {
+        return Err(CosignError::OverLimit {
+            tag: tag.tag.clone(),
+            detail: format!(
+                "it holds {} signature layers, more than {MAX_SIGNATURES}",
+                layers.len()
+            ),
+        });
+    }
+    for layer in layers {
+        let size = layer.get("size").and_then(Value::as_u64).unwrap_or(0);
+        if size > MAX_PAYLOAD_BYTES {
+            let digest = layer.get("digest").and_then(Value::as_str).unwrap_or("?");
+            return Err(CosignError::OverLimit {
+                tag: tag.tag.clone(),
+                detail: format!(
+                    "the layer {digest} is {size} bytes, more than {MAX_PAYLOAD_BYTES} for a payload"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The base64 signature a layer carries.
+fn layer_signature(layer: &Value) -> Option<&str> {
+    layer
         .pointer(&format!(
             "/annotations/{}",
             SIGNATURE_ANNOTATION.replace('/', "~1")
         ))
         .and_then(Value::as_str)
+}
+
+/// The simple-signing payload, as far as verification reads it; a field
+/// missing is a payload of another kind.
+#[derive(Deserialize)]
+struct SimpleSigning {
+    critical: Critical,
+}
+
+#[derive(Deserialize)]
+struct Critical {
+    identity: Identity,
+    image: Image,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    #[serde(rename = "docker-reference")]
+    docker_reference: String,
+}
+
+#[derive(Deserialize)]
+struct Image {
+    #[serde(rename = "docker-manifest-digest")]
+    docker_manifest_digest: String,
+}
+
+/// What a payload must claim: the digest, and with `--reference` the
+/// repository (`host/repository`) it was signed for.
+#[derive(Clone, Debug)]
+pub struct Claims {
+    pub digest: String,
+    pub reference: Option<String>,
+}
+
+/// Checks a verified payload's claims: cosign's type, the digest, and the
+/// repository when asked. Cosign's own `verify` checks only the digest.
+pub fn check_claims(payload: &[u8], claims: &Claims) -> Result<Value, String> {
+    let parsed: SimpleSigning = serde_json::from_slice(payload)
+        .map_err(|e| format!("the payload is not a simple-signing payload: {e}"))?;
+    let c = parsed.critical;
+    if c.kind != PAYLOAD_TYPE {
+        return Err(format!(
+            "the payload's critical.type is {:?}, not {PAYLOAD_TYPE:?}: it does not sign an image",
+            c.kind
+        ));
+    }
+    if c.image.docker_manifest_digest != claims.digest {
+        return Err(format!(
+            "the payload signs {:?}, not {}",
+            c.image.docker_manifest_digest, claims.digest
+        ));
+    }
+    if let Some(expected) = &claims.reference
+        && &c.identity.docker_reference != expected
+    {
+        return Err(format!(
+            "the payload was signed for {:?}, not {expected:?}",
+            c.identity.docker_reference
+        ));
+    }
+    serde_json::from_slice(payload).map_err(|e| e.to_string())
+}
+
+/// One signature layer, fetched (at most 1 MiB) and checked: its digest,
+/// its signature under one of `keys`, and its claims. The name of the key
+/// that matched, and the payload.
+async fn check_layer(
+    tag: &SigTag<'_>,
+    layer: &Value,
+    keys: &[TrustedKey],
+    claims: &Claims,
+) -> Result<(String, Value), LayerError> {
+    let blob_digest = layer
+        .get("digest")
+        .and_then(Value::as_str)
+        .ok_or_else(|| LayerError::new("a layer", "it has no digest"))?;
+    let fail = |detail: String| LayerError::new(blob_digest, detail);
+    let signature = layer_signature(layer)
         .ok_or_else(|| fail(format!("no {SIGNATURE_ANNOTATION} annotation")))?;
-    let mut blob = Vec::new();
-    c.pull_blob(&r.reference(tag), blob_digest, &mut blob)
+    let blob = bounded::blob(&tag.c, tag.r, &tag.tag, blob_digest, MAX_PAYLOAD_BYTES)
         .await
-        .map_err(|e| fail(classify(&r.host, e).to_string()))?;
+        .map_err(|e| fail(e.to_string()))?;
     let computed = sha256_digest(&blob);
     if computed != blob_digest {
         return Err(fail(format!("the blob hashes to {computed}")));
     }
-    key.verify(&blob, signature)
-        .map_err(|e| fail(e.to_string()))?;
-    let payload: Value =
-        serde_json::from_slice(&blob).map_err(|e| fail(format!("the payload is not JSON: {e}")))?;
-    let claimed = payload
-        .pointer("/critical/image/docker-manifest-digest")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if claimed != digest {
-        return Err(fail(format!("the payload signs {claimed:?}, not {digest}")));
+    let mut mismatches = Vec::new();
+    let mut signer = None;
+    for k in keys {
+        match k.key.verify(&blob, signature) {
+            Ok(()) => {
+                signer = Some(k.name.clone());
+                break;
+            }
+            Err(e) => mismatches.push(e.to_string()),
+        }
     }
-    Ok(payload)
+    let Some(signer) = signer else {
+        mismatches.dedup();
+        return Err(fail(mismatches.join("; ")));
+    };
+    let payload = check_claims(&blob, claims).map_err(fail)?;
+    Ok((signer, payload))
 }
-
 /// Why one signature layer does not verify: the layer and the reason.
 #[derive(Debug, thiserror::Error)]
 #[error("{layer}: {detail}")]
@@ -635,107 +834,173 @@ pub(super) async fn sign(
     auth: &Auth,
     insecure: bool,
 ) -> Result<SignOutcome, CosignError> {
-    sign_inner(clients, r, digest, key, auth, insecure)
+    let body = payload(&format!("{}/{}", r.host, r.repository), digest);
+    let signature = key.sign(&body);
+    let public = key.public_key();
+    // cosign's duplicate rule: a stored signature that verifies under this key.
+    let ours = |stored: &str| public.verify(&body, stored).is_ok();
+    append(clients, r, digest, &body, &signature, &ours, auth, insecure)
         .await
         .map_err(|e| e.given(auth))
 }
 
-async fn sign_inner(
+/// Stores a signature made elsewhere (`cosign sign-blob`, a KMS) over
+/// `body` as a layer of `digest`'s `.sig` tag, as [`sign`] stores its own.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn append_signature(
     clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: &str,
-    key: &SigningKey,
+    body: &[u8],
+    signature: &str,
+    auth: &Auth,
+    insecure: bool,
+) -> Result<SignOutcome, CosignError> {
+    let same = |stored: &str| stored == signature;
+    append(clients, r, digest, body, signature, &same, auth, insecure)
+        .await
+        .map_err(|e| e.given(auth))
+}
+
+/// Appends a layer for `body` signed as `signature` to `digest`'s `.sig`
+/// tag, unless a layer with the same payload whose signature `is_ours`
+/// accepts is there already. The tag is read, extended and written back
+/// (the registry has no compare-and-swap), so a writer racing us can drop
+/// our layer: the tag is checked unchanged right before our write, and read
+/// back after it; when our layer is missing the current tag is merged
+/// again, at most [`SIGN_ATTEMPTS`] times. What remains open is a writer
+/// slower than twice our own round trips; one CI concurrency group for
+/// every workflow that signs closes that.
+#[allow(clippy::too_many_arguments)]
+async fn append(
+    clients: &super::registry::Clients,
+    r: &RegistryRef,
+    digest: &str,
+    body: &[u8],
+    signature: &str,
+    is_ours: &dyn Fn(&str) -> bool,
     auth: &Auth,
     insecure: bool,
 ) -> Result<SignOutcome, CosignError> {
     let (c, ra) = connect(clients, r, auth, insecure).await;
-    let tag = signature_tag(digest);
-    let body = payload(&format!("{}/{}", r.host, r.repository), digest);
-    let body_digest = sha256_digest(&body);
-    let signature = key.sign(&body);
-    let public = key.public_key();
-    let outcome = |layers, already_signed| SignOutcome {
+    let tag = SigTag {
+        clients,
+        c,
+        ra,
+        r,
+        auth,
+        insecure,
+        tag: signature_tag(digest),
+    };
+    let body_digest = sha256_digest(body);
+    let outcome = |layers, already_signed, attempts| SignOutcome {
         digest: digest.to_string(),
-        signature: format!("oci://{}/{}:{tag}", r.host, r.repository),
+        signature: format!("oci://{}/{}:{}", r.host, r.repository, tag.tag),
         layers,
         already_signed,
+        attempts,
     };
-
-    let existing = match existing(&c, r, &tag, &ra).await? {
-        Some((manifest, config)) => {
-            let config: Value =
-                serde_json::from_slice(&config).map_err(|e| CosignError::Malformed {
-                    tag: tag.clone(),
-                    detail: format!("config: {e}"),
-                })?;
-            Some((manifest, config))
-        }
-        None => None,
+    let holds_ours = |m: &SigManifest| {
+        m.layers().iter().any(|layer| {
+            layer.get("digest").and_then(Value::as_str) == Some(body_digest.as_str())
+                && layer.get("mediaType").and_then(Value::as_str) == Some(SIMPLE_SIGNING_MEDIA_TYPE)
+                && layer_signature(layer).is_some_and(is_ours)
+        })
     };
-    // cosign's duplicate rule: same payload, same media type, and a stored
-    // signature that verifies under this key.
-    let layers = existing
-        .as_ref()
-        .and_then(|(m, _)| m.get("layers"))
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for layer in &layers {
-        let same = layer.get("digest").and_then(Value::as_str) == Some(body_digest.as_str())
-            && layer.get("mediaType").and_then(Value::as_str) == Some(SIMPLE_SIGNING_MEDIA_TYPE);
-        let stored = layer
-            .pointer(&format!(
-                "/annotations/{}",
-                SIGNATURE_ANNOTATION.replace('/', "~1")
-            ))
-            .and_then(Value::as_str);
-        if same && stored.is_some_and(|s| public.verify(&body, s).is_ok()) {
-            return Ok(outcome(layers.len(), true));
+    let sig_ref = r.reference(&tag.tag);
+    // The last refusal of our manifest, if the attempts end on one.
+    let mut refused = None;
+    for attempt in 1..=SIGN_ATTEMPTS {
+        refused = None;
+        let base = tag.manifest().await?;
+        if let Some(m) = &base
+            && holds_ours(m)
+        {
+            return Ok(outcome(m.layers().len(), true, attempt));
         }
-    }
-    let image = signature_image(existing.as_ref().map(|(m, c)| (m, c)), &body, &signature)
-        .map_err(|e| CosignError::Malformed {
-            tag: tag.clone(),
-            detail: e.to_string(),
-        })?;
-    let config_digest = sha256_digest(&image.config);
-    let (config, manifest, count) = (image.config, image.manifest, image.layers);
-
-    // Blobs first, then the manifest, so the tag never names a missing blob.
-    let sig_ref = r.reference(&tag);
-    for (d, bytes) in [(&body_digest, body), (&config_digest, config)] {
-        let present = c
-            .blob_exists(&sig_ref, d)
-            .await
-            .map_err(|e| classify(&r.host, e))?;
-        if !present {
-            c.push_blob(&sig_ref, bytes, d)
+        let existing = match &base {
+            Some(m) => Some((m.manifest.clone(), tag.config(m).await?)),
+            None => None,
+        };
+        let image = signature_image(existing.as_ref().map(|(m, c)| (m, c)), body, signature)
+            .map_err(|e| tag.malformed(e.to_string()))?;
+        let config_digest = sha256_digest(&image.config);
+        // Blobs first, then the manifest, so the tag never names a missing blob.
+        for (d, bytes) in [
+            (&body_digest, body.to_vec()),
+            (&config_digest, image.config),
+        ] {
+            let present = tag
+                .c
+                .blob_exists(&sig_ref, d)
                 .await
                 .map_err(|e| classify(&r.host, e))?;
+            if !present {
+                tag.c
+                    .push_blob(&sig_ref, bytes, d)
+                    .await
+                    .map_err(|e| classify(&r.host, e))?;
+            }
+        }
+        // Another writer since our read: merge its layers first.
+        let checked = std::time::Instant::now();
+        let now = tag.manifest().await?;
+        if now.as_ref().map(|m| &m.digest) != base.as_ref().map(|m| &m.digest) {
+            continue;
+        }
+        match tag
+            .c
+            .push_manifest_raw(
+                &sig_ref,
+                image.manifest,
+                MANIFEST_MEDIA_TYPE.parse().expect("a valid header value"),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Signers of one digest upload the same payload blob; while
+            // another's upload of it lands the registry may not know it.
+            Err(e) if names_missing_blob(&e) => {
+                refused = Some(classify(&r.host, e));
+                continue;
+            }
+            Err(e) => return Err(classify(&r.host, e).into()),
+        }
+        // Read back once a writer that checked the tag just before our
+        // write has landed too (its write follows its check by about the
+        // round trips ours took): if it replaced our layer, merge again.
+        tokio::time::sleep((checked.elapsed() * 2).min(SETTLE_MAX)).await;
+        if let Some(after) = tag.manifest().await?
+            && holds_ours(&after)
+        {
+            return Ok(outcome(after.layers().len(), false, attempt));
         }
     }
-    c.push_manifest_raw(
-        &sig_ref,
-        manifest,
-        MANIFEST_MEDIA_TYPE.parse().expect("a valid header value"),
-    )
-    .await
-    .map_err(|e| classify(&r.host, e))?;
-    Ok(outcome(count, false))
+    if let Some(e) = refused {
+        return Err(e.into());
+    }
+    Err(CosignError::Lost {
+        digest: digest.to_string(),
+        tag: tag.tag.clone(),
+        attempts: SIGN_ATTEMPTS,
+    })
 }
 
 /// Verifies that `r` (at `digest`, else at its tag, default `latest`) has a
-/// signature under `key`: cosign's `verify --key --insecure-ignore-tlog`.
+/// signature under one of `keys` whose payload makes the right claims:
+/// cosign's `verify --key --insecure-ignore-tlog`, plus the payload's type
+/// and, with `reference`, the repository it was signed for.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn verify(
     clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: Option<&str>,
-    key: &PublicKey,
-    key_name: &str,
+    keys: &[TrustedKey],
+    reference: Option<&str>,
     auth: &Auth,
     insecure: bool,
 ) -> Result<Verified, CosignError> {
-    verify_inner(clients, r, digest, key, key_name, auth, insecure)
+    verify_inner(clients, r, digest, keys, reference, auth, insecure)
         .await
         .map_err(|e| e.given(auth))
 }
@@ -744,8 +1009,8 @@ async fn verify_inner(
     clients: &super::registry::Clients,
     r: &RegistryRef,
     digest: Option<&str>,
-    key: &PublicKey,
-    key_name: &str,
+    keys: &[TrustedKey],
+    reference: Option<&str>,
     auth: &Auth,
     insecure: bool,
 ) -> Result<Verified, CosignError> {
@@ -761,45 +1026,67 @@ async fn verify_inner(
                 })?
         }
     };
-    let reference = r.with_digest(&digest);
-    let tag = signature_tag(&digest);
-    let Some((manifest, _)) = existing(&c, r, &tag, &ra).await? else {
-        return Err(CosignError::Unsigned { reference, tag });
+    let target = r.with_digest(&digest);
+    let tag = SigTag {
+        clients,
+        c,
+        ra,
+        r,
+        auth,
+        insecure,
+        tag: signature_tag(&digest),
     };
-    let layers = manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let checks = futures_util::future::join_all(
-        layers
-            .iter()
-            .map(|l| check_layer(&c, r, &tag, l, key, &digest)),
-    )
-    .await;
+    let Some(sig) = tag.manifest().await? else {
+        return Err(CosignError::Unsigned {
+            reference: target,
+            tag: tag.tag.clone(),
+        });
+    };
+    let layers = sig.layers();
+    check_limits(&tag, &layers)?;
+    let claims = Claims {
+        digest: digest.clone(),
+        reference: reference.map(str::to_string),
+    };
+    let checks =
+        futures_util::future::join_all(layers.iter().map(|l| check_layer(&tag, l, keys, &claims)))
+            .await;
     let total = checks.len();
-    let (ok, failed): (Vec<_>, Vec<_>) = checks.into_iter().partition(Result::is_ok);
-    if ok.is_empty() {
-        let mut failures: Vec<String> = failed
-            .into_iter()
-            .filter_map(Result::err)
-            .map(|e| e.to_string())
-            .collect();
+    let mut signed_by = Vec::new();
+    let mut payloads = Vec::new();
+    let mut failures = Vec::new();
+    for check in checks {
+        match check {
+            Ok((key, payload)) => {
+                if !signed_by.contains(&key) {
+                    signed_by.push(key);
+                }
+                payloads.push(payload);
+            }
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    if payloads.is_empty() {
         if failures.is_empty() {
-            failures.push(format!("{tag} holds no signature layers"));
+            failures.push(format!("{} holds no signature layers", tag.tag));
         }
         return Err(CosignError::NoMatch {
-            reference,
-            key: key_name.to_string(),
+            reference: target,
+            key: keys
+                .iter()
+                .map(|k| k.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             failures,
         });
     }
     Ok(Verified {
         digest,
-        reference,
-        verified: ok.len(),
+        reference: target,
+        verified: payloads.len(),
         total,
-        payloads: ok.into_iter().filter_map(Result::ok).collect(),
+        signed_by,
+        payloads,
     })
 }
 
@@ -818,6 +1105,42 @@ mod tests {
             )
         );
         assert_eq!(signature_tag(&d), format!("sha256-{}.sig", "ab".repeat(32)));
+    }
+
+    #[test]
+    fn claims_are_the_type_the_digest_and_on_request_the_repository() {
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let other = format!("sha256:{}", "cd".repeat(32));
+        let repo = "127.0.0.1:5000/team/app";
+        let ours = payload(repo, &d);
+        let claims = |reference: Option<&str>| Claims {
+            digest: d.clone(),
+            reference: reference.map(str::to_string),
+        };
+        assert!(check_claims(&ours, &claims(None)).is_ok());
+        assert!(check_claims(&ours, &claims(Some(repo))).is_ok());
+        let e = check_claims(&ours, &claims(Some("ghcr.io/o/r"))).unwrap_err();
+        assert_eq!(
+            e,
+            format!("the payload was signed for \"{repo}\", not \"ghcr.io/o/r\"")
+        );
+        let e = check_claims(&payload(repo, &other), &claims(None)).unwrap_err();
+        assert_eq!(e, format!("the payload signs \"{other}\", not {d}"));
+        let typed = String::from_utf8(ours.clone())
+            .unwrap()
+            .replace(PAYLOAD_TYPE, "atomic container signature");
+        let e = check_claims(typed.as_bytes(), &claims(None)).unwrap_err();
+        assert!(
+            e.starts_with("the payload's critical.type is \"atomic container signature\""),
+            "{e}"
+        );
+        // The old check's shape alone (only the digest) is not a payload.
+        let bare = format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{d}"}}}}}}"#);
+        let e = check_claims(bare.as_bytes(), &claims(None)).unwrap_err();
+        assert!(
+            e.contains("not a simple-signing payload") && e.contains("missing field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub struct GitDefaults {
     pub created: String,
     /// The first 7 hex digits of the commit, the default tag.
     pub short_sha: Option<String>,
+    /// The whole commit sha (40 hex digits), `None` outside git.
+    pub commit: Option<String>,
     /// What fell back, for a warning.
     pub fallbacks: Vec<String>,
 }
@@ -96,15 +98,41 @@ pub fn uncommitted_files(root: &Path) -> Option<Vec<String>> {
         .ok()?;
     // Porcelain paths are relative to the top level; make them relative to root.
     let prefix = git(root, &["rev-parse", "--show-prefix"]).unwrap_or_default();
-    Some(
-        out.split('\0')
-            .filter(|entry| entry.len() > 3)
-            .filter_map(|entry| {
-                let path = &entry[3..];
-                path.strip_prefix(prefix.as_str()).map(str::to_string)
-            })
-            .collect(),
-    )
+    let mut files: Vec<String> = out
+        .split('\0')
+        .filter(|entry| entry.len() > 3)
+        .filter_map(|entry| {
+            let path = &entry[3..];
+            path.strip_prefix(prefix.as_str()).map(str::to_string)
+        })
+        .collect();
+    files.extend(hidden_files(root)?);
+    Some(files)
+}
+
+/// Tracked files under `root` whose changes `git status` hides: marked
+/// assume-unchanged or skip-worktree. Their content may differ from the
+/// commit, so a tree holding one is never clean. Relative to `root`.
+pub fn hidden_files(root: &Path) -> Option<Vec<String>> {
+    let out = Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["ls-files", "-v", "-z", "--", "."])
+        .read()
+        .ok()?;
+    Some(parse_hidden(&out))
+}
+
+/// `git ls-files -v` marks assume-unchanged with a lowercase tag and
+/// skip-worktree with `S`.
+fn parse_hidden(out: &str) -> Vec<String> {
+    out.split('\0')
+        .filter_map(|entry| {
+            let (tag, path) = entry.split_at_checked(2)?;
+            let tag = tag.chars().next()?;
+            (tag.is_ascii_lowercase() || tag == 'S').then(|| path.to_string())
+        })
+        .collect()
 }
 
 /// The `origin` remote's URL of the checkout at `root`: from its config
@@ -287,6 +315,7 @@ pub fn defaults_from(
             revision: "local".into(),
             created: "1970-01-01T00:00:00Z".into(),
             short_sha: None,
+            commit: None,
             fallbacks,
         };
     };
@@ -315,6 +344,7 @@ pub fn defaults_from(
         revision,
         created,
         short_sha: Some(commit.chars().take(7).collect()),
+        commit: Some(commit),
         fallbacks,
     }
 }
@@ -349,6 +379,12 @@ mod tests {
         ] {
             assert_eq!(config_origin_url(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn files_git_hides_changes_of_are_found() {
+        let out = "H a.yaml\0h b.yaml\0S c/d.yaml\0s e.yaml\0M f.yaml\0";
+        assert_eq!(parse_hidden(out), ["b.yaml", "c/d.yaml", "e.yaml"]);
     }
 
     #[test]

@@ -33,11 +33,11 @@ use sha2::{Digest, Sha256};
 pub use auth::{Auth, Resolved, resolve_auth};
 pub use client::Registry;
 pub use git::{
-    GitDefaults, defaults_from, git_defaults, head_line, normalize_source, origin_url,
-    uncommitted_files,
+    GitDefaults, defaults_from, git_defaults, head_line, hidden_files, normalize_source,
+    origin_url, uncommitted_files,
 };
 pub use layout::{read_oci_layout, write_oci_layout};
-pub use promote::{PromoteOutcome, TagMove};
+pub use promote::{PromoteError, PromoteOutcome, TagMove, Verification};
 pub use registry::{Inspection, PublishOutcome, RegistryRef, inspect_layout};
 
 /// Layer media type of a Flux content artifact (RFC-0003).

@@ -1,11 +1,38 @@
 //! Promotion: point more tags at a manifest the registry already has, by
 //! digest, without uploading a blob (a release tag moving `prod` to the
 //! digest that `main` published, unchanged, never rebuilt).
+//!
+//! `--from` is resolved once: the manifest bytes read then are hashed,
+//! verified (with keys given) and written under the new tags, so a tag
+//! repointed meanwhile changes nothing.
 
 use oci_client::Reference;
 
+use super::cosign::{CosignError, TrustedKey};
 use super::registry::{classify, connect, is_not_found, tag_digest};
 use super::{ArtifactError, Auth, MANIFEST_MEDIA_TYPE, RegistryRef, sha256_digest, validate_tag};
+
+/// What a source must carry before any tag moves to it.
+#[derive(Clone, Debug, Default)]
+pub struct Verification {
+    /// A signature under one of these keys (none: nothing is verified).
+    pub keys: Vec<TrustedKey>,
+    /// The repository (`host/repository`) the payload must name.
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("refusing to promote {digest} (--from {from}); no tag moved")]
+    Unverified {
+        from: String,
+        digest: String,
+        #[source]
+        source: CosignError,
+    },
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+}
 
 /// Manifest media types a promotion carries over as they are.
 const ACCEPTED: [&str; 4] = [
@@ -32,24 +59,32 @@ pub struct PromoteOutcome {
     pub from: String,
     /// The promoted manifest's digest.
     pub digest: String,
+    /// The keys that verified it, by name (empty: promoted unverified).
+    pub verified_by: Vec<String>,
     /// `oci://host/repo@sha256:...`
     pub reference: String,
     pub tags: Vec<TagMove>,
 }
 
 /// Points every tag of `to` at the manifest that `from` (a tag, or a
-/// `sha256:` digest) names in `registry` (`oci://host/repo`).
+/// `sha256:` digest) names in `registry` (`oci://host/repo`), once that
+/// digest carries a signature `verify` accepts.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn promote(
     clients: &super::registry::Clients,
     registry: &str,
     from: &str,
     to: &[String],
+    verify: &Verification,
     auth: &Auth,
     insecure: bool,
-) -> Result<PromoteOutcome, ArtifactError> {
-    retag(clients, registry, from, to, auth, insecure)
+) -> Result<PromoteOutcome, PromoteError> {
+    retag(clients, registry, from, to, verify, auth, insecure)
         .await
-        .map_err(|e| e.given(auth))
+        .map_err(|e| match e {
+            PromoteError::Artifact(a) => PromoteError::Artifact(a.given(auth)),
+            other => other,
+        })
 }
 
 async fn retag(
@@ -57,12 +92,13 @@ async fn retag(
     registry: &str,
     from: &str,
     to: &[String],
+    verify: &Verification,
     auth: &Auth,
     insecure: bool,
-) -> Result<PromoteOutcome, ArtifactError> {
+) -> Result<PromoteOutcome, PromoteError> {
     let r = RegistryRef::parse(registry)?;
     if to.is_empty() {
-        return Err(ArtifactError::Tag(String::new()));
+        return Err(ArtifactError::Tag(String::new()).into());
     }
     for tag in to {
         validate_tag(tag)?;
@@ -79,9 +115,10 @@ async fn retag(
         Err(e) if is_not_found(&e) => {
             return Err(ArtifactError::Missing {
                 what: format!("{from} in oci://{}/{}", r.host, r.repository),
-            });
+            }
+            .into());
         }
-        Err(e) => return Err(classify(&r.host, e)),
+        Err(e) => return Err(classify(&r.host, e).into()),
     };
     // The registry's word for the digest is checked against the bytes.
     let computed = sha256_digest(&manifest);
@@ -91,8 +128,30 @@ async fn retag(
             detail: format!(
                 "the manifest of {from} hashes to {computed}, but the registry says {digest}"
             ),
-        });
+        }
+        .into());
     }
+    // The digest just hashed, not the tag again: what is verified is what moves.
+    let verified_by = if verify.keys.is_empty() {
+        Vec::new()
+    } else {
+        super::cosign::verify(
+            clients,
+            &r,
+            Some(&computed),
+            &verify.keys,
+            verify.reference.as_deref(),
+            auth,
+            insecure,
+        )
+        .await
+        .map_err(|source| PromoteError::Unverified {
+            from: from.to_string(),
+            digest: computed.clone(),
+            source,
+        })?
+        .signed_by
+    };
     let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
         .ok()
         .and_then(|m| {
@@ -125,6 +184,7 @@ async fn retag(
         from: from.to_string(),
         reference: r.with_digest(&computed),
         digest: computed,
+        verified_by,
         tags,
     })
 }

@@ -5,6 +5,7 @@
 //! executables) so that the umask of the checkout does not change the digest;
 //! the gzip header is fixed (mtime 0, no name, OS byte 255).
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -32,11 +33,28 @@ pub fn normalized_mode(kind: Kind) -> u32 {
     }
 }
 
-/// Builds the tar.gz of `entries` (from [`super::tree::collect`]).
+/// Builds the tar.gz of `entries` (from [`super::tree::collect`]), reading
+/// each file from disk.
 pub fn build(root: &Path, entries: &[TreeEntry]) -> Result<Built, ArtifactError> {
+    build_with(root, entries, |i| {
+        let path = &entries[i].path;
+        std::fs::read(path)
+            .map(Cow::Owned)
+            .map_err(ArtifactError::io(path))
+    })
+}
+
+/// Builds the tar.gz of `entries` with the bytes `content` gives for the
+/// file at each index: a caller that judged those bytes archives exactly
+/// them, whatever happens on disk meanwhile.
+pub fn build_with<'a>(
+    root: &Path,
+    entries: &[TreeEntry],
+    content: impl Fn(usize) -> Result<Cow<'a, [u8]>, ArtifactError>,
+) -> Result<Built, ArtifactError> {
     let mut builder = tar::Builder::new(Vec::new());
     let mut names = Vec::with_capacity(entries.len());
-    for e in entries {
+    for (index, e) in entries.iter().enumerate() {
         let mut h = tar::Header::new_ustar();
         h.set_uid(0);
         h.set_gid(0);
@@ -54,11 +72,11 @@ pub fn build(root: &Path, entries: &[TreeEntry]) -> Result<Built, ArtifactError>
                     .map_err(tar_err)?;
             }
             Kind::File { .. } => {
-                let data = std::fs::read(&e.path).map_err(ArtifactError::io(&e.path))?;
+                let data = content(index)?;
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(data.len() as u64);
                 builder
-                    .append_data(&mut h, &e.name, data.as_slice())
+                    .append_data(&mut h, &e.name, &*data)
                     .map_err(tar_err)?;
             }
         }
@@ -78,4 +96,33 @@ pub fn build(root: &Path, entries: &[TreeEntry]) -> Result<Built, ArtifactError>
         diff_id,
         entries: names,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn build_with_archives_the_bytes_it_is_given_not_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), "changed on disk\n").unwrap();
+        let entries = crate::tree::collect(dir.path()).unwrap();
+        let judged = b"the bytes that were judged\n";
+        let built = build_with(dir.path(), &entries, |_| Ok(Cow::Borrowed(&judged[..]))).unwrap();
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(built.gz.as_slice())
+            .read_to_end(&mut tar)
+            .unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let mut file = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap().to_str() == Some("a.yaml"))
+            .unwrap();
+        let mut text = Vec::new();
+        file.read_to_end(&mut text).unwrap();
+        assert_eq!(text, judged);
+    }
 }

@@ -456,6 +456,49 @@ fn walk_plain(
     }
 }
 
+/// The values that the governing `.sops.yaml` rule's `selection` says must
+/// be encrypted but are plaintext. A file's own metadata records the
+/// selection it was encrypted with (`sops -e --encrypted-regex '^data$'`
+/// leaves `stringData` readable and its MAC valid); the rule for its path
+/// is what the repository demands.
+pub fn governed_plaintext(
+    bytes: &[u8],
+    format: Format,
+    selection: &tree::Selection,
+) -> Vec<Finding> {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Vec::new(); // reported by [`check`]
+    };
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let Ok(doc) = Doc::parse(bytes, format) else {
+        return Vec::new(); // reported by [`check`]
+    };
+    let Ok(selector) = Selector::new(selection) else {
+        return Vec::new(); // a bad regex fails loading .sops.yaml
+    };
+    let branches = match &doc {
+        Doc::Yaml(p) => &p.branches,
+        Doc::Tree { branches, .. } => branches,
+    };
+    let rule = selection
+        .field()
+        .map_or("every value".to_string(), |(field, value)| {
+            format!("{field} {value}")
+        });
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    for branch in branches {
+        walk_plain(branch, &mut path, &selector, text, &mut out);
+    }
+    for f in &mut out {
+        f.message = format!(
+            "{}: the .sops.yaml rule for this path ({rule}) says encrypted, whatever the file's own metadata says",
+            f.message
+        );
+    }
+    out
+}
+
 /// The line where the sops metadata starts, in each store's layout.
 fn metadata_line(text: &str, format: Format) -> Option<usize> {
     text.lines()

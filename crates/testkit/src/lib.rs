@@ -83,3 +83,25 @@ pub fn assert_success(out: &std::process::Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Asserts that `binary` was built from `module` at `version`, by its Go
+/// build info (`go version -m`): an oracle must be the pinned build, not
+/// whatever comes first on PATH, and a `go install`/`go build` binary often
+/// prints no real version of its own.
+pub fn assert_go_build(binary: &Path, module: &str, version: &str) {
+    let out = std::process::Command::new("go")
+        .args(["version", "-m"])
+        .arg(binary)
+        .output()
+        .unwrap_or_else(|e| panic!("go version -m {}: {e}", binary.display()));
+    let info = String::from_utf8_lossy(&out.stdout);
+    let pinned = info.lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() >= 3 && matches!(f[0], "mod" | "dep") && module.starts_with(f[1]) && f[2] == version
+    });
+    assert!(
+        pinned,
+        "{} is not {module}@{version}:\n{info}",
+        binary.display()
+    );
+}

@@ -133,6 +133,9 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
                 "--exclude-per-directory=.gitignore",
             ])
         });
+        // Files marked assume-unchanged or skip-worktree: status hides
+        // their changes, so they count as changed.
+        let hidden = s.spawn(|| oci_artifact::hidden_files(root));
         let remote = s.spawn(|| oci_artifact::origin_url(root));
         let head = s.spawn(|| {
             Cmd::new("git")
@@ -157,17 +160,24 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             "--untracked-files=no",
             "--no-renames",
         ]);
+        let untracked = untracked
+            .join()
+            .ok()
+            .flatten()
+            .zip(hidden.join().ok().flatten());
         (
             status,
-            untracked.join().ok().flatten(),
+            untracked,
             remote.join().ok().flatten(),
             head.join().ok().flatten(),
         )
     });
-    let status = status.zip(untracked).map(|(status, untracked)| {
+    let status = status.zip(untracked).map(|(status, (untracked, hidden))| {
         let untracked = untracked
             .split('\0')
             .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .chain(hidden)
             .map(|p| format!("? {p}"));
         status
             .split('\0')
@@ -359,15 +369,7 @@ fn key(
     let env = |name: &str| std::env::var(name).unwrap_or_default();
     let exe = std::env::current_exe()
         .ok()
-        .and_then(|p| {
-            let m = std::fs::metadata(&p).ok()?;
-            let mtime = m
-                .modified()
-                .ok()?
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?;
-            Some(format!("{}:{}:{}", p.display(), m.len(), mtime.as_nanos()))
-        })
+        .and_then(|p| crate::file_identity(&p))
         .unwrap_or_default();
     let material = serde_json::json!({
         "format": FORMAT,
@@ -467,6 +469,7 @@ impl Probe {
             },
             default_tags: e.default_tags,
             commit_tag: e.commit_tag,
+            commit: Some(e.commit),
             dirty_files: Vec::new(),
             warnings: e.warnings,
             packaged: false,

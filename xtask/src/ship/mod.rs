@@ -51,6 +51,8 @@ pub struct Shipment {
     pub default_tags: Vec<String>,
     /// The commit's own tag (its short sha), which a dirty tree may never take.
     pub commit_tag: Option<String>,
+    /// The whole commit sha: no 7 to 40 digit prefix of it tags a dirty tree.
+    pub commit: Option<String>,
     /// Shipped files that differ from the commit (empty when clean).
     pub dirty_files: Vec<String>,
     /// What fell back (no remote, no commit), for a warning.
@@ -65,17 +67,34 @@ impl Shipment {
         !self.dirty_files.is_empty()
     }
 
-    /// Refuses a tag that would pass a dirty tree off as the commit.
+    /// Refuses a tag that would pass a dirty tree off as the commit: the
+    /// commit's tag, or any 7 to 40 hex digit prefix of its sha (the full sha
+    /// is the tag a release promotes).
     pub fn check_tags(&self, tags: &[String]) -> Result<(), ShipError> {
-        match &self.commit_tag {
-            Some(commit_tag) if self.is_dirty() && tags.contains(commit_tag) => {
-                Err(ShipError::CommitTagOnDirty {
-                    tag: commit_tag.clone(),
-                })
-            }
-            _ => Ok(()),
+        if !self.is_dirty() {
+            return Ok(());
+        }
+        let names_commit = |tag: &String| {
+            self.commit_tag.as_ref() == Some(tag)
+                || self
+                    .commit
+                    .as_deref()
+                    .is_some_and(|commit| is_sha_prefix(tag, commit))
+        };
+        match tags.iter().find(|t| names_commit(t)) {
+            Some(tag) => Err(ShipError::CommitTagOnDirty { tag: tag.clone() }),
+            None => Ok(()),
         }
     }
+}
+
+/// `tag` is 7 to 40 hex digits (either case) that start `commit`.
+fn is_sha_prefix(tag: &str, commit: &str) -> bool {
+    (7..=40).contains(&tag.len())
+        && tag.bytes().all(|b| b.is_ascii_hexdigit())
+        && commit
+            .get(..tag.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(tag))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +115,7 @@ pub enum ShipError {
         dirty_tag: String,
     },
     #[error(
-        "the tag {tag} is the commit's own tag, but the tree differs from that commit; use another tag or commit first"
+        "the tag {tag} names the commit (its sha or a prefix of it), but the tree differs from that commit; use another tag or commit first"
     )]
     CommitTagOnDirty { tag: String },
     #[error(
@@ -119,8 +138,8 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 /// The gate alone over the files that would ship: for a verb that wants to
 /// fail before it creates anything (bootstrap).
 pub fn gate_tree(root: &std::path::Path, ids: Option<&Identities>) -> Result<(), ShipError> {
-    let entries = tree::collect(root)?;
-    let refusals = gate::check(root, &entries, ids);
+    let cache = crate::user_cache("render");
+    let refusals = gate::check_tree(root, ids, None, Some(&cache))?.all();
     if refusals.is_empty() {
         Ok(())
     } else {
@@ -195,11 +214,14 @@ fn package(
         (entries, git.join().ok(), uncommitted.join().ok().flatten())
     });
     let entries = entries?;
-    // The tarball is built in memory while the gate runs; it is dropped
-    // unless the gate passes, so nothing leaves before its verdict.
+    // Each file is read once: the gate judges the very bytes the tarball
+    // holds. The tarball is built in memory while the gate runs; it is
+    // dropped unless the gate passes, so nothing leaves before its verdict.
+    let contents = gate::Contents::read(&entries)?;
     let (refusals, built) = std::thread::scope(|s| {
-        let built = s.spawn(|| tarball::build(root, &entries));
-        let refusals = gate::check(root, &entries, ids);
+        let built = s.spawn(|| tarball::build_with(root, &entries, |i| Ok(contents.get(i).into())));
+        let render_cache = opts.cache.join("render");
+        let refusals = gate::check(root, &entries, &contents, ids, Some(&render_cache)).all();
         (refusals, built.join())
     });
     if !refusals.is_empty() {
@@ -273,6 +295,7 @@ fn stamp(
         artifact,
         default_tags,
         commit_tag,
+        commit: git.commit.clone(),
         dirty_files,
         warnings,
         packaged: true,
@@ -311,4 +334,21 @@ fn dirty_shipped(
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sha_prefix;
+
+    #[test]
+    fn seven_to_forty_hex_digits_of_the_commit_name_it() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        for tag in [&commit[..7], &commit[..12], commit, "0123456789ABCDEF"] {
+            assert!(is_sha_prefix(tag, commit), "{tag}");
+        }
+        for tag in [&commit[..6], "0123457", "latest", "0123456-dirty"] {
+            assert!(!is_sha_prefix(tag, commit), "{tag}");
+        }
+        assert!(!is_sha_prefix(&format!("{commit}0"), commit));
+    }
 }

@@ -11,9 +11,10 @@ use serde::Deserialize;
 /// `.validate-allow.yaml` at the root: exemptions, each with a reason.
 ///
 /// ```yaml
-/// secrets:                      # Secrets that may stay unencrypted
+/// secrets:                      # Secret values that may stay unencrypted
 ///   - file: apps/demo/secret.yaml
 ///     name: demo-public         # optional: only this Secret of the file
+///     keys: [ca.crt]            # optional: only these keys of it
 ///     reason: holds a public CA bundle
 /// sources:                      # Flux sources created outside the tree
 ///   - kind: OCIRepository
@@ -39,6 +40,9 @@ pub struct AllowedSecret {
     pub file: String,
     #[serde(default)]
     pub name: Option<String>,
+    /// Only these keys of the Secret; every key when empty.
+    #[serde(default)]
+    pub keys: Vec<String>,
     pub reason: String,
 }
 
@@ -70,10 +74,17 @@ impl AllowList {
         serde_yaml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))
     }
 
-    pub fn allows_secret(&self, file: &str, name: &str) -> bool {
-        self.secrets
-            .iter()
-            .any(|s| s.file == file && s.name.as_deref().is_none_or(|n| n == name))
+    /// Whether `key` of the Secret `name` may hold plaintext. `file` is
+    /// where the Secret is written; `None` for a rendered object, which
+    /// only an entry that names the Secret matches.
+    pub fn allows_secret_key(&self, file: Option<&str>, name: &str, key: &str) -> bool {
+        self.secrets.iter().any(|s| {
+            let place = match file {
+                Some(file) => s.file == file && s.name.as_deref().is_none_or(|n| n == name),
+                None => s.name.as_deref() == Some(name),
+            };
+            place && (s.keys.is_empty() || s.keys.iter().any(|k| k == key))
+        })
     }
 
     pub fn is_external_source(&self, r: &flux::Ref) -> bool {

@@ -27,6 +27,7 @@ pub mod policies;
 mod report;
 pub mod rules;
 pub mod secrets;
+pub mod server;
 pub mod substitute;
 pub mod tree;
 
@@ -42,7 +43,7 @@ use serde_json::Value;
 use k8s_schema::{Gvk, Lookup, Registry, RegistryOptions};
 
 pub use allow::{ALLOW_FILE, AllowList, AllowedSecret, AllowedSource};
-pub use report::{Check, Finding, Report, Severity, counts};
+pub use report::{Check, Finding, Report, ServerSummary, Severity, counts};
 
 /// An object to validate and where it came from.
 #[derive(Debug, Clone)]
@@ -83,6 +84,9 @@ pub struct Options {
     pub identities: Option<std::sync::Arc<sops::Identities>>,
     /// Also render every HelmRelease (`--helm`) and validate the chart output.
     pub helm: Option<flux_render::helm::HelmOptions>,
+    /// Also send every object to the real API server (`--server`): the
+    /// checkout whose `.tools/bin` holds etcd and kube-apiserver.
+    pub server: Option<PathBuf>,
 }
 
 impl Options {
@@ -102,6 +106,7 @@ impl Options {
                 .filter(|ids| !ids.is_empty())
                 .map(std::sync::Arc::new),
             helm: None,
+            server: None,
         }
     }
 }
@@ -165,6 +170,36 @@ pub fn run(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
+    // What Flux would apply, for the secrets check: the render runs beside
+    // the other checks (it is mostly kustomize processes).
+    let rendered = {
+        let root = opts.root.clone();
+        let clusters = if opts.clusters.is_empty() {
+            flux_render::list_clusters(&root)
+        } else {
+            opts.clusters.clone()
+        };
+        let allow = allow.clone();
+        let cache = opts.cache_dir.as_ref().map(|d| d.join("render"));
+        std::thread::spawn(move || {
+            // The verdict is kept by the shipped files' bytes: an unchanged
+            // tree is not rendered again.
+            let shipped = oci_artifact::tree::collect(&root).ok().and_then(|entries| {
+                let contents = crate::ship::gate::Contents::read(&entries).ok()?;
+                Some((entries, contents))
+            });
+            match &shipped {
+                Some((entries, contents)) => crate::leaks::rendered::check_cached(
+                    &root,
+                    &clusters,
+                    &allow,
+                    contents.files(entries),
+                    cache.as_deref(),
+                ),
+                None => crate::leaks::rendered::check(&root, &clusters, &allow),
+            }
+        })
+    };
     let mut report = Report::default();
 
     // 1. YAML.
@@ -397,8 +432,31 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.missing_schemas = missing_counts.into_inner().expect("lock");
     findings.extend(results.into_iter().flatten());
 
+    // 3b. The real API server, when asked.
+    if let Some(checkout) = &opts.server {
+        progress.stage("kube-apiserver dry-run", 0);
+        let dirs: Vec<PathBuf> = opts
+            .schema_locations
+            .iter()
+            .filter(|l| !l.contains("{{"))
+            .map(|l| opts.root.join(l))
+            .filter(|d| d.is_dir())
+            .collect();
+        let outcome = server::check(checkout, &dirs, &items, |_| {})?;
+        report.server = Some(ServerSummary {
+            objects: outcome.objects,
+            rejected: outcome.rejected,
+            crds: outcome.crds,
+            seconds: outcome.took.as_secs_f64(),
+        });
+        findings.extend(outcome.findings);
+    }
+
     // 5. Secrets.
-    findings.extend(secrets::check(&tree, &allow, opts.identities.as_deref()));
+    let rendered = rendered
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    findings.extend(secrets::check(&tree, opts.identities.as_deref(), rendered));
     findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();
@@ -484,7 +542,7 @@ fn judge(registry: &Registry, object: &Value, opts: &Options) -> Verdict {
 }
 
 /// Replaces every `ENC[AES256_GCM,...]` string with an empty one.
-fn blank_encrypted(value: &mut Value) {
+pub(crate) fn blank_encrypted(value: &mut Value) {
     match value {
         Value::String(s) if s.starts_with("ENC[AES256_GCM,") => s.clear(),
         Value::Array(items) => items.iter_mut().for_each(blank_encrypted),

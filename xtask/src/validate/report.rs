@@ -26,6 +26,8 @@ pub enum Check {
     Helm,
     Address,
     Policy,
+    /// The real API server's verdict (`--server`).
+    Server,
 }
 
 impl Check {
@@ -39,6 +41,7 @@ impl Check {
             Check::Helm => "helm",
             Check::Address => "address",
             Check::Policy => "policy",
+            Check::Server => "server",
         }
     }
 }
@@ -107,8 +110,20 @@ pub struct Report {
     pub objects_checked: usize,
     /// Objects with no schema (apiVersion kind → count).
     pub missing_schemas: BTreeMap<String, usize>,
+    /// What `--server` asked: objects sent, refused, and how long it took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSummary>,
     #[serde(skip)]
     pub elapsed: Duration,
+}
+
+/// The `--server` part of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerSummary {
+    pub objects: usize,
+    pub rejected: usize,
+    pub crds: usize,
+    pub seconds: f64,
 }
 
 impl Report {
@@ -173,6 +188,12 @@ impl Report {
                 out.push_str(&format!("  {k}: {n}\n"));
             }
         }
+        if let Some(s) = &self.server {
+            out.push_str(&format!(
+                "server: {} objects sent to kube-apiserver (dry-run, strict) after {} CRDs: {} refused in {:.1}s\n",
+                s.objects, s.crds, s.rejected, s.seconds
+            ));
+        }
         out.push_str(&self.summary());
         out.push('\n');
         out
@@ -191,6 +212,7 @@ impl Report {
                 "warnings": self.warnings(),
                 "missing_schemas": self.missing_schemas,
                 "seconds": self.elapsed.as_secs_f64(),
+                "server": self.server,
             }
         });
         serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"

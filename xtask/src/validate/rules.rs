@@ -8,6 +8,12 @@
 //! defaulted, `null` is unset), and skip values of the wrong type: the schema
 //! check reports those.
 
+mod apps;
+mod common;
+mod kinds;
+mod pod;
+mod pvc;
+
 use serde_json::{Map, Value};
 
 use k8s_schema::Gvk;
@@ -144,16 +150,108 @@ pub static RULES: &[Rule] = &[
         scope: Scope::Kinds(WORKLOADS),
         check: active_deadline,
     },
+    // One rule per kind, so that each finding names its own kind's function.
     Rule {
-        name: "workload replicas and selector",
-        mirrors: "ValidateDeploymentSpec / ValidateReplicaSetSpec / ValidateStatefulSetSpec / ValidateDaemonSetSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
-        scope: Scope::Kinds(&[
-            "apps/Deployment",
-            "apps/ReplicaSet",
-            "apps/StatefulSet",
-            "apps/DaemonSet",
-        ]),
+        name: "Deployment replicas and selector",
+        mirrors: "ValidateDeploymentSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/Deployment"]),
         check: workload_selector,
+    },
+    Rule {
+        name: "ReplicaSet replicas and selector",
+        mirrors: "ValidateReplicaSetSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/ReplicaSet"]),
+        check: workload_selector,
+    },
+    Rule {
+        name: "StatefulSet replicas and selector",
+        mirrors: "ValidateStatefulSetSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/StatefulSet"]),
+        check: workload_selector,
+    },
+    Rule {
+        name: "DaemonSet selector",
+        mirrors: "ValidateDaemonSetSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/DaemonSet"]),
+        check: workload_selector,
+    },
+    Rule {
+        name: "pod spec structure",
+        mirrors: "ValidatePodSpec (ValidateVolumes, validateVolumeMounts, ValidateEnv, validateProbe, validateHandler, validateTolerations, validateTopologySpreadConstraints, validateAffinity, validatePodDNSConfig, ValidatePodSecurityContext) in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(WORKLOADS),
+        check: pod::pod_spec,
+    },
+    Rule {
+        name: "ephemeral containers",
+        mirrors: "ValidatePodCreate / ValidatePodTemplateSpec in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(WORKLOADS),
+        check: pod::ephemeral_containers,
+    },
+    Rule {
+        name: "Deployment spec",
+        mirrors: "ValidateDeploymentSpec (ValidateDeploymentStrategy, ValidateRollingUpdateDeployment) in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/Deployment"]),
+        check: apps::workload_spec,
+    },
+    Rule {
+        name: "ReplicaSet spec",
+        mirrors: "ValidateReplicaSetSpec in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/ReplicaSet"]),
+        check: apps::workload_spec,
+    },
+    Rule {
+        name: "StatefulSet spec",
+        mirrors: "ValidateStatefulSetSpec (ValidatePersistentVolumeClaimTemplate) in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/StatefulSet"]),
+        check: apps::workload_spec,
+    },
+    Rule {
+        name: "DaemonSet spec",
+        mirrors: "ValidateDaemonSetSpec (ValidateDaemonSetUpdateStrategy, ValidateRollingUpdateDaemonSet) in k8s.io/kubernetes/pkg/apis/apps/validation",
+        scope: Scope::Kinds(&["apps/DaemonSet"]),
+        check: apps::workload_spec,
+    },
+    Rule {
+        name: "Job spec",
+        mirrors: "validateJobSpec (validatePodFailurePolicy) in k8s.io/kubernetes/pkg/apis/batch/validation",
+        scope: Scope::Kinds(&["batch/Job"]),
+        check: apps::job,
+    },
+    Rule {
+        name: "CronJob spec",
+        mirrors: "validateCronJobSpec (validateScheduleFormat, ValidateTimeZone, validateJobSpec) in k8s.io/kubernetes/pkg/apis/batch/validation",
+        scope: Scope::Kinds(&["batch/CronJob"]),
+        check: apps::cronjob,
+    },
+    Rule {
+        name: "HorizontalPodAutoscaler",
+        mirrors: "ValidateHorizontalPodAutoscalerSpec (validateMetrics, validateMetricTarget, validateBehavior) in k8s.io/kubernetes/pkg/apis/autoscaling/validation",
+        scope: Scope::Kinds(&["autoscaling/HorizontalPodAutoscaler"]),
+        check: apps::hpa,
+    },
+    Rule {
+        name: "PodDisruptionBudget",
+        mirrors: "ValidatePodDisruptionBudgetSpec in k8s.io/kubernetes/pkg/apis/policy/validation",
+        scope: Scope::Kinds(&["policy/PodDisruptionBudget"]),
+        check: apps::pdb,
+    },
+    Rule {
+        name: "PersistentVolumeClaim",
+        mirrors: "ValidatePersistentVolumeClaimSpec in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(&["/PersistentVolumeClaim"]),
+        check: pvc::pvc,
+    },
+    Rule {
+        name: "PersistentVolume",
+        mirrors: "ValidatePersistentVolumeSpec in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(&["/PersistentVolume"]),
+        check: pvc::pv,
+    },
+    Rule {
+        name: "StorageClass",
+        mirrors: "ValidateStorageClass (validateProvisioner, validateReclaimPolicy, validateVolumeBindingMode) in k8s.io/kubernetes/pkg/apis/storage/validation",
+        scope: Scope::Kinds(&["storage.k8s.io/StorageClass"]),
+        check: pvc::storage_class,
     },
     Rule {
         name: "service",
@@ -166,6 +264,66 @@ pub static RULES: &[Rule] = &[
         mirrors: "ValidateIngressSpec (validateIngressRules, validateHTTPIngressPath, validateIngressBackend) in k8s.io/kubernetes/pkg/apis/networking/validation",
         scope: Scope::Kinds(&["networking.k8s.io/Ingress"]),
         check: ingress,
+    },
+    Rule {
+        name: "service ports and policies",
+        mirrors: "ValidateService (validateServicePort, validateServiceExternalTrafficPolicy, validateServiceInternalTrafficFieldsValue) in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(&["/Service"]),
+        check: kinds::service_more,
+    },
+    Rule {
+        name: "ingress pathType, class and TLS",
+        mirrors: "ValidateIngressSpec (validateHTTPIngressPath, validateIngressTLS) in k8s.io/kubernetes/pkg/apis/networking/validation",
+        scope: Scope::Kinds(&["networking.k8s.io/Ingress"]),
+        check: kinds::ingress_more,
+    },
+    Rule {
+        name: "IngressClass",
+        mirrors: "ValidateIngressClass (validateIngressClassParametersReference) in k8s.io/kubernetes/pkg/apis/networking/validation",
+        scope: Scope::Kinds(&["networking.k8s.io/IngressClass"]),
+        check: kinds::ingress_class,
+    },
+    Rule {
+        name: "NetworkPolicy",
+        mirrors: "ValidateNetworkPolicySpec (ValidateNetworkPolicyPort, ValidateNetworkPolicyPeer, ValidateIPBlock) in k8s.io/kubernetes/pkg/apis/networking/validation",
+        scope: Scope::Kinds(&["networking.k8s.io/NetworkPolicy"]),
+        check: kinds::network_policy,
+    },
+    Rule {
+        name: "RBAC rules",
+        mirrors: "ValidatePolicyRule (ValidateRole, ValidateClusterRole) in k8s.io/kubernetes/pkg/apis/rbac/validation",
+        scope: Scope::Kinds(&[
+            "rbac.authorization.k8s.io/Role",
+            "rbac.authorization.k8s.io/ClusterRole",
+        ]),
+        check: kinds::role,
+    },
+    Rule {
+        name: "RBAC bindings",
+        mirrors: "ValidateRoleBinding / ValidateClusterRoleBinding (ValidateRoleBindingSubject) in k8s.io/kubernetes/pkg/apis/rbac/validation",
+        scope: Scope::Kinds(&[
+            "rbac.authorization.k8s.io/RoleBinding",
+            "rbac.authorization.k8s.io/ClusterRoleBinding",
+        ]),
+        check: kinds::binding,
+    },
+    Rule {
+        name: "PriorityClass",
+        mirrors: "ValidatePriorityClass in k8s.io/kubernetes/pkg/apis/scheduling/validation",
+        scope: Scope::Kinds(&["scheduling.k8s.io/PriorityClass"]),
+        check: kinds::priority_class,
+    },
+    Rule {
+        name: "LimitRange",
+        mirrors: "ValidateLimitRange in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(&["/LimitRange"]),
+        check: kinds::limit_range,
+    },
+    Rule {
+        name: "ResourceQuota",
+        mirrors: "ValidateResourceQuotaSpec (validateResourceQuotaResourceName, validateResourceQuotaScopes) in k8s.io/kubernetes/pkg/apis/core/validation",
+        scope: Scope::Kinds(&["/ResourceQuota"]),
+        check: kinds::resource_quota,
     },
     Rule {
         name: "secret",
@@ -219,8 +377,20 @@ fn is_dns1035_label(s: &str) -> bool {
     is_dns1123_label(s) && s.as_bytes()[0].is_ascii_lowercase()
 }
 
+/// `IsDNS1123Subdomain`: at most 253 characters in all; its dot-separated
+/// parts follow the label syntax but, unlike labels, have no 63-character
+/// limit of their own.
 fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    s.len() <= 253 && s.split('.').all(is_subdomain_part)
+}
+
+fn is_subdomain_part(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`, at most 63 characters.
@@ -1065,13 +1235,35 @@ fn secret(_: &Gvk, object: &Value, out: &mut Out) {
         "kubernetes.io/tls" => &["tls.crt", "tls.key"],
         "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
         "kubernetes.io/dockercfg" => &[".dockercfg"],
-        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
         _ => &[],
     };
     for k in required {
         if !has(k) {
             out.add(key_path("data", k), "Required value");
         }
+    }
+    // These two want a non-empty value, not just the key.
+    let filled = |k: &str| {
+        obj(object, "stringData")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            .is_some_and(|v| !v.is_empty())
+            || obj(object, "data")
+                .and_then(|m| m.get(k))
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.trim().is_empty())
+    };
+    match str_at(object, "type") {
+        Some("kubernetes.io/ssh-auth") if !filled("ssh-privatekey") => {
+            out.add(key_path("data", "ssh-privatekey"), "Required value");
+        }
+        Some("kubernetes.io/basic-auth") if !filled("username") && !filled("password") => {
+            out.add(
+                "data",
+                "Required value: must have at least one of username or password",
+            );
+        }
+        _ => {}
     }
     // The docker config itself must be JSON (stringData as written, data
     // once decoded; undecodable data is the schema's format byte).
@@ -1186,6 +1378,129 @@ mod tests {
             "metadata": {"name": "system:Things"}}),
         );
         assert!(role.is_empty(), "{role:?}");
+    }
+
+    #[test]
+    fn subdomain_parts_may_pass_63_characters() {
+        let name = "c".repeat(64);
+        let cm = run(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}));
+        assert!(cm.is_empty(), "{cm:?}");
+        let name = "c".repeat(254);
+        let cm = run(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}));
+        assert_eq!(cm.len(), 1, "{cm:?}");
+        // A StatefulSet's name is a label: 63 at most.
+        let sts = run(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "s".repeat(64)},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}}));
+        assert_eq!(sts.len(), 1, "{sts:?}");
+    }
+
+    #[test]
+    fn each_workload_kind_cites_its_own_function() {
+        let sts = run(
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "s"},
+            "spec": {"selector": {"matchLabels": {"app": "x"}},
+                "template": {"metadata": {"labels": {"app": "y"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        );
+        assert_eq!(sts.len(), 1, "{sts:?}");
+        assert!(
+            sts[0].mirrors.starts_with("ValidateStatefulSetSpec"),
+            "{sts:?}"
+        );
+    }
+
+    #[test]
+    fn pod_spec_structure() {
+        let found = run(
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"volumes": [{"name": "v", "emptyDir": {}}, {"name": "v", "emptyDir": {}}],
+                "containers": [{"name": "c", "image": "i",
+                    "env": [{"name": "A=B", "value": "x"}, {"name": "B", "value": "x", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "volumeMounts": [{"name": "gone", "mountPath": "/x"}],
+                    "livenessProbe": {"httpGet": {"path": "/", "port": "8080"}, "successThreshold": 2},
+                    "readinessProbe": {"periodSeconds": 3}}]}}),
+        );
+        let paths: Vec<&str> = found.iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.volumes[1].name",
+                "spec.containers[0].volumeMounts[0].name",
+                "spec.containers[0].env[0].name",
+                "spec.containers[0].env[1].valueFrom",
+                "spec.containers[0].livenessProbe.httpGet.port",
+                "spec.containers[0].livenessProbe.successThreshold",
+                "spec.containers[0].readinessProbe",
+            ]
+        );
+    }
+
+    #[test]
+    fn cron_schedules_and_zones() {
+        let cron = |schedule: &str, tz: Option<&str>| {
+            run(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+                "spec": {"schedule": schedule, "timeZone": tz, "jobTemplate": {"spec": {"template": {"spec": {
+                    "restartPolicy": "Never", "containers": [{"name": "c", "image": "i"}]}}}}}}))
+            .len()
+        };
+        assert_eq!(cron("*/5 * * * *", Some("Europe/Copenhagen")), 0);
+        assert_eq!(cron("0 9 * jan-mar MON-FRI", None), 0);
+        assert_eq!(cron("@every 1h30m", None), 0);
+        assert_eq!(cron("60 * * * *", None), 1);
+        assert_eq!(cron("0 0 * * 7", None), 1);
+        assert_eq!(cron("*/0 * * * *", None), 1);
+        assert_eq!(cron("0 0 * *", None), 1);
+        assert_eq!(cron("@fortnightly", None), 1);
+        assert_eq!(cron("TZ=UTC 0 * * * *", None), 1);
+        assert_eq!(cron("0 * * * *", Some("Local")), 1);
+        assert_eq!(cron("0 * * * *", Some("Mars/Olympus")), 1);
+    }
+
+    #[test]
+    fn limits_between_fields() {
+        let hpa = run(
+            json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "d"},
+                "minReplicas": 6, "maxReplicas": 5}}),
+        );
+        assert_eq!(hpa.len(), 1, "{hpa:?}");
+        let pdb = run(
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": "p"}, "spec": {"minAvailable": "150%", "maxUnavailable": 1}}),
+        );
+        assert_eq!(pdb.len(), 2, "{pdb:?}");
+        let np = run(
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "n"}, "spec": {"podSelector": {}, "ingress": [{
+                "ports": [{"port": 8080, "endPort": 80}], "from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]}}),
+        );
+        assert_eq!(np.len(), 2, "{np:?}");
+        let deploy = run(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"selector": {"matchLabels": {"a": "b"}},
+                "strategy": {"rollingUpdate": {"maxUnavailable": "one", "maxSurge": "150%"}},
+                "template": {"metadata": {"labels": {"a": "b"}},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}}}),
+        );
+        assert_eq!(deploy.len(), 1, "{deploy:?}");
+        assert_eq!(deploy[0].path, "spec.strategy.rollingUpdate.maxUnavailable");
+    }
+
+    #[test]
+    fn rbac_subjects_default_their_group() {
+        let rb = |subject: Value| {
+            run(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "b"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [subject]}))
+            .len()
+        };
+        assert_eq!(rb(json!({"kind": "User", "name": "jane"})), 0);
+        assert_eq!(rb(json!({"kind": "Robot", "name": "r2"})), 1);
+        assert_eq!(rb(json!({"kind": "ServiceAccount", "name": "web"})), 1);
     }
 
     #[test]

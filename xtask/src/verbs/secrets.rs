@@ -331,8 +331,35 @@ impl Args {
                     let at = p.line.map(|l| format!(":{l}")).unwrap_or_default();
                     eprintln!("check: {}{at}: {}", ctx.rel(&p.file), p.reason);
                 }
+                // The gate's checker over what would ship: plaintext Secret
+                // values anywhere, not only in the files a rule governs.
+                let judged = crate::ship::gate::check_tree(
+                    &ctx.config_dir,
+                    ids.as_ref(),
+                    None,
+                    Some(&crate::user_cache("render")),
+                )?;
+                let said: std::collections::BTreeSet<String> =
+                    summary.problems.iter().map(|p| ctx.rel(&p.file)).collect();
+                let leaks: Vec<_> = judged
+                    .refusals
+                    .iter()
+                    .filter(|r| !said.contains(&r.file))
+                    .collect();
+                for r in &leaks {
+                    eprintln!("check: {r}");
+                }
+                for r in &judged.unrendered {
+                    eprintln!("check: warning: {r}");
+                }
                 let n = summary.files;
-                if summary.problems.is_empty() {
+                if !leaks.is_empty() {
+                    eprintln!(
+                        "check: {} problem(s) in the files that would ship or in what Flux would apply",
+                        leaks.len() + summary.problems.len()
+                    );
+                    Ok(ExitCode::FAILURE)
+                } else if summary.problems.is_empty() {
                     eprintln!(
                         "check: {n} file(s) managed by {} are well-formed and encrypted for their recipients; \
                          {} opened with your key (every value and the MAC verified), {} checked for structure only (no key here)",

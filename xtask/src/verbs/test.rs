@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the one test command, locally and in CI. It installs
 //! every test prerequisite (apt, pip, npm, `go install`) idempotently, then
-//! runs fmt, clippy, actionlint and the whole test suite with the real tools
+//! runs fmt, clippy, actionlint, zizmor and the whole test suite with the real tools
 //! required (a missing tool fails instead of skipping).
 
 use std::path::Path;
@@ -77,6 +77,7 @@ impl Args {
                 .run()?)
         })?;
         step("actionlint", || actionlint(&root))?;
+        step("zizmor", || zizmor(&root))?;
         step("cargo test", || {
             Ok(cargo(&root)
                 .args(["test", "--workspace"])
@@ -220,6 +221,19 @@ fn actionlint(root: &Path) -> anyhow::Result<()> {
     let bin = tools::find("actionlint")?;
     Cmd::new(bin).args(&workflows).dir(root).run()?;
     eprintln!("{} workflow(s) clean", workflows.len());
+    Ok(())
+}
+
+/// zizmor's security audits of the workflows at its default persona,
+/// offline (no GitHub API: the online audits need a token). A finding fails
+/// the step unless the workflow waives it inline with a reason.
+fn zizmor(root: &Path) -> anyhow::Result<()> {
+    let bin = tools::find("zizmor")
+        .context("zizmor is installed by the pip step (xtask/tools.toml [test] pip)")?;
+    Cmd::new(bin)
+        .args(["--offline", "--no-progress", ".github/workflows"])
+        .dir(root)
+        .run()?;
     Ok(())
 }
 

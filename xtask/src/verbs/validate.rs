@@ -39,6 +39,11 @@ pub struct Args {
     /// chart output; a release whose chart cannot be fetched is an error.
     #[arg(long)]
     helm: bool,
+    /// Also send every rendered object to a real kube-apiserver (the control
+    /// plane's, started on loopback in a temporary folder) with server-side
+    /// dry-run and strict field validation, and report its verdicts.
+    #[arg(long)]
+    server: bool,
     /// Accept fields that the schemas do not list (strict is the default).
     #[arg(long)]
     no_strict: bool,
@@ -86,6 +91,9 @@ impl Args {
         opts.skip_missing_schemas = self.skip_missing_schemas;
         opts.helm = self.helm.then(crate::helm_options);
         opts.strict = !self.no_strict;
+        if self.server {
+            opts.server = Some(checkout.root()?.to_path_buf());
+        }
         let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
         opts.progress = std::io::stderr().is_terminal() && !ci;
         let report = validate::run(&opts)?;

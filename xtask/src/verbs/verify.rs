@@ -1,7 +1,10 @@
 //! `cargo xtask verify oci://HOST/REPO:TAG --key cosign.pub`: check that an
 //! artifact carries a cosign signature by that key (as `cosign verify --key
-//! --insecure-ignore-tlog` and Flux's `spec.verify` do); refuse otherwise.
-//! Also the signing step `publish --sign-key` and `promote --sign-key` share.
+//! --insecure-ignore-tlog` and Flux's `spec.verify` do) whose payload is an
+//! image signature for that digest (and, with `--reference`, that
+//! repository); refuse otherwise. Also the signing step `publish
+//! --sign-key` and `promote --sign-key` share, and the key loading that
+//! `promote --verify-key` shares.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,10 +18,14 @@ use oci_artifact::{Auth, RegistryRef, cosign};
 pub struct Args {
     /// The artifact: oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:...
     /// (no tag: latest).
-    reference: String,
-    /// The cosign public key (PEM), as `cosign generate-key-pair` writes it.
-    #[arg(long, value_name = "cosign.pub")]
-    key: PathBuf,
+    #[arg(value_name = "REFERENCE")]
+    target: String,
+    /// The cosign public key (PEM), as `cosign generate-key-pair` writes it;
+    /// repeatable: a signature by any one of them is enough.
+    #[arg(long = "key", value_name = "cosign.pub", required = true)]
+    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    reference: ReferenceCheck,
     #[command(flatten)]
     access: RegistryAccess,
     #[arg(long, value_enum, default_value = "text")]
@@ -27,14 +34,15 @@ pub struct Args {
 
 impl Args {
     pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
-        let (target, digest) = cosign::parse_target(&self.reference)?;
-        let key = cosign::PublicKey::load(&self.key)?;
+        let (target, digest) = cosign::parse_target(&self.target)?;
+        let keys = load_keys(&self.keys)?;
+        let reference = self.reference.expected(&target);
         let auth = self.access.auth(&target.host)?;
         let verified = oci_artifact::Registry::new()?.verify(
             &target,
             digest.as_deref(),
-            &key,
-            &self.key.display().to_string(),
+            &keys,
+            reference.as_deref(),
             &auth.auth,
             self.access.insecure,
         )?;
@@ -45,7 +53,7 @@ impl Args {
                     verified.verified,
                     verified.total,
                     verified.digest,
-                    self.key.display()
+                    verified.signed_by.join(", ")
                 );
                 println!("{}", verified.reference);
             }
@@ -55,10 +63,46 @@ impl Args {
     }
 }
 
-/// Reads and decrypts `--sign-key` with `COSIGN_PASSWORD` (set and empty
-/// means no password, as cosign reads it). Done before anything is pushed,
-/// so a wrong password stops a publish early.
-/// `--sign-key`, shared by `publish` and `promote`.
+/// `--reference[=HOST/REPO]`, shared by `verify` and `promote`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReferenceCheck {
+    /// Also require the payload's `docker-reference` to be this repository
+    /// (HOST/REPO; alone: the repository being verified), so a signature
+    /// made for another repository does not count.
+    #[arg(
+        long,
+        value_name = "HOST/REPO",
+        num_args = 0..=1,
+        default_missing_value = "",
+        require_equals = true
+    )]
+    pub reference: Option<String>,
+}
+
+impl ReferenceCheck {
+    /// The repository the payload must name, if any.
+    pub fn expected(&self, target: &RegistryRef) -> Option<String> {
+        self.reference.as_ref().map(|r| {
+            if r.is_empty() {
+                format!("{}/{}", target.host, target.repository)
+            } else {
+                r.trim_start_matches("oci://").to_string()
+            }
+        })
+    }
+}
+
+/// The public keys a signature may be made with.
+pub fn load_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<cosign::TrustedKey>> {
+    Ok(paths
+        .iter()
+        .map(|p| cosign::TrustedKey::load(p))
+        .collect::<Result<_, _>>()?)
+}
+
+/// `--sign-key`, shared by `publish` and `promote`. Read and decrypted with
+/// `COSIGN_PASSWORD` (set and empty means no password, as cosign reads it)
+/// before anything is pushed, so a wrong password stops a publish early.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SignKey {
     /// Sign the manifest digest with this cosign private key (password from
@@ -95,9 +139,14 @@ pub fn sign_digest(
 ) -> anyhow::Result<cosign::SignOutcome> {
     let outcome = registry.sign(target, digest, key, auth, insecure)?;
     let note = if outcome.already_signed {
-        " (already signed by this key)"
+        " (already signed by this key)".to_string()
+    } else if outcome.attempts > 1 {
+        format!(
+            " (written {} times: another signer replaced the tag meanwhile, and was merged)",
+            outcome.attempts
+        )
     } else {
-        ""
+        String::new()
     };
     eprintln!(
         "signed {digest}: {} ({} signature(s)){note}",

@@ -51,9 +51,7 @@ impl Fixture {
         common::tool("kustomize")?;
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("tree");
-        for d in xtask::MANIFEST_DIRS {
-            common::copy_tree(&common::root().join(d), &root.join(d));
-        }
+        common::copy_manifests(&common::root(), &root);
         let dev = xtask::cluster::age_key::recipients(&common::root(), "dev").unwrap();
         let (identity, recipient) = sops::generate_identity();
         let sops = std::fs::read_to_string(common::root().join(".sops.yaml")).unwrap();

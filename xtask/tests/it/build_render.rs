@@ -206,6 +206,76 @@ fn cli_writes_one_file_per_kustomization() {
     }
 }
 
+fn build_into(root: &Path, out: &Path) -> std::process::Output {
+    Command::cargo_bin("xtask")
+        .unwrap()
+        .args(["build", "--cluster", "demo", "--root"])
+        .arg(root)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn out_removes_only_the_stale_files_build_wrote() {
+    if !kustomize_available() {
+        return;
+    }
+    let tree = copy_of("basic");
+    let out = tempfile::tempdir().unwrap();
+    common::assert_success(&build_into(tree.path(), out.path()));
+    assert!(out.path().join("demo/apps.yaml").is_file());
+    // The user's own files, in the cluster folder and beside it.
+    std::fs::write(out.path().join("demo/notes.txt"), "mine").unwrap();
+    std::fs::write(out.path().join("keep.yaml"), "mine too").unwrap();
+    // A renamed Kustomization leaves a stale file that build wrote.
+    edit(
+        &tree.path().join("clusters/demo/apps.yaml"),
+        "  name: apps\n",
+        "  name: web\n",
+    );
+    common::assert_success(&build_into(tree.path(), out.path()));
+    assert!(
+        !out.path().join("demo/apps.yaml").exists(),
+        "stale file kept"
+    );
+    assert!(out.path().join("demo/web.yaml").is_file());
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("demo/notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.path().join("keep.yaml")).unwrap(),
+        "mine too"
+    );
+}
+
+#[test]
+fn out_refuses_a_folder_build_did_not_make() {
+    // `build --cluster dev --out ~` once removed the user's own `~/dev`.
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("demo")).unwrap();
+    std::fs::write(home.path().join("demo/thesis.txt"), "years of work").unwrap();
+    let out = build_into(&fixture("basic"), home.path());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not empty and build did not make it"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(home.path().join("demo"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["thesis.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("demo/thesis.txt")).unwrap(),
+        "years of work"
+    );
+}
+
 #[test]
 fn cli_refuses_revealed_secrets_inside_the_repository() {
     let assert = Command::cargo_bin("xtask")

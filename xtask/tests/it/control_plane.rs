@@ -36,7 +36,10 @@ pub fn prerequisites() -> bool {
 /// failure under XTASK_REQUIRE_TOOLS=1.
 pub fn api_server_binaries() -> Option<std::collections::BTreeMap<String, std::path::PathBuf>> {
     match local::api_server_binaries(&common::root()) {
-        Ok(binaries) => Some(binaries),
+        Ok(binaries) => {
+            assert_pinned_api_server(&binaries);
+            Some(binaries)
+        }
         Err(_) if common::tools_required() => panic!(
             "etcd and kube-apiserver are required (XTASK_REQUIRE_TOOLS=1) but not built; run `cargo xtask e2e --build-only`"
         ),
@@ -47,4 +50,13 @@ pub fn api_server_binaries() -> Option<std::collections::BTreeMap<String, std::p
             None
         }
     }
+}
+
+/// The oracle is the kube-apiserver that `xtask/controlplane.toml` pins, not
+/// whatever answers first on PATH (its own `--version` is unstamped in a
+/// module build): its Go build info must say so.
+pub fn assert_pinned_api_server(binaries: &std::collections::BTreeMap<String, std::path::PathBuf>) {
+    let pins = local::build::Pins::of_repo(&common::root()).unwrap();
+    let pin = pins.get("kube-apiserver").unwrap();
+    common::assert_go_build(&binaries["kube-apiserver"], &pin.module, &pin.version);
 }

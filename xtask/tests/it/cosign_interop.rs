@@ -14,17 +14,21 @@ use assert_cmd::Command;
 use oci_artifact::cosign;
 use serde_json::Value;
 
-const PASSWORD: &str = "correct horse";
+pub(crate) const PASSWORD: &str = "correct horse";
 
 /// The cosign binary and a registry, or `None` (skip notice printed).
-fn setup() -> Option<(PathBuf, Registry)> {
+pub(crate) fn setup() -> Option<(PathBuf, Registry)> {
     let cosign = common::tool("cosign")?;
+    // The oracle is the pinned build, not whatever cosign is first on PATH.
+    let pins = exec::tools::Manifest::of_repo(&common::root()).unwrap();
+    let pin = pins.get("cosign").unwrap();
+    common::assert_go_build(&cosign, &pin.module, &pin.version);
     let reg = Registry::start(None)?;
     Some((cosign, reg))
 }
 
 /// cosign with no access to the developer's docker config or sigstore cache.
-fn cosign_cmd(bin: &Path, home: &Path) -> std::process::Command {
+pub(crate) fn cosign_cmd(bin: &Path, home: &Path) -> std::process::Command {
     let mut c = std::process::Command::new(bin);
     c.env("HOME", home)
         .env("DOCKER_CONFIG", home.join(".docker"))
@@ -37,7 +41,7 @@ fn cosign_cmd(bin: &Path, home: &Path) -> std::process::Command {
 }
 
 /// `cosign generate-key-pair` into `dir`: (`<prefix>.key`, `<prefix>.pub`).
-fn key_pair(bin: &Path, dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn key_pair(bin: &Path, dir: &Path, prefix: &str) -> (PathBuf, PathBuf) {
     let out = cosign_cmd(bin, dir)
         .current_dir(dir)
         .args(["generate-key-pair", "--output-key-prefix", prefix])
@@ -68,7 +72,7 @@ fn make_tree(dir: &Path) {
     }
 }
 
-fn xtask(home: &Path) -> Command {
+pub(crate) fn xtask(home: &Path) -> Command {
     let mut c = Command::cargo_bin("xtask").unwrap();
     c.env("DOCKER_CONFIG", home.join(".no-docker-config"))
         .env_remove("REGISTRY_USERNAME")
@@ -80,7 +84,7 @@ fn xtask(home: &Path) -> Command {
 
 /// `cargo xtask publish` of a small tree to `url` with `--tag v1`, plus
 /// `extra` arguments; returns the command's output.
-fn publish(home: &Path, url: &str, extra: &[&str], password: Option<&str>) -> Output {
+pub(crate) fn publish(home: &Path, url: &str, extra: &[&str], password: Option<&str>) -> Output {
     let tree = home.join("tree");
     make_tree(&tree);
     let mut c = xtask(home);
@@ -105,14 +109,31 @@ fn publish(home: &Path, url: &str, extra: &[&str], password: Option<&str>) -> Ou
 }
 
 /// The digest in `oci://host/repo@sha256:...` on stdout.
-fn digest_of(out: &Output) -> String {
+pub(crate) fn digest_of(out: &Output) -> String {
     common::assert_success(out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let (_, digest) = stdout.trim().rsplit_once('@').expect("a digest reference");
     digest.to_string()
 }
 
-fn cosign_verify(bin: &Path, home: &Path, public: &Path, image: &str) -> Output {
+/// `cosign sign --key KEY --tlog-upload=false` of `image` plus `extra`.
+pub(crate) fn cosign_sign(bin: &Path, home: &Path, key: &Path, image: &str, extra: &[&str]) {
+    let out = cosign_cmd(bin, home)
+        .args(["sign", "--key"])
+        .arg(key)
+        .args([
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--allow-insecure-registry",
+        ])
+        .args(extra)
+        .arg(image)
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+}
+
+pub(crate) fn cosign_verify(bin: &Path, home: &Path, public: &Path, image: &str) -> Output {
     cosign_cmd(bin, home)
         .args(["verify", "--key"])
         .arg(public)
@@ -126,7 +147,7 @@ fn cosign_verify(bin: &Path, home: &Path, public: &Path, image: &str) -> Output 
         .unwrap()
 }
 
-fn our_verify(home: &Path, reference: &str, public: &Path) -> Output {
+pub(crate) fn our_verify(home: &Path, reference: &str, public: &Path) -> Output {
     xtask(home)
         .args(["verify", reference, "--key"])
         .arg(public)
@@ -135,7 +156,7 @@ fn our_verify(home: &Path, reference: &str, public: &Path) -> Output {
         .unwrap()
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -204,18 +225,7 @@ fn cosign_verifies_what_publish_signed_and_both_refuse_another_key() {
     );
 
     // cosign appends its signature after ours; both verify, for either tool.
-    let out = cosign_cmd(&bin, home)
-        .args(["sign", "--key"])
-        .arg(&other_key)
-        .args([
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-            &image,
-        ])
-        .output()
-        .unwrap();
-    common::assert_success(&out);
+    cosign_sign(&bin, home, &other_key, &image, &[]);
     for public in [&public, &other_public] {
         let out = our_verify(home, &format!("{url}@{digest}"), public);
         common::assert_success(&out);
@@ -239,7 +249,7 @@ fn cosign_verifies_what_publish_signed_and_both_refuse_another_key() {
 }
 
 /// Raw bytes from `crane` (manifest or blob) at a loopback registry.
-fn crane(args: &[&str]) -> Vec<u8> {
+pub(crate) fn crane(args: &[&str]) -> Vec<u8> {
     let bin = common::tool("crane").expect("crane is installed with cosign");
     let out = std::process::Command::new(bin)
         .args(args)
@@ -307,20 +317,13 @@ fn verify_accepts_cosigns_signature_and_promote_appends_ours() {
 
     // cosign signs; we accept it, and its payload is ours byte for byte.
     let payload_file = home.join("payload.json");
-    let out = cosign_cmd(&bin, home)
-        .args(["sign", "--key"])
-        .arg(&cosign_key)
-        .args([
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-            "--output-payload",
-        ])
-        .arg(&payload_file)
-        .arg(&image)
-        .output()
-        .unwrap();
-    common::assert_success(&out);
+    cosign_sign(
+        &bin,
+        home,
+        &cosign_key,
+        &image,
+        &["--output-payload", payload_file.to_str().unwrap()],
+    );
     assert_eq!(
         String::from_utf8(std::fs::read(&payload_file).unwrap()).unwrap(),
         String::from_utf8(cosign::payload(&format!("{}/app", reg.host()), &digest)).unwrap()

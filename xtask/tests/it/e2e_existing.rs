@@ -128,9 +128,7 @@ fn preflight_on_a_real_api_server_finds_the_missing_cni_and_names_what_is_missin
     // The tree, with .sops.yaml's dev rule on a key made for this test.
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    for dir in xtask::MANIFEST_DIRS {
-        common::copy_tree(&common::root().join(dir), &root.join(dir));
-    }
+    common::copy_manifests(&common::root(), root);
     let dev_recipient = xtask::cluster::age_key::recipients(&common::root(), "dev").unwrap();
     let (identity, recipient) = sops::generate_identity();
     let sops_yaml = std::fs::read_to_string(common::root().join(".sops.yaml")).unwrap();

@@ -3,6 +3,19 @@
 
 mod common {
     pub use testkit::*;
+
+    /// Copies the manifest folders and the root files that go with them
+    /// (`.sops.yaml`, `.sourceignore`, `.validate-allow.yaml`).
+    pub fn copy_manifests(from: &std::path::Path, to: &std::path::Path) {
+        for dir in xtask::MANIFEST_DIRS {
+            copy_tree(&from.join(dir), &to.join(dir));
+        }
+        for file in xtask::TREE_FILES {
+            if from.join(file).is_file() {
+                std::fs::copy(from.join(file), to.join(file)).unwrap();
+            }
+        }
+    }
 }
 mod control_plane;
 mod registry;
@@ -25,8 +38,10 @@ mod flux_repos;
 mod flux_substitute;
 mod helm_flux_local;
 mod helm_render;
+mod leak_corpus;
 mod platform_review;
 mod policy_oracle;
+mod promote_verify;
 mod publish_registry;
 mod renovate_config;
 mod secrets_gate;
@@ -34,3 +49,5 @@ mod secrets_verb;
 mod validate_checks;
 mod validate_kubeconform;
 mod validate_oracle;
+mod validate_rules_corpus;
+mod validate_server;

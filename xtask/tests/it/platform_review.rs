@@ -179,10 +179,7 @@ fn alerts_and_providers_render_for_every_cluster_and_a_dangling_provider_is_caug
     // The same check through `validate`, on a copy whose Alert names a
     // Provider that no cluster has.
     let dir = tempfile::tempdir().unwrap();
-    for d in xtask::MANIFEST_DIRS {
-        common::copy_tree(&root.join(d), &dir.path().join(d));
-    }
-    std::fs::copy(root.join(".sops.yaml"), dir.path().join(".sops.yaml")).unwrap();
+    common::copy_manifests(&root, dir.path());
     let file = dir
         .path()
         .join("infrastructure/notifications/alert-errors.yaml");
@@ -342,9 +339,7 @@ fn validate_warns_about_placeholders_it_can_decrypt() {
     }
     let root = common::root();
     let dir = tempfile::tempdir().unwrap();
-    for d in xtask::MANIFEST_DIRS {
-        common::copy_tree(&root.join(d), &dir.path().join(d));
-    }
+    common::copy_manifests(&root, dir.path());
     let dev = xtask::cluster::age_key::recipients(&root, "dev").unwrap();
     let (identity, recipient) = sops::generate_identity();
     let sops_yaml = std::fs::read_to_string(root.join(".sops.yaml")).unwrap();

@@ -177,3 +177,21 @@ fn values_pins_in_helm_releases_are_tracked() {
     assert_eq!(headlamp.len(), 1, "{headlamp:?}");
     assert_eq!(headlamp[0].0, "@headlamp-k8s/pluginctl");
 }
+
+#[test]
+fn workflow_actions_are_pinned_by_digest_and_wait_for_review() {
+    let c = config();
+    let rules = c["packageRules"].as_array().unwrap();
+    let actions = rules
+        .iter()
+        .position(|r| r["matchManagers"] == serde_json::json!(["github-actions"]))
+        .expect("a rule for the github-actions manager");
+    assert_eq!(rules[actions]["pinDigests"], serde_json::json!(true));
+    assert_eq!(rules[actions]["automerge"], serde_json::json!(false));
+    // Later rules win in Renovate: it comes after the patch automerge rule.
+    let automerge = rules
+        .iter()
+        .position(|r| r["automerge"] == serde_json::json!(true))
+        .unwrap();
+    assert!(actions > automerge, "{rules:?}");
+}

@@ -15,18 +15,20 @@ use crate::registry::Registry;
 use assert_cmd::Command;
 use exec::runner::Cmd;
 
-const SECRET_FILE: &str = "clusters/demo/variables/creds.enc.yaml";
+pub(crate) const SECRET_FILE: &str = "clusters/demo/variables/creds.enc.yaml";
 const CREDS: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: flux-system\ndata:\n  token: ZGVtby10b2tlbg==\n";
 
 /// A git checkout of the `basic` build fixture whose `creds` Secret the real
 /// sops encrypted, with its key in a keys file outside the checkout.
-struct Tree {
-    dir: tempfile::TempDir,
-    keys: PathBuf,
+pub(crate) struct Tree {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) keys: PathBuf,
+    /// The age recipient of `keys`.
+    pub(crate) recipient: String,
 }
 
 impl Tree {
-    fn new() -> Option<Tree> {
+    pub(crate) fn new() -> Option<Tree> {
         let sops = common::tool("sops")?;
         exec::tools::kustomize().ok().or_else(|| {
             assert!(!common::tools_required(), "kustomize is required");
@@ -74,7 +76,11 @@ impl Tree {
             .env("SOPS_AGE_KEY_FILE", &keys)
             .read()
             .expect("sops --encrypt");
-        let tree = Tree { dir, keys };
+        let tree = Tree {
+            dir,
+            keys,
+            recipient,
+        };
         tree.git(&["init", "-q", "-b", "main"]);
         tree.git(&["add", "-A"]);
         tree.git(&[
@@ -96,15 +102,15 @@ impl Tree {
         Some(tree)
     }
 
-    fn repo(&self) -> PathBuf {
+    pub(crate) fn repo(&self) -> PathBuf {
         self.dir.path().join("repo")
     }
 
-    fn secret(&self) -> PathBuf {
+    pub(crate) fn secret(&self) -> PathBuf {
         self.repo().join(SECRET_FILE)
     }
 
-    fn git(&self, args: &[&str]) -> String {
+    pub(crate) fn git(&self, args: &[&str]) -> String {
         Cmd::new("git")
             .arg("-C")
             .arg(self.repo())
@@ -113,14 +119,14 @@ impl Tree {
             .unwrap_or_else(|e| panic!("git {args:?}: {e}"))
     }
 
-    fn short_sha(&self) -> String {
+    pub(crate) fn short_sha(&self) -> String {
         self.git(&["rev-parse", "--short=7", "HEAD"])
             .trim()
             .to_string()
     }
 
     /// Runs a verb in the checkout, with the key (`with_key`) or with none at all.
-    fn xtask(&self, args: &[&str], with_key: bool) -> Output {
+    pub(crate) fn xtask(&self, args: &[&str], with_key: bool) -> Output {
         let mut c = Command::cargo_bin("xtask").unwrap();
         c.args(args)
             .current_dir(self.repo())
@@ -136,7 +142,7 @@ impl Tree {
         c.output().unwrap()
     }
 
-    fn publish(&self, registry: &Registry, extra: &[&str]) -> Output {
+    pub(crate) fn publish(&self, registry: &Registry, extra: &[&str]) -> Output {
         let url = registry.url("p");
         let repo = self.repo();
         let mut args = vec![
@@ -150,7 +156,7 @@ impl Tree {
         self.xtask(&args, true)
     }
 
-    fn validate(&self) -> Output {
+    pub(crate) fn validate(&self) -> Output {
         let repo = self.repo();
         let schemas = common::root().join(".schemas");
         self.xtask(
@@ -167,7 +173,7 @@ impl Tree {
     }
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -507,14 +513,25 @@ fn a_dirty_tree_is_refused_or_published_under_a_dirty_tag() {
         "{msg}"
     );
     assert_eq!(registry.stored_files(), before);
-    // The commit's own tag is refused even with --allow-dirty.
-    let out = tree.publish(&registry, &["--allow-dirty", "--tag", &sha]);
-    assert!(
-        !out.status.success() && text(&out).contains("commit's own tag"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(registry.stored_files(), before);
+    // The commit's own tag is refused even with --allow-dirty, and so is
+    // every 7 to 40 hex digit prefix of its sha (the full sha is the tag a
+    // release promotes), in either case.
+    let head = head.trim();
+    for tag in [
+        sha.clone(),
+        head.to_string(),
+        head[..12].to_string(),
+        head.to_ascii_uppercase(),
+    ] {
+        let out = tree.publish(&registry, &["--allow-dirty", "--tag", &tag]);
+        assert!(
+            !out.status.success()
+                && text(&out).contains(&format!("the tag {tag} names the commit")),
+            "{tag}: {}",
+            text(&out)
+        );
+        assert_eq!(registry.stored_files(), before, "{tag}");
+    }
 
     // --allow-dirty: a tag and revision that say dirty; the clean tags stay.
     let out = tree.publish(&registry, &["--allow-dirty"]);
@@ -557,6 +574,42 @@ fn a_dirty_tree_is_refused_or_published_under_a_dirty_tag() {
         "{}",
         text(&out)
     );
+}
+
+/// git hides the changes of a file marked skip-worktree or assume-unchanged
+/// from `status`: such a file still makes the tree dirty.
+#[test]
+fn files_whose_changes_git_hides_make_the_tree_dirty() {
+    let Some(tree) = Tree::new() else { return };
+    let Some(registry) = Registry::start(None) else {
+        return;
+    };
+    let file = "apps/web/deployment.yaml";
+    let path = tree.repo().join(file);
+    let original = std::fs::read_to_string(&path).unwrap();
+    for (mark, unmark) in [
+        ("--skip-worktree", "--no-skip-worktree"),
+        ("--assume-unchanged", "--no-assume-unchanged"),
+    ] {
+        tree.git(&["update-index", mark, file]);
+        std::fs::write(&path, original.replace("whoami:v1.10", "whoami:v1.11")).unwrap();
+        assert_eq!(
+            tree.git(&["status", "--porcelain"]),
+            "",
+            "{mark}: git shows it"
+        );
+        let before = registry.stored_files();
+        let out = tree.publish(&registry, &[]);
+        let msg = text(&out);
+        assert!(
+            !out.status.success() && msg.contains("uncommitted changes") && msg.contains(file),
+            "{mark}: {msg}"
+        );
+        assert_eq!(registry.stored_files(), before, "{mark}");
+        tree.git(&["update-index", unmark, file]);
+        std::fs::write(&path, &original).unwrap();
+    }
+    common::assert_success(&tree.publish(&registry, &[]));
 }
 
 #[test]

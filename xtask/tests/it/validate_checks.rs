@@ -248,7 +248,7 @@ fn plaintext_secret() {
         Check::Secrets,
         "apps/demo/secret.yaml",
         Some(1),
-        "Secret demo/api-token: Secret is not SOPS-encrypted",
+        "Secret demo/api-token holds plaintext values (stringData.token): SOPS-encrypt it",
     );
 }
 
@@ -302,11 +302,7 @@ fn forward_auth_without_oauth2_proxy_is_caught_in_every_cluster() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["clusters", "platform", "infrastructure", "apps"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        common::copy_tree(&root.join(sub), &dir.path().join(sub));
-    }
-    std::fs::copy(root.join(".sops.yaml"), dir.path().join(".sops.yaml")).unwrap();
+    common::copy_manifests(&root, dir.path());
     let kfile = dir
         .path()
         .join("infrastructure/controllers/kustomization.yaml");

@@ -112,6 +112,9 @@ fn kubeconform_and_validate_agree() {
         return;
     };
     let root = common::root();
+    let pin = exec::tools::Manifest::of_repo(&root).unwrap();
+    let pin = pin.get("kubeconform").unwrap();
+    common::assert_go_build(&kubeconform, &pin.module, &pin.version);
     let version = k8s_schema::normalize_kubernetes_version(k8s_schema::DEFAULT_KUBERNETES_VERSION);
     if !root.join(".schemas/kubernetes").join(&version).is_dir() {
         assert!(

@@ -966,7 +966,7 @@ fn corpus() -> Vec<(String, String)> {
 }
 
 /// Deep-merges `patch` into `base` (objects merge, anything else replaces).
-fn merge(base: &mut Value, patch: Value) {
+pub(crate) fn merge(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Object(b), Value::Object(p)) => {
             for (k, v) in p {
@@ -997,45 +997,21 @@ fn crd_groups(cases: &[(String, String)]) -> BTreeSet<String> {
         .collect()
 }
 
-/// The CRDs under `.schemas/` that define kinds of `groups`, as YAML documents.
+/// The CRDs under `.schemas/` that define kinds of `groups` (found as
+/// `validate --server` finds them), reduced to their name and spec: some
+/// charts' CRD files carry Helm template labels.
 fn crds_for(schemas: &Path, groups: &BTreeSet<String>) -> Vec<Value> {
-    let mut files = Vec::new();
-    let mut stack = vec![schemas.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() && p.file_name().is_some_and(|n| n != "kubernetes") {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap_or_default();
-        for doc in k8s_schema::registry::yaml_documents(&text) {
-            let group = doc
-                .pointer("/spec/group")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if doc.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition")
-                && groups.contains(group)
-            {
-                // Some charts' CRD files carry Helm template labels: only the
-                // name and the spec matter here.
-                let mut doc = doc.clone();
-                doc["metadata"] = json!({"name": doc.pointer("/metadata/name").cloned()});
-                out.push(doc);
-            }
-        }
-    }
-    out
+    validate::server::crds_under(&[schemas.to_path_buf()], groups)
+        .into_iter()
+        .map(|mut doc| {
+            doc["metadata"] = json!({"name": doc.pointer("/metadata/name").cloned()});
+            doc
+        })
+        .collect()
 }
 
 /// The server's verdict on every case: `Ok(())` or the error kubectl printed.
-fn server_verdicts(
+pub(crate) fn server_verdicts(
     cp: &ControlPlane,
     dir: &Path,
     cases: &[(String, String)],
@@ -1075,37 +1051,15 @@ fn server_verdicts(
     out.into_inner().unwrap()
 }
 
-#[test]
-fn validate_agrees_with_the_api_server_on_every_object() {
-    let _one = crate::control_plane::exclusive();
-    let Some(binaries) = crate::control_plane::api_server_binaries() else {
-        return;
-    };
-    if common::tool("kubectl").is_none() || common::tool("kustomize").is_none() {
-        return;
-    }
-    let schemas = common::root().join(".schemas");
-    if !schemas.join("kubernetes").is_dir() {
-        if common::tools_required() {
-            panic!(".schemas/ is required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask test`");
-        }
-        eprintln!("SKIP: .schemas/ is absent; `cargo xtask validate --fetch-schemas` fills it");
-        return;
-    }
+/// The number of objects [`corpus`] holds.
+const CORPUS_SIZE: usize = 154;
 
-    let cases = corpus();
-    let names: BTreeSet<&String> = cases.iter().map(|(n, _)| n).collect();
-    assert_eq!(names.len(), cases.len(), "case names must be unique");
-    assert!(
-        cases.len() >= 80,
-        "the corpus has only {} objects",
-        cases.len()
-    );
-
-    // The tree: one kustomize directory per object; Secrets allowed in plain text.
+/// A tree with one kustomize directory per object (`apps/<name>/`), its
+/// Secrets allowed in plain text.
+pub(crate) fn write_tree(cases: &[(String, String)]) -> tempfile::TempDir {
     let tree = tempfile::tempdir().unwrap();
     let mut allow = String::from("secrets:\n");
-    for (name, yaml) in &cases {
+    for (name, yaml) in cases {
         let dir = tree.path().join("apps").join(name);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("object.yaml"), yaml).unwrap();
@@ -1119,14 +1073,16 @@ fn validate_agrees_with_the_api_server_on_every_object() {
         ));
     }
     std::fs::write(tree.path().join(validate::ALLOW_FILE), allow).unwrap();
+    tree
+}
 
-    // Ours: the whole verb on that tree.
-    let started = std::time::Instant::now();
-    let mut opts = Options::new(tree.path());
+/// Offline `validate` (the whole verb) on a tree from [`write_tree`]: the
+/// errors it finds, by case.
+pub(crate) fn offline_errors(tree: &Path, schemas: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut opts = Options::new(tree);
     opts.schema_locations = vec![schemas.display().to_string()];
     opts.identities = None;
     let report = validate::run(&opts).unwrap();
-    let ours_took = started.elapsed();
     let mut ours: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in report
         .findings
@@ -1142,6 +1098,44 @@ fn validate_agrees_with_the_api_server_on_every_object() {
             .or_default()
             .push(format!("{}: {}", f.file, f.text()));
     }
+    ours
+}
+
+/// What the API-server oracle tests need: the pinned etcd and
+/// kube-apiserver, kubectl, kustomize and `.schemas/`. `None` after a SKIP
+/// notice; a failure under XTASK_REQUIRE_TOOLS=1.
+pub(crate) fn oracle_prerequisites()
+-> Option<(BTreeMap<String, std::path::PathBuf>, std::path::PathBuf)> {
+    let binaries = crate::control_plane::api_server_binaries()?;
+    common::tool("kubectl")?;
+    common::tool("kustomize")?;
+    let schemas = common::root().join(".schemas");
+    if !schemas.join("kubernetes").is_dir() {
+        if common::tools_required() {
+            panic!(".schemas/ is required (XTASK_REQUIRE_TOOLS=1); run `cargo xtask test`");
+        }
+        eprintln!("SKIP: .schemas/ is absent; `cargo xtask validate --fetch-schemas` fills it");
+        return None;
+    }
+    Some((binaries, schemas))
+}
+
+#[test]
+fn validate_agrees_with_the_api_server_on_every_object() {
+    let _one = crate::control_plane::exclusive();
+    let Some((binaries, schemas)) = oracle_prerequisites() else {
+        return;
+    };
+
+    let cases = corpus();
+    let names: BTreeSet<&String> = cases.iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), cases.len(), "case names must be unique");
+    assert_eq!(cases.len(), CORPUS_SIZE, "the corpus's size changed");
+
+    let tree = write_tree(&cases);
+    let started = std::time::Instant::now();
+    let ours = offline_errors(tree.path(), &schemas);
+    let ours_took = started.elapsed();
 
     // The server's: a real kube-apiserver with the CRDs of the corpus's groups.
     let cp =

@@ -381,9 +381,21 @@ pub fn release_file(release: &RenderedRelease) -> String {
     format!("{}-{}.yaml", release.namespace, release.name)
 }
 
-/// `build --helm`: renders a cluster's releases into `<cluster_out>/helm/`,
-/// one file per release, and prints one line per release (errors to stderr).
-/// Returns the releases; the failed ones are reported, not fatal.
+/// The line `build --helm` prints for a release it rendered.
+pub fn release_summary(release: &RenderedRelease, objects: usize) -> String {
+    format!(
+        "  helm {:<33} {:>4} objects  {:>6.2}s  {}",
+        format!("{}/{}", release.namespace, release.name),
+        objects,
+        release.elapsed.as_secs_f64(),
+        release.chart
+    )
+}
+
+/// Renders a cluster's releases into `<cluster_out>/helm/`, one file per
+/// release, and prints one line per release (errors to stderr). Files it
+/// did not write are left alone. Returns the releases; the failed ones are
+/// reported, not fatal.
 pub fn render_releases(
     rendered: &RenderedCluster,
     cluster_out: &Path,
@@ -391,9 +403,6 @@ pub fn render_releases(
 ) -> std::io::Result<Vec<RenderedRelease>> {
     let releases = render_cluster(rendered, opts);
     let dir = cluster_out.join("helm");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
     std::fs::create_dir_all(&dir)?;
     for r in &releases {
         match &r.result {
@@ -402,13 +411,7 @@ pub fn render_releases(
                     &dir.join(release_file(r)),
                     crate::to_yaml_stream(objects).as_bytes(),
                 )?;
-                println!(
-                    "  helm {:<33} {:>4} objects  {:>6.2}s  {}",
-                    format!("{}/{}", r.namespace, r.name),
-                    objects.len(),
-                    r.elapsed.as_secs_f64(),
-                    r.chart
-                );
+                println!("{}", release_summary(r, objects.len()));
             }
             Err(err) => eprintln!(
                 "error: cluster {}: HelmRelease {}/{}: {err}",

@@ -729,7 +729,37 @@ pub(crate) fn flux_cli() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("XTASK_FLUX") {
         return Some(PathBuf::from(p));
     }
-    common::tool("flux")
+    let flux = common::tool("flux")?;
+    assert_pinned_flux(&flux);
+    Some(flux)
+}
+
+/// The oracle is the flux CLI that `cargo xtask test` builds at the Flux
+/// release pinned in xtask/tools.toml (`[flux] version`), not whatever flux
+/// is first on PATH. It is built from a copy of the module, so its build info
+/// says `(devel)`; the stamp next to it records the version.
+fn assert_pinned_flux(flux: &std::path::Path) {
+    let root = common::root();
+    let bin_dir = root.join(".tools/bin");
+    assert_eq!(
+        flux.parent(),
+        Some(bin_dir.as_path()),
+        "{} is not the pinned flux CLI in .tools/bin (run `cargo xtask test --install-only`)",
+        flux.display()
+    );
+    let tools = std::fs::read_to_string(root.join("xtask/tools.toml")).unwrap();
+    let version = tools
+        .split("\n[flux]")
+        .nth(1)
+        .and_then(|t| t.lines().find_map(|l| l.trim().strip_prefix("version = ")))
+        .map(|v| v.trim_matches('"').to_string())
+        .expect("xtask/tools.toml pins [flux] version");
+    let stamp = std::fs::read_to_string(bin_dir.join(".flux.version")).unwrap_or_default();
+    assert_eq!(
+        stamp.trim(),
+        format!("github.com/fluxcd/flux2/v2@{version}"),
+        "the flux CLI in .tools/bin is not Flux {version}"
+    );
 }
 
 pub(crate) fn kustomize_available() -> bool {

@@ -7,6 +7,7 @@
 //! manifest under each tag (all at once). A push killed at any point leaves
 //! no tag pointing at a missing blob, and a re-run completes it.
 
+pub(crate) mod bounded;
 mod loopback;
 
 use std::collections::HashMap;
@@ -229,6 +230,7 @@ pub(super) fn client(r: &RegistryRef, insecure: bool) -> Client {
 pub(crate) struct Clients {
     oci: Mutex<HashMap<(String, bool), Client>>,
     loopback: OnceLock<reqwest::Client>,
+    https: OnceLock<reqwest::Client>,
 }
 
 impl Clients {
@@ -247,6 +249,28 @@ impl Clients {
         }
         let c = loopback::client()?;
         Ok(self.loopback.get_or_init(|| c).clone())
+    }
+
+    /// A plain reqwest client for the reads oci-client cannot bound
+    /// ([`bounded`]): the loopback one for plain http, else one that
+    /// verifies certificates as oci-client does.
+    pub(crate) fn http(&self, plain_http: bool) -> Result<reqwest::Client, ArtifactError> {
+        if plain_http {
+            return self.loopback();
+        }
+        if let Some(c) = self.https.get() {
+            return Ok(c.clone());
+        }
+        ensure_crypto_provider();
+        let c = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| ArtifactError::Registry {
+                host: "https".into(),
+                detail: chain(&e),
+            })?;
+        Ok(self.https.get_or_init(|| c).clone())
     }
 }
 
@@ -286,6 +310,26 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
         }),
         OciDistributionError::ServerError { code: 404, .. } => true,
         OciDistributionError::ImageManifestNotFoundError(_) => true,
+        _ => false,
+    }
+}
+
+/// A manifest refused for a blob the registry does not know (or not yet:
+/// two writers uploading the same blob at once). oci-client hands a
+/// refused manifest PUT back with the registry's error body as text.
+pub(super) fn names_missing_blob(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::ManifestBlobUnknown | OciErrorCode::BlobUnknown
+            )
+        }),
+        OciDistributionError::ServerError {
+            code: 400, message, ..
+        } => ["\"MANIFEST_BLOB_UNKNOWN\"", "\"BLOB_UNKNOWN\""]
+            .iter()
+            .any(|code| message.contains(code)),
         _ => false,
     }
 }

