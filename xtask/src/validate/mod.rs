@@ -25,7 +25,8 @@ pub mod kustomize;
 pub mod placeholders;
 pub mod policies;
 mod report;
-pub mod rules;
+/// The API server's own rules, from the `k8s-rules` library.
+pub use k8s_rules as rules;
 pub mod secrets;
 pub mod server;
 pub mod substitute;
