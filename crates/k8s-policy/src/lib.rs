@@ -9,10 +9,15 @@
 //! [`Violation`] carrying the rule's own message; an expression that does not
 //! compile or evaluate is an [`PolicyError`] naming it, never a pass.
 //!
+//! [`admission_policies`] gives the same text to the API server as
+//! ValidatingAdmissionPolicies (the oracle, and enforcement where Kyverno
+//! cannot run).
+//!
 //! The CEL environment is the standard library, the strings extension and the
 //! Kubernetes functions in [`k8s`] (regex `find`/`findAll`, list `isSorted`,
 //! `indexOf`, `lastIndexOf`).
 
+mod admission;
 mod k8s;
 mod matching;
 
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use cel::{Context, Env, Program};
 use serde_json::Value;
 
+pub use admission::{Binding, admission_policies};
 pub use matching::resource_of;
 
 /// The group of Kyverno's CEL policy kinds.

@@ -426,52 +426,6 @@ fn corpus() -> Vec<Case> {
     cases
 }
 
-/// The VAPs and bindings that the policies and exceptions say.
-fn admission_policies(objects: &[Value]) -> Vec<Value> {
-    let mut out = Vec::new();
-    for p in objects.iter().filter(|o| o["kind"] == "ValidatingPolicy") {
-        let name = p["metadata"]["name"].as_str().unwrap();
-        let spec = &p["spec"];
-        let mut conditions = spec["matchConditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for ex in objects.iter().filter(|o| o["kind"] == "PolicyException") {
-            let refs = ex["spec"]["policyRefs"].as_array().unwrap();
-            if !refs
-                .iter()
-                .any(|r| r["kind"] == "ValidatingPolicy" && r["name"] == name)
-            {
-                continue;
-            }
-            let all: Vec<String> = ex["spec"]["matchConditions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| format!("({})", c["expression"].as_str().unwrap()))
-                .collect();
-            conditions.push(json!({"name": format!("not-excepted-by-{}", ex["metadata"]["name"].as_str().unwrap()),
-                "expression": format!("!({})", all.join(" && "))}));
-        }
-        let mut vap_spec = json!({
-            "failurePolicy": "Fail",
-            "matchConstraints": spec["matchConstraints"],
-            "validations": spec["validations"],
-        });
-        if !conditions.is_empty() {
-            vap_spec["matchConditions"] = json!(conditions);
-        }
-        if spec.get("variables").is_some() {
-            vap_spec["variables"] = spec["variables"].clone();
-        }
-        out.push(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": name}, "spec": vap_spec}));
-        out.push(json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}));
-    }
-    out
-}
-
 fn yaml_stream(objects: &[Value]) -> String {
     objects
         .iter()
@@ -612,7 +566,10 @@ fn policies_agree_with_the_api_server_on_every_object() {
     }
     cp.kube.apply_yaml(&yaml_stream(&setup)).unwrap();
     cp.kube
-        .apply_yaml(&yaml_stream(&admission_policies(&policy_objects)))
+        .apply_yaml(&yaml_stream(&k8s_policy::admission_policies(
+            &policy_objects,
+            k8s_policy::Binding::Deny,
+        )))
         .unwrap();
     // The admission plugin picks each policy and binding up from its
     // informer on its own: wait until every policy refuses a probe by name.
