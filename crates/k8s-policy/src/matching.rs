@@ -87,45 +87,10 @@ fn labels(object: &Value) -> Value {
         .unwrap_or_else(|| json!({}))
 }
 
-/// A `metav1.LabelSelector`; an empty or missing one selects everything.
+/// A `metav1.LabelSelector` (k8s-rules' reading); a missing one selects everything.
 pub(crate) fn selects(selector: Option<&Value>, labels: &Value) -> bool {
-    let Some(selector) = selector else {
-        return true;
-    };
-    let get = |k: &str| labels.get(k).and_then(Value::as_str);
-    if let Some(m) = selector.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in m {
-            if get(k) != v.as_str() {
-                return false;
-            }
-        }
-    }
-    for e in selector
-        .get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = e
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        let ok = match e.get("operator").and_then(Value::as_str) {
-            Some("In") => get(key).is_some_and(|v| values.contains(&v)),
-            Some("NotIn") => get(key).is_none_or(|v| !values.contains(&v)),
-            Some("Exists") => get(key).is_some(),
-            Some("DoesNotExist") => get(key).is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
+    let empty = serde_json::Map::new();
+    selector.is_none_or(|s| k8s_rules::selects(s, labels.as_object().unwrap_or(&empty)))
 }
 
 /// True when `constraints` select `object` (in `namespace`, if namespaced).

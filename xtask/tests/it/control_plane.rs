@@ -60,3 +60,24 @@ pub fn assert_pinned_api_server(binaries: &std::collections::BTreeMap<String, st
     let pin = pins.get("kube-apiserver").unwrap();
     common::assert_go_build(&binaries["kube-apiserver"], &pin.module, &pin.version);
 }
+
+/// Applies the CRDs of `file` (server-side) and waits until every CRD is Established.
+pub fn apply_crds(cp: &xtask::cluster::local::ControlPlane, file: &std::path::Path) {
+    cp.kube
+        .cmd()
+        .args(["apply", "--server-side", "-f"])
+        .arg(file)
+        .read()
+        .unwrap();
+    cp.kube
+        .cmd()
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "crd",
+            "--all",
+            "--timeout=60s",
+        ])
+        .read()
+        .unwrap();
+}

@@ -718,22 +718,7 @@ fn status_reads_policy_reports_from_the_api_server() {
         ControlPlane::start_api_server(&common::root(), &binaries, |l| eprintln!("{l}")).unwrap();
     // No report CRD yet: nothing to show, and no failure.
     assert!(xtask::verbs::status::read_policy_failures(&cp.kube).is_empty());
-    cp.kube
-        .cmd()
-        .args(["apply", "--server-side", "-f"])
-        .arg(&crd)
-        .read()
-        .unwrap();
-    cp.kube
-        .cmd()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd/policyreports.wgpolicyk8s.io",
-            "--timeout=60s",
-        ])
-        .read()
-        .unwrap();
+    crate::control_plane::apply_crds(&cp, &crd);
     let report = json!({"apiVersion": "wgpolicyk8s.io/v1alpha2", "kind": "PolicyReport",
         "metadata": {"name": "whoami-report", "namespace": "default"},
         "scope": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "default", "name": "whoami"},

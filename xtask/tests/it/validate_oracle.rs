@@ -1151,23 +1151,7 @@ fn validate_agrees_with_the_api_server_on_every_object() {
         .map(|c| serde_yaml::to_string(c).unwrap())
         .collect();
     std::fs::write(&crd_file, crd_text.join("---\n")).unwrap();
-    cp.kube
-        .cmd()
-        .args(["apply", "--server-side", "-f"])
-        .arg(&crd_file)
-        .read()
-        .unwrap();
-    cp.kube
-        .cmd()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ])
-        .read()
-        .unwrap();
+    crate::control_plane::apply_crds(&cp, &crd_file);
     // Pods need their ServiceAccount (no controller-manager creates it here).
     cp.kube
         .apply_yaml("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: default\n")
