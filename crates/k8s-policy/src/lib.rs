@@ -329,7 +329,11 @@ impl PolicySet {
                 message_expression,
             });
         }
-        if validations.is_empty() {
+        let written = spec
+            .get("validations")
+            .and_then(Value::as_array)
+            .is_some_and(|v| !v.is_empty());
+        if !written {
             errors.push(invalid("spec.validations is empty".into()));
         }
         if errors.is_empty() {

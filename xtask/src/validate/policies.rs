@@ -30,9 +30,11 @@ pub fn check(items: &[Item], clusters: &[ClusterItems]) -> Vec<Finding> {
             Ok(set) => set,
             Err(errors) => {
                 for e in errors {
-                    let file = objects
-                        .clone()
-                        .find(|it| names_policy(&it.object, &e))
+                    // At the policy's own file and line where a build placed it.
+                    let holders = || items.iter().filter(|it| names_policy(&it.object, &e));
+                    let file = holders()
+                        .find(|it| it.line.is_some())
+                        .or_else(|| holders().next())
                         .map(|it| (it.file.clone(), it.line))
                         .unwrap_or_else(|| (format!("clusters/{cluster}"), None));
                     findings.push(Finding::error(

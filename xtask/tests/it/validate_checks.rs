@@ -524,3 +524,14 @@ fn policy_expression_that_cannot_be_evaluated_is_an_error_naming_it() {
         "ValidatingPolicy probes: expression \"object.spec.template.spec.containers.all(c, c.readinessProbe.periodSeconds > 0)\" cannot be evaluated",
     );
 }
+
+#[test]
+fn policy_that_does_not_compile_is_an_error_at_the_policy() {
+    expect(
+        "policy-does-not-compile",
+        Check::Policy,
+        "apps/demo/policy.yaml",
+        Some(1),
+        "ValidatingPolicy broken: expression \"object.metadata.(labels\" does not compile",
+    );
+}
