@@ -14,8 +14,8 @@
 //! cannot run).
 //!
 //! The CEL environment is the standard library, the strings extension and the
-//! Kubernetes functions in [`k8s`] (regex `find`/`findAll`, list `isSorted`,
-//! `indexOf`, `lastIndexOf`).
+//! Kubernetes functions in [`k8s`] (regex `find`/`findAll`; quantity
+//! `quantity`, `isQuantity`, comparisons, `sign`, `asApproximateFloat`).
 
 mod admission;
 mod k8s;

@@ -333,6 +333,22 @@ fn corpus() -> Vec<Case> {
         ),
     );
     add(
+        "pod-zero-cpu-request".into(),
+        pod(
+            "pod-zero-cpu-request",
+            APPS,
+            with(json!({"resources": {"requests": {"cpu": "0"}}})),
+        ),
+    );
+    add(
+        "pod-numeric-requests".into(),
+        pod(
+            "pod-numeric-requests",
+            APPS,
+            with(json!({"resources": {"requests": {"cpu": 1, "memory": 1048576}}})),
+        ),
+    );
+    add(
         "pod-init-no-requests".into(),
         pod(
             "pod-init-no-requests",
@@ -686,8 +702,8 @@ fn policies_agree_with_the_api_server_on_every_object() {
         disagreements.len()
     );
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
-    assert_eq!(cases.len(), 79, "the corpus size");
-    assert_eq!((accepted, refused), (26, 53), "accepted and refused");
+    assert_eq!(cases.len(), 81, "the corpus size");
+    assert_eq!((accepted, refused), (27, 54), "accepted and refused");
 }
 
 /// `status` reads Kyverno's PolicyReports from a real API server with
