@@ -162,6 +162,20 @@ impl Kube {
         cmd
     }
 
+    /// Waits until every CRD the server holds is Established (60 s at most).
+    pub fn wait_crds_established(&self) -> Result<String, FluxError> {
+        Ok(self
+            .cmd()
+            .args([
+                "wait",
+                "--for=condition=Established",
+                "crd",
+                "--all",
+                "--timeout=60s",
+            ])
+            .read()?)
+    }
+
     /// Server-side applies a YAML stream (field manager `xtask`, forcing conflicts).
     pub fn apply_yaml(&self, yaml: &str) -> Result<String, FluxError> {
         Ok(self

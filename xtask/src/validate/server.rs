@@ -83,17 +83,8 @@ pub fn check(
             .args(["apply", "--server-side", "--force-conflicts", "-f"])
             .arg(&file)
             .output();
-        cp.kube
-            .cmd()
-            .args([
-                "wait",
-                "--for=condition=Established",
-                "crd",
-                "--all",
-                "--timeout=60s",
-            ])
-            .output()
-            .context("waiting for the CRDs")?;
+        // One that never becomes Established shows in its objects' refusals.
+        let _ = cp.kube.wait_crds_established();
     }
     let namespaces: BTreeSet<String> = groups
         .iter()
@@ -461,16 +452,8 @@ fn request(port: u16, method: &str, path: &str, body: Option<&str>) -> Result<(u
     }
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("kubectl proxy answered {method} {path} with {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((code, body))
+    local::split_response(&text)
+        .ok_or_else(|| anyhow!("kubectl proxy answered {method} {path} with {text:?}"))
 }
 
 /// A refusal as kubectl prints it: `(<reason>): <message>`.

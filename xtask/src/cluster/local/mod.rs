@@ -280,16 +280,7 @@ impl ControlPlane {
             let yaml = std::fs::read_to_string(f).map_err(io_err(f.display()))?;
             self.kube.apply_yaml(&yaml)?;
         }
-        self.kube
-            .cmd()
-            .args([
-                "wait",
-                "--for=condition=Established",
-                "crd",
-                "--all",
-                "--timeout=60s",
-            ])
-            .read()?;
+        self.kube.wait_crds_established()?;
         self.kube
             .apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: flux-system\n")?;
         Ok(crd_files.len())
@@ -472,14 +463,15 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String), HttpError> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut text = String::new();
     s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| HttpError::NotHttp(text.clone()))?;
+    split_response(&text).ok_or_else(|| HttpError::NotHttp(text.clone()))
+}
+
+/// An HTTP/1.x response's status code and body, or `None` when it is not one.
+pub fn split_response(text: &str) -> Option<(u16, String)> {
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
-    Ok((code, body))
+    Some((code, body))
 }
