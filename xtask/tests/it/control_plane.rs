@@ -69,15 +69,5 @@ pub fn apply_crds(cp: &xtask::cluster::local::ControlPlane, file: &std::path::Pa
         .arg(file)
         .read()
         .unwrap();
-    cp.kube
-        .cmd()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ])
-        .read()
-        .unwrap();
+    cp.kube.wait_crds_established().unwrap();
 }
