@@ -14,7 +14,6 @@
 //! notice when they are missing, unless XTASK_REQUIRE_TOOLS=1.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use xtask::cluster::local::ControlPlane;
@@ -452,8 +451,6 @@ fn yaml_stream(objects: &[Value]) -> String {
 
 /// `Ok(())` or the server's refusal, for every case.
 fn server_verdicts(cp: &ControlPlane, cases: &[Case]) -> BTreeMap<String, Result<(), String>> {
-    let out = Mutex::new(BTreeMap::new());
-    let next = Mutex::new(0usize);
     let result = |o: std::process::Output| {
         if o.status.success() {
             Ok(())
@@ -461,62 +458,44 @@ fn server_verdicts(cp: &ControlPlane, cases: &[Case]) -> BTreeMap<String, Result
             Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
         }
     };
-    std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().unwrap();
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some(case) = cases.get(i) else { break };
-                    let yaml = serde_yaml::to_string(&case.object).unwrap();
-                    let verdict = match &case.ephemeral {
-                        None => cp
-                            .kube
-                            .cmd()
-                            .args(["create", "--dry-run=server", "-f", "-"])
-                            .stdin_bytes(yaml)
-                            .output()
-                            .map_err(|e| e.to_string())
-                            .and_then(result),
-                        Some(containers) => {
-                            // The Pod exists for real; the subresource update is the dry run.
-                            cp.kube
-                                .cmd()
-                                .args(["create", "-f", "-"])
-                                .stdin_bytes(yaml)
-                                .read()
-                                .unwrap();
-                            cp.kube
-                                .cmd()
-                                .args([
-                                    "patch",
-                                    "pod",
-                                    &case.name,
-                                    "-n",
-                                    APPS,
-                                    "--subresource=ephemeralcontainers",
-                                    "--type=merge",
-                                    "--dry-run=server",
-                                    "-p",
-                                ])
-                                .arg(
-                                    json!({"spec": {"ephemeralContainers": containers}})
-                                        .to_string(),
-                                )
-                                .output()
-                                .map_err(|e| e.to_string())
-                                .and_then(result)
-                        }
-                    };
-                    out.lock().unwrap().insert(case.name.clone(), verdict);
-                }
-            });
-        }
+    let verdicts = crate::control_plane::on_three_threads(cases, |case| {
+        let yaml = serde_yaml::to_string(&case.object).unwrap();
+        let Some(containers) = &case.ephemeral else {
+            return cp
+                .kube
+                .cmd()
+                .args(["create", "--dry-run=server", "-f", "-"])
+                .stdin_bytes(yaml)
+                .output()
+                .map_err(|e| e.to_string())
+                .and_then(result);
+        };
+        // The Pod exists for real; the subresource update is the dry run.
+        cp.kube
+            .cmd()
+            .args(["create", "-f", "-"])
+            .stdin_bytes(yaml)
+            .read()
+            .unwrap();
+        cp.kube
+            .cmd()
+            .args([
+                "patch",
+                "pod",
+                &case.name,
+                "-n",
+                APPS,
+                "--subresource=ephemeralcontainers",
+                "--type=merge",
+                "--dry-run=server",
+                "-p",
+            ])
+            .arg(json!({"spec": {"ephemeralContainers": containers}}).to_string())
+            .output()
+            .map_err(|e| e.to_string())
+            .and_then(result)
     });
-    out.into_inner().unwrap()
+    cases.iter().map(|c| c.name.clone()).zip(verdicts).collect()
 }
 
 #[test]
