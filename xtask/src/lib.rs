@@ -90,6 +90,53 @@ pub fn user_cache(what: &str) -> PathBuf {
         .join(what)
 }
 
+/// Where kustomize builds are cached: `$XTASK_KUSTOMIZE_CACHE` (a folder,
+/// or `off`), else the user's cache folder.
+pub fn kustomize_cache_dir() -> Option<PathBuf> {
+    match std::env::var_os("XTASK_KUSTOMIZE_CACHE") {
+        Some(v) if v == "off" => None,
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => Some(user_cache("kustomize")),
+    }
+}
+
+/// What lifts the bounds on a kustomize process, for its messages.
+const KUSTOMIZE_BOUNDS_HELP: &str =
+    "XTASK_KUSTOMIZE_TIMEOUT=<seconds> or XTASK_KUSTOMIZE_MEMORY=<MiB>, 0 for none";
+
+/// The kustomize builds of every verb, cached by content in `cache` (see
+/// [`flux_render::kustomize`]) and bounded: `$XTASK_KUSTOMIZE_TIMEOUT`
+/// seconds (default 120) and `$XTASK_KUSTOMIZE_MEMORY` MiB of address space
+/// (default 4096), `0` for no bound; `$XTASK_KUSTOMIZE_CACHE_MIB` bounds the
+/// cache (default 256).
+pub fn kustomize_builder(
+    cache: Option<PathBuf>,
+) -> anyhow::Result<std::sync::Arc<flux_render::kustomize::Builder>> {
+    use flux_render::kustomize::{self as k, BuildCache, Builder};
+    let number = |var: &str, default: u64| -> anyhow::Result<u64> {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{var}={v:?} is not a whole number")),
+            _ => Ok(default),
+        }
+    };
+    let timeout = number("XTASK_KUSTOMIZE_TIMEOUT", k::DEFAULT_TIMEOUT.as_secs())?;
+    let memory = number("XTASK_KUSTOMIZE_MEMORY", k::DEFAULT_MEMORY_BYTES >> 20)?;
+    let cache_mib = number("XTASK_KUSTOMIZE_CACHE_MIB", k::DEFAULT_CACHE_BYTES >> 20)?;
+    let bounds = exec::Bounds {
+        timeout: (timeout > 0).then(|| std::time::Duration::from_secs(timeout)),
+        memory_bytes: (memory > 0).then_some(memory << 20),
+        raise: KUSTOMIZE_BOUNDS_HELP.into(),
+    };
+    Ok(std::sync::Arc::new(
+        Builder::find()?
+            .with_bounds(bounds)
+            .with_cache(cache.map(|dir| BuildCache::new(dir, cache_mib << 20))),
+    ))
+}
+
 /// `path:len:mtime` of a file, for a cache key that must change when the
 /// file does (this binary, a tool).
 pub fn file_identity(path: &Path) -> Option<String> {

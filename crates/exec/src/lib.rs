@@ -7,5 +7,5 @@ pub mod runner;
 pub mod tools;
 
 pub use fsutil::write_atomic;
-pub use runner::{Cmd, RunError};
+pub use runner::{Bounds, Cmd, RunError};
 pub use tools::{Manifest, ToolError};

@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
@@ -31,6 +32,21 @@ pub enum RunError {
     },
     #[error("could not run {tool}: {source}")]
     Io { tool: String, source: io::Error },
+    #[error("{tool} ran longer than {} s and was stopped (raise the bound with {raise})", after.as_secs_f64())]
+    TimedOut {
+        tool: String,
+        after: Duration,
+        raise: String,
+    },
+}
+
+/// Bounds on one process: wall time, and address space where the platform
+/// can set it (`RLIMIT_AS` on Unix). `raise` names how the user lifts them.
+#[derive(Clone, Debug, Default)]
+pub struct Bounds {
+    pub timeout: Option<Duration>,
+    pub memory_bytes: Option<u64>,
+    pub raise: String,
 }
 
 /// A command line to run: `Cmd::new("kustomize").arg("build").arg(dir).read()`.
@@ -147,6 +163,69 @@ impl Cmd {
             .map_err(|source| self.spawn_error(source))
     }
 
+    /// Like [`Cmd::output`], under `bounds`: past the timeout the process is
+    /// killed and the run is [`RunError::TimedOut`]; the memory bound makes
+    /// its allocations fail, which the tool reports as its own failure.
+    pub fn output_bounded(&self, bounds: &Bounds) -> Result<Output, RunError> {
+        self.log();
+        let mut expr = self.expression();
+        #[cfg(unix)]
+        if let Some(limit) = bounds.memory_bytes {
+            expr = expr.before_spawn(move |cmd| {
+                use std::os::unix::process::CommandExt;
+                // SAFETY: setrlimit is async-signal-safe and touches no
+                // memory of the parent.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        let rl = libc::rlimit {
+                            rlim_cur: limit as libc::rlim_t,
+                            rlim_max: limit as libc::rlim_t,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                            return Err(io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                Ok(())
+            });
+        }
+        let handle = expr
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked()
+            .start()
+            .map_err(|source| self.spawn_error(source))?;
+        let Some(timeout) = bounds.timeout else {
+            return handle
+                .into_output()
+                .map_err(|source| self.spawn_error(source));
+        };
+        let started = Instant::now();
+        let mut pause = Duration::from_micros(500);
+        loop {
+            if handle
+                .try_wait()
+                .map_err(|source| self.spawn_error(source))?
+                .is_some()
+            {
+                return handle
+                    .into_output()
+                    .map_err(|source| self.spawn_error(source));
+            }
+            if started.elapsed() >= timeout {
+                let _ = handle.kill();
+                return Err(RunError::TimedOut {
+                    tool: self.tool(),
+                    after: timeout,
+                    raise: bounds.raise.clone(),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(10));
+        }
+    }
+
     /// Runs and returns stdout as bytes; a non-zero exit is an error with stderr.
     pub fn read_bytes(&self) -> Result<Vec<u8>, RunError> {
         let out = self.output()?;
@@ -230,6 +309,46 @@ mod tests {
     fn stdin_and_stdout_round_trip() {
         let out = Cmd::new("cat").stdin_bytes("hello").read().unwrap();
         assert_eq!(out, "hello");
+    }
+
+    #[test]
+    fn a_process_past_its_time_bound_is_stopped() {
+        let bounds = Bounds {
+            timeout: Some(Duration::from_millis(200)),
+            memory_bytes: None,
+            raise: "X_TIMEOUT".into(),
+        };
+        let started = Instant::now();
+        let err = Cmd::new("sleep")
+            .arg("30")
+            .output_bounded(&bounds)
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            err.to_string(),
+            "sleep ran longer than 0.2 s and was stopped (raise the bound with X_TIMEOUT)"
+        );
+        let out = Cmd::new("echo").arg("hi").output_bounded(&bounds).unwrap();
+        assert_eq!(out.stdout, b"hi\n");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_memory_bound_makes_big_allocations_fail() {
+        let bounds = Bounds {
+            timeout: None,
+            memory_bytes: Some(64 << 20),
+            raise: String::new(),
+        };
+        // 200 MB of zeros held in one shell variable cannot fit in 64 MiB.
+        let out = Cmd::new("sh")
+            .args([
+                "-c",
+                "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}",
+            ])
+            .output_bounded(&bounds)
+            .unwrap();
+        assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "200000000");
     }
 
     #[test]

@@ -54,6 +54,7 @@ struct Walk<'a> {
     root: &'a Path,
     cluster: &'a str,
     opts: &'a RenderOptions,
+    builder: Arc<crate::kustomize::Builder>,
     /// Knows which source is this repository.
     sync: SyncRoot,
     nodes: Vec<Node>,
@@ -95,8 +96,10 @@ pub fn render(
             path: sync.path.display().to_string(),
         });
     }
+    let builder = opts.builder()?;
     let build_root = |flux: &FluxKustomization| {
-        generate::prepare(root, flux).and_then(|prepared| flux_build(&prepared.dir, &root_dir))
+        generate::prepare(root, flux)
+            .and_then(|prepared| flux_build(&builder, &prepared.dir, &root_dir))
     };
     let mut root_docs = build_root(&declared_root)?;
     // The root's objects may declare (and patch) the root Kustomization
@@ -124,6 +127,7 @@ pub fn render(
         root,
         cluster,
         opts,
+        builder,
         sync,
         nodes: Vec::new(),
         seen: HashMap::new(),
@@ -336,7 +340,7 @@ impl Walk<'_> {
                 let flux = &self.nodes[*i].flux;
                 let shown = source_dir.join(&flux.path);
                 let result = generate::prepare(source_dir, flux)
-                    .and_then(|prepared| flux_build(&prepared.dir, &shown));
+                    .and_then(|prepared| flux_build(&self.builder, &prepared.dir, &shown));
                 (result, started.elapsed())
             })
             .collect();

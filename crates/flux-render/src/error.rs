@@ -122,6 +122,15 @@ pub enum YamlError {
     Syntax { line: u64, problem: String },
     #[error("yaml: unknown anchor '{0}' referenced")]
     UnknownAnchor(String),
+    #[error(
+        "yaml: document contains excessive aliasing: alias *{anchor} at line {line} makes {aliased} of the first {nodes} nodes copies through aliases (an alias bomb: refused before it is expanded or built, as go-yaml refuses it)"
+    )]
+    ExcessiveAliasing {
+        anchor: String,
+        line: u64,
+        nodes: u64,
+        aliased: u64,
+    },
     #[error("yaml: unbalanced collection end")]
     Unbalanced,
     #[error("yaml: map merge requires map or sequence of maps as the value")]

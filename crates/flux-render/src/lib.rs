@@ -12,6 +12,7 @@ pub mod discover;
 mod error;
 pub mod generate;
 pub mod helm;
+pub mod kustomize;
 pub mod post_build;
 pub mod substitute;
 pub mod yaml11;
@@ -23,9 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-
-use exec::runner::RunError;
-use exec::tools;
 
 pub use discover::list_clusters;
 pub use error::{RenderError, YamlError};
@@ -52,6 +50,19 @@ pub struct RenderOptions {
     pub decryptor: Option<Decryptor>,
     /// Substitute decrypted Secret values instead of redacted placeholders.
     pub reveal_secrets: bool,
+    /// Runs the kustomize builds (bounds, cache); `None`: the kustomize on
+    /// PATH with default bounds and no cache.
+    pub kustomize: Option<Arc<kustomize::Builder>>,
+}
+
+impl RenderOptions {
+    /// The builder to render with.
+    pub fn builder(&self) -> Result<Arc<kustomize::Builder>, RenderError> {
+        match &self.kustomize {
+            Some(b) => Ok(b.clone()),
+            None => Ok(Arc::new(kustomize::Builder::find()?)),
+        }
+    }
 }
 
 /// A Flux Kustomization as declared in the tree.
@@ -193,51 +204,58 @@ pub struct RenderedCluster {
     pub artifacts: Vec<Arc<tempfile::TempDir>>,
 }
 
-/// Runs kustomize on `dir` and parses the YAML stream.
+/// Runs kustomize on `dir` (default bounds, no cache) and parses the YAML stream.
 pub fn kustomize_build(dir: &Path) -> Result<Vec<Value>, RenderError> {
-    let kustomize = tools::kustomize()?;
-    let output = kustomize.build(dir).read().map_err(|err| match err {
-        RunError::Failed { stderr, .. } => RenderError::Kustomize {
-            dir: dir.to_path_buf(),
-            message: stderr,
-        },
-        other => RenderError::Tool(other.into()),
-    })?;
-    parse_stream(&output).map_err(|source| RenderError::Parse {
+    let output = kustomize::Builder::find()?
+        .build(dir, &[])
+        .map_err(|err| build_error(err, dir))?;
+    parse_stream(&String::from_utf8_lossy(&output)).map_err(|source| RenderError::Parse {
         dir: dir.to_path_buf(),
         what: String::new(),
         source,
     })
 }
 
+fn build_error(err: kustomize::BuildError, shown: &Path) -> RenderError {
+    match err {
+        kustomize::BuildError::Tool(e) => RenderError::Tool(e),
+        kustomize::BuildError::Run(e) => RenderError::Tool(e.into()),
+        other => RenderError::Kustomize {
+            dir: shown.to_path_buf(),
+            message: other.to_string(),
+        },
+    }
+}
+
 /// Runs kustomize on `dir` as Flux does (no load restrictions) and returns
 /// its output; errors name `shown`, the folder the user knows.
-fn kustomize_build_text(dir: &Path, shown: &Path) -> Result<String, RenderError> {
-    let kustomize = tools::kustomize()?;
-    kustomize
-        .build(dir)
-        .args(["--load-restrictor", "LoadRestrictionsNone"])
-        .read()
-        .map_err(|err| match err {
-            RunError::Failed { stderr, .. } => RenderError::Kustomize {
-                dir: shown.to_path_buf(),
-                message: stderr,
-            },
-            other => RenderError::Tool(other.into()),
-        })
+fn kustomize_build_text(
+    builder: &kustomize::Builder,
+    dir: &Path,
+    shown: &Path,
+) -> Result<String, RenderError> {
+    let output = builder
+        .build(dir, &["--load-restrictor", "LoadRestrictionsNone"])
+        .map_err(|err| build_error(err, shown))?;
+    String::from_utf8(output).map_err(|e| RenderError::Yaml {
+        dir: shown.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Builds a folder as Flux reads it (YAML 1.1 types).
 pub(crate) fn flux_build(
+    builder: &kustomize::Builder,
     dir: &Path,
     shown: &Path,
 ) -> Result<Vec<post_build::Document>, RenderError> {
-    post_build::documents(shown, &kustomize_build_text(dir, shown)?)
+    post_build::documents(shown, &kustomize_build_text(builder, dir, shown)?)
 }
 
 /// Parses a multi-document YAML stream into JSON values, skipping empty documents.
 pub fn parse_stream(text: &str) -> Result<Vec<Value>, YamlError> {
     use serde::Deserialize;
+    yaml11::check_aliases(text)?;
     let mut objects = Vec::new();
     for document in serde_yaml::Deserializer::from_str(text) {
         let value = serde_yaml::Value::deserialize(document)?;

@@ -273,9 +273,123 @@ unsafe fn c_string(ptr: *const u8) -> Option<String> {
     })
 }
 
+/// The share of a document's nodes that may come through aliases, as go-yaml
+/// v3 allows it (`allowedAliasRatio`): 99% up to 400k decoded nodes, falling
+/// linearly to 10% at 4M.
+fn allowed_alias_ratio(decoded: u64) -> f64 {
+    const LOW: f64 = 400_000.0;
+    const HIGH: f64 = 4_000_000.0;
+    let d = decoded as f64;
+    if d <= LOW {
+        0.99
+    } else if d >= HIGH {
+        0.10
+    } else {
+        0.99 - 0.89 * ((d - LOW) / (HIGH - LOW))
+    }
+}
+
+/// Refuses a stream whose aliases would expand it out of all proportion (a
+/// "billion laughs" bomb), without expanding anything: each anchor's size is
+/// counted once, and an alias adds that count. The rule is go-yaml v3's
+/// excessive-aliasing check, which kustomize's own reader lacks on some
+/// paths; the error names the alias that crossed the line. Linear in the
+/// text, so it runs before any parser or kustomize process sees the file.
+pub fn check_aliases(text: &str) -> Result<(), YamlError> {
+    // No alias, no bomb: most files never reach the parser below.
+    if !text.contains('*') {
+        return Ok(());
+    }
+    let mut parser = Parser::new(text);
+    // Node counts: decoded as go-yaml decodes them (an alias counts its
+    // anchor's whole expansion), and the part of that through aliases.
+    let (mut decoded, mut aliased) = (0u64, 0u64);
+    let mut sizes: HashMap<String, u64> = HashMap::new();
+    // Open collections: their anchor and expanded size so far.
+    let mut stack: Vec<(Option<String>, u64)> = Vec::new();
+    loop {
+        let mut event = MaybeUninit::<unsafe_sys::yaml_event_t>::uninit();
+        // SAFETY: as in `parse_stream`: the event is filled on success and
+        // deleted once its anchor is copied out.
+        let (kind, anchor, line) = unsafe {
+            if unsafe_sys::yaml_parser_parse(parser.sys.as_mut_ptr(), event.as_mut_ptr()).fail {
+                // Syntax errors are the parsers' to report.
+                return Ok(());
+            }
+            let e = &*event.as_ptr();
+            let line = e.start_mark.line + 1;
+            let out = match e.type_ {
+                unsafe_sys::YAML_STREAM_END_EVENT => (0, None, line),
+                unsafe_sys::YAML_DOCUMENT_START_EVENT => (8, None, line),
+                unsafe_sys::YAML_SCALAR_EVENT => (1, c_string(e.data.scalar.anchor), line),
+                unsafe_sys::YAML_ALIAS_EVENT => (2, c_string(e.data.alias.anchor), line),
+                unsafe_sys::YAML_SEQUENCE_START_EVENT => {
+                    (3, c_string(e.data.sequence_start.anchor), line)
+                }
+                unsafe_sys::YAML_MAPPING_START_EVENT => {
+                    (3, c_string(e.data.mapping_start.anchor), line)
+                }
+                unsafe_sys::YAML_SEQUENCE_END_EVENT | unsafe_sys::YAML_MAPPING_END_EVENT => {
+                    (4, None, line)
+                }
+                _ => (7, None, line),
+            };
+            unsafe_sys::yaml_event_delete(event.as_mut_ptr());
+            out
+        };
+        let (size, anchor) = match kind {
+            0 => return Ok(()),
+            8 => {
+                (decoded, aliased) = (0, 0);
+                sizes.clear();
+                continue;
+            }
+            1 => {
+                decoded = decoded.saturating_add(1);
+                (1, anchor)
+            }
+            2 => {
+                let name = anchor.unwrap_or_default();
+                let size = sizes.get(&name).copied().unwrap_or(1);
+                decoded = decoded.saturating_add(size);
+                aliased = aliased.saturating_add(size);
+                if aliased > 100
+                    && decoded > 1000
+                    && aliased as f64 / decoded as f64 > allowed_alias_ratio(decoded)
+                {
+                    return Err(YamlError::ExcessiveAliasing {
+                        anchor: name,
+                        line,
+                        nodes: decoded,
+                        aliased,
+                    });
+                }
+                (size, None)
+            }
+            3 => {
+                decoded = decoded.saturating_add(1);
+                stack.push((anchor, 1));
+                continue;
+            }
+            4 => match stack.pop() {
+                Some((anchor, size)) => (size, anchor),
+                None => return Ok(()),
+            },
+            _ => continue,
+        };
+        if let Some(a) = anchor {
+            sizes.insert(a, size);
+        }
+        if let Some((_, parent)) = stack.last_mut() {
+            *parent = parent.saturating_add(size);
+        }
+    }
+}
+
 /// Parses a multi-document stream with go-yaml v2's types, skipping empty
 /// (null) documents, into JSON values as sigs.k8s.io/yaml would.
 pub fn parse_stream(text: &str) -> Result<Vec<Value>, YamlError> {
+    check_aliases(text)?;
     let mut parser = Parser::new(text);
     let mut docs = Vec::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -436,6 +550,44 @@ mod tests {
     fn anchors_aliases_and_merge_keys() {
         let docs = parse_stream("a: &x {k: 1, j: 2}\nb:\n  <<: *x\n  k: 3\n").unwrap();
         assert_eq!(docs[0]["b"], json!({"k": 3, "j": 2}));
+    }
+
+    /// Nine levels of ten aliases each: 10^9 nodes once expanded.
+    fn alias_bomb() -> String {
+        let mut text = String::from(
+            "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for level in 1..=9 {
+            let prev = format!("*a{}", level - 1);
+            let items = [prev.as_str(); 10].join(",");
+            text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_without_expanding_it() {
+        let started = std::time::Instant::now();
+        let err = parse_stream(&alias_bomb()).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let YamlError::ExcessiveAliasing { anchor, line, .. } = &err else {
+            panic!("not refused as a bomb: {err}");
+        };
+        // a2 expands a1 ten times: the first level past go-yaml's ratio.
+        assert_eq!((anchor.as_str(), *line), ("a2", 4));
+        assert!(
+            err.to_string()
+                .starts_with("yaml: document contains excessive aliasing: alias *a2 at line 4"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ordinary_anchors_pass_the_alias_check() {
+        let text =
+            "base: &b {x: 1, y: [1, 2]}\none: *b\ntwo:\n  <<: *b\n  z: 3\n---\nc: &c 1\nd: *c\n";
+        check_aliases(text).unwrap();
+        assert_eq!(parse_stream(text).unwrap().len(), 2);
     }
 
     #[test]

@@ -538,6 +538,15 @@ impl Registry {
         })
     }
 
+    /// What a verdict on an object of `gvk` depends on here: its schema's
+    /// source and the stamps of the files it comes from, or its absence.
+    pub fn schema_key(&self, gvk: &Gvk) -> String {
+        match self.source_for(gvk) {
+            Some(source) => self.cache_key(gvk, &source),
+            None => format!("missing:{gvk}"),
+        }
+    }
+
     fn cache_key(&self, gvk: &Gvk, source: &Source) -> String {
         let src = match source {
             Source::OpenApi { file, name } => format!("openapi:{}:{name}", file_sig(file)),

@@ -84,6 +84,19 @@ pub fn assert_success(out: &std::process::Output) {
     );
 }
 
+/// A ConfigMap whose YAML is an alias bomb: nine levels of ten aliases
+/// (`l1` … `l9`), 10^9 nodes once expanded. go-yaml's excessive-aliasing
+/// rule trips at the first `*l2`, on line 8.
+pub fn alias_bomb() -> String {
+    let mut bomb = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\n");
+    bomb.push_str(&format!("l0: &l0 [{}]\n", ["\"lol\""; 10].join(",")));
+    for level in 1..=9 {
+        let items = vec![format!("*l{}", level - 1); 10].join(",");
+        bomb.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+    }
+    bomb
+}
+
 /// Asserts that `binary` was built from `module` at `version`, by its Go
 /// build info (`go version -m`): an oracle must be the pinned build, not
 /// whatever comes first on PATH, and a `go install`/`go build` binary often

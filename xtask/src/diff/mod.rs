@@ -533,6 +533,7 @@ pub fn compare_trees(
     let render_opts = RenderOptions {
         decryptor: opts.decryptor.clone(),
         reveal_secrets: false,
+        kustomize: Some(crate::kustomize_builder(crate::kustomize_cache_dir())?),
     };
     let jobs: Vec<(usize, &Path, &String)> = clusters
         .iter()

@@ -8,10 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde_json::Value;
 
+use flux_render::kustomize::Builder;
 use flux_render::{REDACTED_PREFIX, RenderOptions, RenderedCluster};
 
 use super::files::plaintext_keys;
@@ -28,9 +30,18 @@ pub struct Verdict {
     pub unrendered: Vec<Refusal>,
 }
 
-/// Renders each of `clusters` of `root` and judges what it would apply.
-pub fn check(root: &Path, clusters: &[String], allow: &AllowList) -> Verdict {
-    let opts = RenderOptions::default();
+/// Renders each of `clusters` of `root` and judges what it would apply;
+/// `kustomize` runs the builds (the shared cache), else a plain kustomize.
+pub fn check(
+    root: &Path,
+    clusters: &[String],
+    allow: &AllowList,
+    kustomize: Option<Arc<Builder>>,
+) -> Verdict {
+    let opts = RenderOptions {
+        kustomize,
+        ..Default::default()
+    };
     let results: Vec<Result<Vec<Refusal>, Refusal>> = clusters
         .par_iter()
         .map(|cluster| match flux_render::render_cluster(root, cluster, &opts) {
@@ -68,9 +79,10 @@ pub fn check_cached<'a>(
     allow: &AllowList,
     files: impl Iterator<Item = (&'a str, &'a [u8])>,
     cache: Option<&Path>,
+    kustomize: Option<Arc<Builder>>,
 ) -> Verdict {
     let Some(cache) = cache else {
-        return check(root, clusters, allow);
+        return check(root, clusters, allow, kustomize);
     };
     let key = key(clusters, files);
     let path = cache.join(format!("{key}.json"));
@@ -80,7 +92,7 @@ pub fn check_cached<'a>(
     {
         return hit;
     }
-    let verdict = check(root, clusters, allow);
+    let verdict = check(root, clusters, allow, kustomize);
     // A cluster that did not render may render with the same files later
     // (kustomize installed): only a full verdict is kept.
     if verdict.unrendered.is_empty() {

@@ -108,6 +108,8 @@ pub fn check(
                 &allow,
                 contents.files(entries),
                 render_cache,
+                // The kustomize builds that validate and build made are hits.
+                crate::kustomize_builder(crate::kustomize_cache_dir()).ok(),
             )
         });
         let found = check_files(root, entries, contents, ids, &allow, config.as_ref());

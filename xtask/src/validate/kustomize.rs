@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use exec::tools::Kustomize;
+use flux_render::kustomize::Builder;
 
 /// Why a kustomize directory did not build.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,9 @@ pub enum BuildError {
     Output { line: usize, message: String },
     #[error(transparent)]
     Run(#[from] exec::RunError),
+    /// A reached file is an alias bomb: refused before kustomize ran.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The objects of a build, or why it failed.
@@ -56,34 +59,41 @@ fn clean_error(stderr: &str) -> String {
 /// Memoised kustomize builds of relative directories.
 pub struct Builds {
     root: PathBuf,
-    tool: Kustomize,
+    builder: Arc<Builder>,
     map: Mutex<HashMap<String, Arc<BuildResult>>>,
     /// Directories not built alone because a successful build included them.
     covered: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Builds {
-    pub fn new(root: PathBuf, tool: Kustomize) -> Self {
+    pub fn new(root: PathBuf, builder: Arc<Builder>) -> Self {
         Self {
             root,
-            tool,
+            builder,
             map: Mutex::new(HashMap::new()),
             covered: Mutex::new(Default::default()),
         }
     }
 
     fn run(&self, dir: &str) -> BuildResult {
-        let cmd = self
-            .tool
-            .build(&self.root.join(dir))
-            .args(["--load-restrictor", "LoadRestrictionsNone"]);
-        let out = cmd.output()?;
-        if !out.status.success() {
-            return Err(BuildError::Kustomize(clean_error(
-                &String::from_utf8_lossy(&out.stderr),
-            )));
-        }
-        parse_objects(&String::from_utf8_lossy(&out.stdout))
+        use flux_render::kustomize::BuildError as E;
+        let out = self
+            .builder
+            .build(
+                &self.root.join(dir),
+                &["--load-restrictor", "LoadRestrictionsNone"],
+            )
+            .map_err(|err| match err {
+                E::Failed(stderr) => BuildError::Kustomize(clean_error(&stderr)),
+                E::Run(e) => BuildError::Run(e),
+                E::Tool(exec::ToolError::Run(e)) => BuildError::Run(e),
+                E::Aliases { file, source } => BuildError::Refused(format!(
+                    "{}: {source}",
+                    super::tree::rel_string(&self.root, &file)
+                )),
+                other => BuildError::Kustomize(other.to_string()),
+            })?;
+        parse_objects(&String::from_utf8_lossy(&out))
     }
 
     /// The build of `dir`, running kustomize the first time only.
@@ -184,6 +194,12 @@ pub fn cause(
         {
             return Cause::BrokenYaml;
         }
+    }
+    // An alias bomb refused in a file the YAML check already names.
+    if let Some((file, _)) = msg.split_once(": yaml: document contains excessive aliasing")
+        && yaml_failed.contains(file)
+    {
+        return Cause::BrokenYaml;
     }
     if let Some(c) = MISSING.captures(msg) {
         let path = std::path::Path::new(c.get(1).or(c.get(2)).map_or("", |m| m.as_str()));

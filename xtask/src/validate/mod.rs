@@ -31,6 +31,7 @@ pub mod secrets;
 pub mod server;
 pub mod substitute;
 pub mod tree;
+mod verdicts;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
@@ -81,6 +82,8 @@ pub struct Options {
     pub progress: bool,
     /// Cache directory for schemas; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Cache directory for kustomize builds; `None` disables it.
+    pub kustomize_cache: Option<PathBuf>,
     /// The user's age identities, for the MAC check of SOPS files they can open.
     pub identities: Option<std::sync::Arc<sops::Identities>>,
     /// Also render every HelmRelease (`--helm`) and validate the chart output.
@@ -102,6 +105,7 @@ impl Options {
             strict: true,
             progress: false,
             cache_dir: Some(crate::user_cache("validate")),
+            kustomize_cache: crate::kustomize_cache_dir(),
             identities: sops::Identities::from_env()
                 .ok()
                 .filter(|ids| !ids.is_empty())
@@ -171,6 +175,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let started = Instant::now();
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
+    let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
     // What Flux would apply, for the secrets check: the render runs beside
     // the other checks (it is mostly kustomize processes).
     let rendered = {
@@ -182,6 +187,7 @@ pub fn run(opts: &Options) -> Result<Report> {
         };
         let allow = allow.clone();
         let cache = opts.cache_dir.as_ref().map(|d| d.join("render"));
+        let builder = builder.clone();
         std::thread::spawn(move || {
             // The verdict is kept by the shipped files' bytes: an unchanged
             // tree is not rendered again.
@@ -196,8 +202,9 @@ pub fn run(opts: &Options) -> Result<Report> {
                     &allow,
                     contents.files(entries),
                     cache.as_deref(),
+                    Some(builder),
                 ),
-                None => crate::leaks::rendered::check(&root, &clusters, &allow),
+                None => crate::leaks::rendered::check(&root, &clusters, &allow, Some(builder)),
             }
         })
     };
@@ -208,8 +215,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.files = tree.files.len();
 
     // 2. kustomize.
-    let tool = exec::tools::kustomize()?;
-    let builds = kustomize::Builds::new(opts.root.clone(), tool);
+    let builds = kustomize::Builds::new(opts.root.clone(), builder.clone());
     // Top-level directories first: a directory that a successful build includes
     // built successfully as part of it, so it is only built alone (to place the
     // error) when every directory including it failed.
@@ -343,9 +349,14 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.kustomize_builds = builds.all().len() + covered;
 
     if let Some(helm) = &opts.helm {
+        let render_opts = flux_render::RenderOptions {
+            kustomize: Some(builder.clone()),
+            ..Default::default()
+        };
         helm_items(
             opts,
             helm,
+            &render_opts,
             &clusters,
             &tree,
             &mut items,
@@ -388,9 +399,30 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
         }
     }
+    // Verdicts from earlier runs: only objects not judged before under the
+    // same schema, strictness and binary are judged (and their schemas
+    // compiled).
+    let store = verdicts::Store::load(opts.cache_dir.as_deref());
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| crate::file_identity(&p))
+        .unwrap_or_default();
+    let keys: Vec<String> = groups
+        .iter()
+        .map(|g| {
+            let schema = Gvk::of(&g[0].object)
+                .map(|gvk| registry.schema_key(&gvk))
+                .unwrap_or_default();
+            let text = serde_json::to_string(&g[0].object).unwrap_or_default();
+            verdicts::key(&binary, &schema, opts.strict, &text)
+        })
+        .collect();
+    let known: Vec<Option<Verdict>> = keys.iter().map(|k| store.get(k)).collect();
     let gvks: Vec<Gvk> = groups
         .iter()
-        .filter_map(|g| Gvk::of(&g[0].object))
+        .zip(&known)
+        .filter(|(_, v)| v.is_none())
+        .filter_map(|(g, _)| Gvk::of(&g[0].object))
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
@@ -410,10 +442,14 @@ pub fn run(opts: &Options) -> Result<Report> {
     progress.stage("compile schemas", gvks.len());
     registry.prepare(&gvks);
     progress.stage("validate objects", groups.len());
-    let results: Vec<Vec<Finding>> = groups
+    let results: Vec<(Vec<Finding>, Option<Verdict>)> = groups
         .par_iter()
-        .map(|group| {
-            let verdict = judge(&registry, &group[0].object, opts);
+        .zip(&known)
+        .map(|(group, known)| {
+            let judged = known
+                .is_none()
+                .then(|| judge(&registry, &group[0].object, opts));
+            let verdict = known.as_ref().or(judged.as_ref()).expect("known or judged");
             if let Some(m) = &verdict.missing {
                 *missing_counts
                     .lock()
@@ -423,12 +459,23 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
             let found = group
                 .iter()
-                .flat_map(|it| place(&verdict, it, &tree, opts))
+                .flat_map(|it| place(verdict, it, &tree, opts))
                 .collect();
             progress.inc();
-            found
+            (found, judged)
         })
         .collect();
+    let mut fresh = Vec::new();
+    let mut found_all = Vec::new();
+    for ((found, judged), key) in results.into_iter().zip(&keys) {
+        found_all.push(found);
+        if let Some(v) = judged {
+            fresh.push((key.clone(), v));
+        }
+    }
+    report.objects_judged = fresh.len();
+    store.save(fresh, &keys);
+    let results = found_all;
     report.objects_checked = groups.len();
     report.missing_schemas = missing_counts.into_inner().expect("lock");
     findings.extend(results.into_iter().flatten());
@@ -461,6 +508,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();
+    // The render beside has joined: every build of the run is counted.
+    report.kustomize_runs = builder.stats().1;
     // Dedupe (an object can be checked per cluster and per build) and sort.
     let mut seen = HashSet::new();
     findings.retain(|f| seen.insert(f.clone()));
@@ -475,6 +524,7 @@ pub fn run(opts: &Options) -> Result<Report> {
 }
 
 /// What the schema and the server-side rules say of one distinct object.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Verdict {
     /// `(JSON path, message)` of each problem.
     errors: Vec<(String, String)>,
@@ -717,15 +767,15 @@ fn source_of(it: &Item, tree: &tree::Tree) -> Option<(String, Option<usize>)> {
 fn helm_items(
     opts: &Options,
     helm: &flux_render::helm::HelmOptions,
+    render_opts: &flux_render::RenderOptions,
     clusters: &[String],
     tree: &tree::Tree,
     items: &mut Vec<Item>,
     cluster_items: &mut Vec<policies::ClusterItems>,
     findings: &mut Vec<Finding>,
 ) {
-    let render_opts = flux_render::RenderOptions::default();
     for cluster in clusters {
-        let rendered = match flux_render::render_cluster(&opts.root, cluster, &render_opts) {
+        let rendered = match flux_render::render_cluster(&opts.root, cluster, render_opts) {
             Ok(r) => r,
             Err(e) => {
                 findings.push(Finding::error(

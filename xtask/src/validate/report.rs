@@ -105,6 +105,12 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub files: usize,
     pub kustomize_builds: usize,
+    /// kustomize processes run (builds not served by the cache).
+    #[serde(skip)]
+    pub kustomize_runs: usize,
+    /// Distinct objects judged in this run (the others' verdicts were kept).
+    #[serde(skip)]
+    pub objects_judged: usize,
     pub clusters: Vec<String>,
     pub flux_kustomizations: usize,
     pub objects_checked: usize,

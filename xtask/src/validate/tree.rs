@@ -147,6 +147,19 @@ pub fn parse_stream(text: &str) -> (Vec<SourceDoc>, Vec<YamlError>) {
             continue;
         }
         let chunk = lines[s..e].join("\n");
+        // An alias bomb is refused by name before serde_yaml expands it.
+        if let Err(err) = flux_render::yaml11::check_aliases(&chunk) {
+            let line = match &err {
+                flux_render::YamlError::ExcessiveAliasing { line, .. } => *line as usize,
+                _ => 1,
+            };
+            errors.push(YamlError {
+                line: s + line,
+                column: 1,
+                message: err.to_string().trim_start_matches("yaml: ").to_string(),
+            });
+            continue;
+        }
         match serde_yaml::from_str::<serde_yaml::Value>(&chunk) {
             Ok(serde_yaml::Value::Null) => {}
             Ok(v) => docs.push(SourceDoc {

@@ -163,6 +163,7 @@ fn substitute_from_merges_as_flux_reads_it_from_the_api_server() {
             sops::decrypt_object(object, &decrypt_ids).map_err(Into::into)
         })),
         reveal_secrets: true,
+        ..Default::default()
     };
     let ours = flux_render::render_closure(tree.path(), "t", &opts).unwrap();
     assert_eq!(ours.kustomizations.len(), 1, "{:?}", ours.failures);

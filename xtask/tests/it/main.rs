@@ -47,6 +47,7 @@ mod renovate_config;
 mod secrets_gate;
 mod secrets_verb;
 mod validate_checks;
+mod validate_incremental;
 mod validate_kubeconform;
 mod validate_oracle;
 mod validate_rules_corpus;

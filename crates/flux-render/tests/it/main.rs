@@ -5,5 +5,6 @@ mod common {
     pub use testkit::*;
 }
 
+mod build_cache;
 mod flux_agreement;
 mod flux_repos;

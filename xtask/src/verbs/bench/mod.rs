@@ -101,7 +101,7 @@ impl Report {
         println!("{}", self.title);
         println!("machine: {}", machine());
         println!(
-            "{:<32} {:>28} {:>28} {:>9}",
+            "{:<48} {:>28} {:>28} {:>9}",
             "case", "ours: median (min-max)", "peer: median (min-max)", "speed-up"
         );
         for row in &self.rows {
@@ -113,7 +113,7 @@ impl Report {
                 None => ("-".into(), "-".into()),
             };
             println!(
-                "{:<32} {:>28} {:>28} {:>9}",
+                "{:<48} {:>28} {:>28} {:>9}",
                 row.label,
                 row.ours.to_string(),
                 peer,

@@ -74,6 +74,7 @@ impl Args {
         let opts = RenderOptions {
             decryptor: flux_decryptor(ids.clone()),
             reveal_secrets: self.reveal_secrets,
+            kustomize: Some(crate::kustomize_builder(crate::kustomize_cache_dir())?),
         };
 
         let started = Instant::now();

@@ -335,6 +335,7 @@ impl Scenario {
             &RenderOptions {
                 decryptor: Some(decryptor),
                 reveal_secrets: true,
+                ..Default::default()
             },
         )
         .map_err(|e| LocalError::Other(format!("rendering the e2e tree: {e}")))?;

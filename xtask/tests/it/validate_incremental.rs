@@ -1,0 +1,271 @@
+//! `validate` on the kustomize build cache: a warm run and a run after a
+//! one-file edit report exactly what a cold run reports, the edit rebuilds
+//! only the kustomization that reaches the file, two validates at once share
+//! one cache folder, and a YAML alias bomb is refused by name before any
+//! kustomize process sees it (fast, in little memory).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common;
+use crate::validate_checks::schemas;
+
+use xtask::validate::{self, Options, Report};
+
+fn base_tree() -> Option<(tempfile::TempDir, PathBuf)> {
+    common::tool("kustomize")?;
+    let schemas = schemas()?;
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(
+        &common::root().join("xtask/tests/fixtures/validate/base"),
+        dir.path(),
+    );
+    Some((dir, schemas))
+}
+
+fn options(root: &Path, schemas: &Path, cache: &Path) -> Options {
+    let mut opts = Options::new(root);
+    opts.schema_locations = vec![schemas.display().to_string()];
+    opts.kustomize_cache = Some(cache.to_path_buf());
+    // No verdict or schema cache: the render beside validate runs every
+    // time, so the kustomize processes counted are the same every time.
+    opts.cache_dir = None;
+    opts
+}
+
+/// Everything a report says (the JSON output; times left out).
+fn said(report: &Report) -> String {
+    let mut json: serde_json::Value = serde_json::from_str(&report.render_json()).unwrap();
+    if let Some(summary) = json.get_mut("summary").and_then(|s| s.as_object_mut()) {
+        summary.remove("seconds");
+    }
+    json.to_string()
+}
+
+/// Adds a field the Deployment's schema does not know to the one file only
+/// apps/demo reaches; returns the file and its text before.
+fn add_schema_error(root: &Path) -> (PathBuf, String) {
+    let file = root.join("apps/demo/deployment.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let edited = text.replace("  replicas:", "  replicaz: 3\n  replicas:");
+    std::fs::write(&file, edited).unwrap();
+    (file, text)
+}
+
+/// A cold run: a cache folder of its own.
+fn cold(root: &Path, schemas: &Path) -> Report {
+    let cache = tempfile::tempdir().unwrap();
+    let report = validate::run(&options(root, schemas, cache.path())).unwrap();
+    // apps/demo and infra, and the cluster's root sync (the kustomization
+    // Flux generates for clusters/test) that the render beside builds; the
+    // render's builds of apps/demo and infra are validate's.
+    assert_eq!(
+        report.kustomize_runs, 3,
+        "a cold run builds each folder once"
+    );
+    report
+}
+
+#[test]
+fn warm_and_edited_runs_report_what_a_cold_run_reports() {
+    let Some((tree, schemas)) = base_tree() else {
+        return;
+    };
+    let root = tree.path();
+    let cache = tempfile::tempdir().unwrap();
+    let opts = options(root, &schemas, cache.path());
+    let first = validate::run(&opts).unwrap();
+    assert_eq!(first.kustomize_runs, 3);
+    let warm = validate::run(&opts).unwrap();
+    assert_eq!(
+        warm.kustomize_runs, 0,
+        "nothing changed: no kustomize process"
+    );
+    assert_eq!(said(&warm), said(&first));
+    assert_eq!(said(&warm), said(&cold(root, &schemas)));
+
+    // One file that only apps/demo reaches, edited to hold a schema error.
+    let (file, text) = add_schema_error(root);
+    let edited = validate::run(&opts).unwrap();
+    assert_eq!(edited.kustomize_runs, 1, "only apps/demo builds again");
+    assert_eq!(said(&edited), said(&cold(root, &schemas)));
+    assert_eq!(edited.errors(), 1, "{}", edited.render_text());
+    assert!(
+        edited.findings[0].text().contains("replicaz"),
+        "{}",
+        edited.render_text()
+    );
+
+    // The edit undone: the first entries serve it again.
+    std::fs::write(&file, text).unwrap();
+    let back = validate::run(&opts).unwrap();
+    assert_eq!(back.kustomize_runs, 0);
+    assert_eq!(said(&back), said(&first));
+}
+
+#[test]
+fn two_validates_at_once_share_the_cache() {
+    let Some((tree, schemas)) = base_tree() else {
+        return;
+    };
+    let root = tree.path();
+    let expected = said(&cold(root, &schemas));
+    let cache = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let reports: Vec<Report> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..2)
+                .map(|_| s.spawn(|| validate::run(&options(root, &schemas, cache.path()))))
+                .collect();
+            runs.into_iter()
+                .map(|r| r.join().unwrap().unwrap())
+                .collect()
+        });
+        for r in &reports {
+            assert_eq!(said(r), expected, "round {round}");
+        }
+    }
+    // One whole entry per build, no temporary file left behind.
+    let mut names: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.len() == 64), "{names:?}");
+}
+
+/// Runs the xtask binary and returns its output with its peak resident
+/// memory (KiB; its own and that of every process it waited for).
+#[cfg(target_os = "linux")]
+// Reaped by wait4, which std's Child cannot see.
+#[allow(clippy::zombie_processes)]
+fn run_measured(cmd: &mut Command) -> (std::process::Output, i64, Duration) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        stderr.read_to_end(&mut err).unwrap();
+        err
+    });
+    stdout.read_to_end(&mut out).unwrap();
+    let err = reader.join().unwrap();
+    let mut status = 0;
+    // SAFETY: wait4 on our own child, with valid out pointers.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    let elapsed = started.elapsed();
+    (
+        std::process::Output {
+            status: std::process::ExitStatus::from_raw(status),
+            stdout: out,
+            stderr: err,
+        },
+        usage.ru_maxrss,
+        elapsed,
+    )
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_alias_bomb_is_refused_by_name_before_any_build() {
+    let Some((tree, schemas)) = base_tree() else {
+        return;
+    };
+    let root = tree.path();
+    let bomb = common::alias_bomb();
+    std::fs::write(root.join("apps/demo/bomb.yaml"), bomb).unwrap();
+    let k = root.join("apps/demo/kustomization.yaml");
+    let text = std::fs::read_to_string(&k).unwrap();
+    std::fs::write(
+        &k,
+        text.replace("resources:\n", "resources:\n  - bomb.yaml\n"),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let kustomize_dir = common::tool("kustomize").unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(kustomize_dir.parent().unwrap().to_path_buf()).chain(
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+        ),
+    )
+    .unwrap();
+    let (out, peak_kib, elapsed) = run_measured(
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["validate", "-v", "--root"])
+            .arg(root)
+            .arg("--schema-location")
+            .arg(&schemas)
+            .env("PATH", path)
+            .env("XTASK_KUSTOMIZE_CACHE", cache.path()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    let refusal = "document contains excessive aliasing: alias *l2 at line 8";
+    // Said at the file and the line of the alias.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.windows(2).any(|w| w[0] == "apps/demo/bomb.yaml"
+            && w[1].trim_start().starts_with("8:1")
+            && w[1].contains(refusal)),
+        "{stdout}"
+    );
+    // The folder that reaches it never went to kustomize; infra and the
+    // cluster's root sync (built by the render beside) did, once each.
+    let builds: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("kustomize build"))
+        .collect();
+    assert!(
+        builds.iter().all(|l| !l.contains("apps/demo")),
+        "{builds:?}"
+    );
+    assert_eq!(builds.len(), 2, "{stderr}");
+    eprintln!("alias bomb refused in {elapsed:?}, peak RSS {peak_kib} KiB");
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    assert!(peak_kib < 200 * 1024, "peak RSS {peak_kib} KiB");
+}
+
+#[test]
+fn objects_judged_before_are_not_judged_again() {
+    let Some((tree, schemas)) = base_tree() else {
+        return;
+    };
+    let root = tree.path();
+    let kustomize = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(root, &schemas, kustomize.path());
+    opts.cache_dir = Some(cache.path().to_path_buf());
+    let first = validate::run(&opts).unwrap();
+    assert_eq!(first.objects_judged, first.objects_checked);
+    assert!(first.objects_checked > 0);
+    let again = validate::run(&opts).unwrap();
+    assert_eq!(again.objects_judged, 0);
+    assert_eq!(said(&again), said(&first));
+
+    // One object changes: it alone is judged, in its two forms (as built,
+    // with variable defaults, and as Flux applies it, with the
+    // Kustomization's postBuild values); the report is a cold run's.
+    add_schema_error(root);
+    let edited = validate::run(&opts).unwrap();
+    assert_eq!(edited.objects_judged, 2);
+    assert_eq!(said(&edited), said(&cold(root, &schemas)));
+    assert_eq!(edited.errors(), 1, "{}", edited.render_text());
+
+    // A store that does not read is a miss, not an error.
+    std::fs::write(cache.path().join("verdicts-1.json"), "{\"trunc").unwrap();
+    let torn = validate::run(&opts).unwrap();
+    assert_eq!(torn.objects_judged, torn.objects_checked);
+    assert_eq!(said(&torn), said(&edited));
+}
