@@ -353,16 +353,15 @@ pub fn run(opts: &Options) -> Result<Report> {
             kustomize: Some(builder.clone()),
             ..Default::default()
         };
-        helm_items(
+        cluster_items.extend(helm_items(
             opts,
             helm,
             &render_opts,
             &clusters,
             &tree,
             &mut items,
-            &mut cluster_items,
             &mut findings,
-        );
+        ));
     }
     findings.extend(policies::check(&items, &cluster_items));
 
@@ -771,9 +770,9 @@ fn helm_items(
     clusters: &[String],
     tree: &tree::Tree,
     items: &mut Vec<Item>,
-    cluster_items: &mut Vec<policies::ClusterItems>,
     findings: &mut Vec<Finding>,
-) {
+) -> Vec<policies::ClusterItems> {
+    let mut cluster_items = Vec::new();
     for cluster in clusters {
         let rendered = match flux_render::render_cluster(&opts.root, cluster, render_opts) {
             Ok(r) => r,
@@ -820,6 +819,7 @@ fn helm_items(
             }
         }
     }
+    cluster_items
 }
 
 #[cfg(test)]
