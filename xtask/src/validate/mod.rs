@@ -11,6 +11,7 @@
 //! 6. [`addresses`]: in-cluster addresses name what the same cluster deploys.
 //! 7. [`alerts`]: every Alert's Provider and event sources, and every
 //!    Provider's Secret, exist in the same cluster.
+//! 8. [`policies`]: each cluster's Kyverno CEL policies on each object it applies.
 //!
 //! Step 3 also runs [`rules`]: what the API server's own validation rejects
 //! that OpenAPI cannot say (quantities, Service types, ports, names, ...).
@@ -22,8 +23,10 @@ pub mod flux;
 pub mod helm_values;
 pub mod kustomize;
 pub mod placeholders;
+pub mod policies;
 mod report;
-pub mod rules;
+/// The API server's own rules, from the `k8s-rules` library.
+pub use k8s_rules as rules;
 pub mod secrets;
 pub mod server;
 pub mod substitute;
@@ -270,12 +273,19 @@ pub fn run(opts: &Options) -> Result<Report> {
         })
         .collect();
     let mut items: Vec<Item> = Vec::new();
+    let mut cluster_items: Vec<policies::ClusterItems> = Vec::new();
     for (cluster, c) in clusters.iter().zip(checks) {
         report.flux_kustomizations += c.kustomizations.len();
         findings.extend(c.findings);
         findings.extend(addresses::check_cluster(&tree, cluster, &c.items));
         findings.extend(alerts::check_cluster(cluster, &c.items));
+        let start = items.len();
         items.extend(c.items);
+        cluster_items.push(policies::ClusterItems {
+            cluster: cluster.clone(),
+            range: start..items.len(),
+            default_namespace: None,
+        });
     }
     // One finding per root cause: a kustomize chain that repeats a YAML
     // error, or a missing resource that every including build trips over,
@@ -343,7 +353,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             kustomize: Some(builder.clone()),
             ..Default::default()
         };
-        helm_items(
+        cluster_items.extend(helm_items(
             opts,
             helm,
             &render_opts,
@@ -351,8 +361,9 @@ pub fn run(opts: &Options) -> Result<Report> {
             &tree,
             &mut items,
             &mut findings,
-        );
+        ));
     }
+    findings.extend(policies::check(&items, &cluster_items));
 
     // 3. Schemas.
     let mut registry = Registry::load(RegistryOptions {
@@ -760,7 +771,8 @@ fn helm_items(
     tree: &tree::Tree,
     items: &mut Vec<Item>,
     findings: &mut Vec<Finding>,
-) {
+) -> Vec<policies::ClusterItems> {
+    let mut cluster_items = Vec::new();
     for cluster in clusters {
         let rendered = match flux_render::render_cluster(&opts.root, cluster, render_opts) {
             Ok(r) => r,
@@ -783,11 +795,20 @@ fn helm_items(
             });
             let (file, line) = tree.locate(&object, "", None, &format!("clusters/{cluster}"));
             match release.result {
-                Ok(objects) => items.extend(objects.into_iter().map(|object| Item {
-                    object,
-                    file: file.clone(),
-                    line,
-                })),
+                Ok(objects) => {
+                    let start = items.len();
+                    items.extend(objects.into_iter().map(|object| Item {
+                        object,
+                        file: file.clone(),
+                        line,
+                    }));
+                    // Chart objects without a namespace land in the release's.
+                    cluster_items.push(policies::ClusterItems {
+                        cluster: cluster.clone(),
+                        range: start..items.len(),
+                        default_namespace: Some(release.namespace.clone()),
+                    });
+                }
                 Err(e) => findings.push(
                     Finding::error(Check::Helm, &file, line, format!("cluster {cluster}: {e}"))
                         .with_object(format!(
@@ -798,6 +819,7 @@ fn helm_items(
             }
         }
     }
+    cluster_items
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub enum Check {
     Secrets,
     Helm,
     Address,
+    Policy,
     /// The real API server's verdict (`--server`).
     Server,
 }
@@ -39,6 +40,7 @@ impl Check {
             Check::Secrets => "secrets",
             Check::Helm => "helm",
             Check::Address => "address",
+            Check::Policy => "policy",
             Check::Server => "server",
         }
     }

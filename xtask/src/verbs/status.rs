@@ -1,7 +1,8 @@
 //! `cargo xtask status`: every Flux object (kind, name, Ready, revision,
 //! message), the digest `latest` points at in the local registry, and the
 //! recent error events of Flux objects: what the `errors` Alert sends to chat
-//! on dev and prod (the local cluster's chat Provider is suspended).
+//! on dev and prod (the local cluster's chat Provider is suspended), and the
+//! failing rules of Kyverno's PolicyReports, one line per rule and resource.
 
 use std::process::ExitCode;
 
@@ -135,6 +136,96 @@ pub fn error_events(list: &Value) -> Vec<ErrorEvent> {
     out.split_off(skip)
 }
 
+/// One failing rule of a Kyverno PolicyReport, for one resource.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyFailure {
+    /// `fail`, `error` or `warn`.
+    pub result: String,
+    /// `Kind namespace/name` (`Kind name` when cluster-scoped).
+    pub resource: String,
+    pub policy: String,
+    pub rule: String,
+    pub message: String,
+}
+
+/// The failing results of `PolicyReport`/`ClusterPolicyReport` lists
+/// (wgpolicyk8s.io/v1alpha2): one per rule and resource, sorted. A report
+/// names its resource in `scope` (Kyverno 1.11+) or per result in `resources`.
+pub fn policy_failures(lists: &[Value]) -> Vec<PolicyFailure> {
+    let s = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let name = |r: &Value| {
+        let ns = s(r, "/namespace");
+        if ns.is_empty() {
+            format!("{} {}", s(r, "/kind"), s(r, "/name"))
+        } else {
+            format!("{} {ns}/{}", s(r, "/kind"), s(r, "/name"))
+        }
+    };
+    let mut out = Vec::new();
+    let reports = lists.iter().flat_map(|l| {
+        l.get("items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+    });
+    for report in reports {
+        let results = report
+            .get("results")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for r in results.filter(|r| {
+            matches!(
+                r.get("result").and_then(Value::as_str),
+                Some("fail" | "error" | "warn")
+            )
+        }) {
+            let resources: Vec<String> = match r.get("resources").and_then(Value::as_array) {
+                Some(list) if !list.is_empty() => list.iter().map(name).collect(),
+                _ => vec![report.get("scope").map(name).unwrap_or_default()],
+            };
+            for resource in resources {
+                out.push(PolicyFailure {
+                    result: s(r, "/result"),
+                    resource,
+                    policy: s(r, "/policy"),
+                    rule: s(r, "/rule"),
+                    message: s(r, "/message").lines().next().unwrap_or("").to_string(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.resource, &a.policy, &a.rule).cmp(&(&b.resource, &b.policy, &b.rule)));
+    out.dedup();
+    out
+}
+
+/// The cluster's failing policy results; empty when Kyverno's report CRDs
+/// are not installed (best effort, as the events are).
+pub fn read_policy_failures(kube: &cluster::flux::Kube) -> Vec<PolicyFailure> {
+    let lists: Vec<Value> = [
+        "policyreports.wgpolicyk8s.io",
+        "clusterpolicyreports.wgpolicyk8s.io",
+    ]
+    .iter()
+    .filter_map(|resource| {
+        let mut cmd = kube.cmd().args(["get", resource, "-o", "json"]);
+        if resource.starts_with("policyreports") {
+            cmd = cmd.arg("-A");
+        }
+        cmd.read()
+            .ok()
+            .and_then(|out| serde_json::from_str(&out).ok())
+    })
+    .collect();
+    policy_failures(&lists)
+}
+
 impl Args {
     pub fn run(self, _checkout: &crate::Checkout) -> anyhow::Result<ExitCode> {
         match (self.read(), self.output) {
@@ -186,6 +277,7 @@ impl Args {
             .and_then(|out| serde_json::from_str::<Value>(&out).ok())
             .map(|list| error_events(&list))
             .unwrap_or_default();
+        let policy = read_policy_failures(&kube);
         let port = registry::published_port(&t, registry::REGISTRY_NAME);
         let (reference, digest) = match port {
             Ok(Some(port)) => {
@@ -229,6 +321,7 @@ impl Args {
                     },
                     "ready": all_ready,
                     "error_events": events,
+                    "policy_failures": policy,
                 });
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
@@ -247,6 +340,15 @@ impl Args {
                         println!("  {}  {}  {}: {}", e.time, e.object, e.reason, e.message);
                     }
                 }
+                if !policy.is_empty() {
+                    println!("\nfailing policy rules (Kyverno PolicyReports):");
+                    for f in &policy {
+                        println!(
+                            "  {:<5}  {}  {}/{}: {}",
+                            f.result, f.resource, f.policy, f.rule, f.message
+                        );
+                    }
+                }
             }
         }
         Ok(if all_ready {
@@ -261,6 +363,39 @@ impl Args {
 mod tests {
     use super::*;
     use crate::cluster::flux::FluxObjectStatus;
+
+    #[test]
+    fn policy_failures_one_per_failing_rule_and_resource() {
+        // Kyverno 1.11+: one report per resource, named in `scope`.
+        let scoped = json!({"items": [{"scope": {"kind": "Deployment", "namespace": "whoami", "name": "whoami"},
+            "results": [
+                {"policy": "image-tags", "rule": "image-tags", "result": "fail", "message": "images must be pinned\nmore"},
+                {"policy": "pss-baseline", "rule": "pss-baseline", "result": "pass", "message": "ok"},
+                {"policy": "require-requests", "rule": "require-requests", "result": "error", "message": "no such key"}]}]});
+        // Older reports: resources per result, a cluster-scoped one among them.
+        let listed = json!({"items": [{"results": [
+            {"policy": "p", "rule": "r", "result": "warn", "message": "m",
+             "resources": [{"kind": "Namespace", "name": "a"}, {"kind": "Pod", "namespace": "b", "name": "c"}]},
+            {"policy": "p", "rule": "r", "result": "skip", "resources": [{"kind": "Pod", "namespace": "b", "name": "d"}]}]}]});
+        let got: Vec<String> = policy_failures(&[scoped, listed])
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {} {}/{}: {}",
+                    f.result, f.resource, f.policy, f.rule, f.message
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "fail Deployment whoami/whoami image-tags/image-tags: images must be pinned",
+                "error Deployment whoami/whoami require-requests/require-requests: no such key",
+                "warn Namespace a p/r: m",
+                "warn Pod b/c p/r: m",
+            ]
+        );
+    }
 
     #[test]
     fn error_events_keep_flux_warnings_newest_last() {

@@ -60,3 +60,42 @@ pub fn assert_pinned_api_server(binaries: &std::collections::BTreeMap<String, st
     let pin = pins.get("kube-apiserver").unwrap();
     common::assert_go_build(&binaries["kube-apiserver"], &pin.module, &pin.version);
 }
+
+/// Applies the CRDs of `file` (server-side) and waits until every CRD is Established.
+pub fn apply_crds(cp: &xtask::cluster::local::ControlPlane, file: &std::path::Path) {
+    cp.kube
+        .cmd()
+        .args(["apply", "--server-side", "-f"])
+        .arg(file)
+        .read()
+        .unwrap();
+    cp.kube.wait_crds_established().unwrap();
+}
+
+/// `f` on every item, three at a time (the API server answers requests in
+/// parallel), results in the items' order.
+pub fn on_three_threads<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = Mutex::new(0usize);
+    let out: Mutex<Vec<Option<R>>> = Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    out.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
+}

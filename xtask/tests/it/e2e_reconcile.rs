@@ -23,7 +23,13 @@ fn flux_reconciles_our_artifact_on_a_local_control_plane() {
     };
     let report =
         local::run_e2e(&opts, |line| eprintln!("{line}")).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(report.passed.len(), 7, "{:#?}", report.passed);
+    assert_eq!(report.passed.len(), 8, "{:#?}", report.passed);
+    // The policies' Kustomization applied them, and the API server enforced them.
+    assert!(
+        report.passed[7].contains("ValidatingPolicies") && report.passed[7].contains("refused"),
+        "{}",
+        report.passed[7]
+    );
     for (i, line) in report.passed.iter().enumerate() {
         assert!(line.starts_with(&format!("{}. ", i + 1)), "{line}");
     }

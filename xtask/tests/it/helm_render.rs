@@ -261,6 +261,15 @@ fn validate_helm_checks_the_chart_output_against_the_schemas() {
     );
     assert_ne!(text, patched);
     std::fs::write(&releases, patched).unwrap();
+    // A Kyverno policy in the tree judges the chart output too.
+    std::fs::write(
+        dir.path().join("apps/policy.yaml"),
+        "apiVersion: policies.kyverno.io/v1alpha1\nkind: ValidatingPolicy\nmetadata:\n  name: name-label\nspec:\n  validationActions: [Deny]\n  matchConstraints:\n    resourceRules:\n      - apiGroups: [apps]\n        apiVersions: [v1]\n        operations: [CREATE]\n        resources: [deployments]\n  validations:\n    - expression: \"has(object.metadata.labels) && 'app.kubernetes.io/name' in object.metadata.labels\"\n      message: workloads must carry app.kubernetes.io/name\n",
+    )
+    .unwrap();
+    let kustomization = dir.path().join("apps/kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    std::fs::write(&kustomization, format!("{text}  - policy.yaml\n")).unwrap();
 
     let mut opts = validate::Options::new(dir.path());
     opts.schema_locations = vec![schemas.display().to_string()];
@@ -278,6 +287,18 @@ fn validate_helm_checks_the_chart_output_against_the_schemas() {
             .any(|f| f.check == Check::Schema && f.text().contains("replicaz")),
         "{}",
         report.render_text()
+    );
+    // Each chart Deployment breaks the policy, reported at the HelmRelease's file.
+    let policy: Vec<String> = in_releases
+        .iter()
+        .filter(|f| f.check == Check::Policy)
+        .map(|f| f.text())
+        .collect();
+    assert_eq!(policy.len(), 3, "inline, oci and ociref: {policy:#?}");
+    assert!(
+        policy.iter().all(|t| t.starts_with("Deployment ")
+            && t.contains("workloads must carry app.kubernetes.io/name (policy name-label")),
+        "{policy:#?}"
     );
     let helm: Vec<_> = in_releases
         .iter()

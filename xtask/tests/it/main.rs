@@ -40,6 +40,7 @@ mod helm_flux_local;
 mod helm_render;
 mod leak_corpus;
 mod platform_review;
+mod policy_oracle;
 mod promote_verify;
 mod publish_registry;
 mod renovate_config;

@@ -502,3 +502,36 @@ fn a_missing_resource_is_one_plain_finding_at_its_listing() {
     };
     assert!(!f.text().contains("evalsymlink"), "{}", f.text());
 }
+
+#[test]
+fn policy_violation_at_the_objects_file_and_line() {
+    expect(
+        "policy-violation",
+        Check::Policy,
+        "apps/demo/deployment.yaml",
+        Some(1),
+        "Deployment demo/web: workloads must carry app.kubernetes.io/name (policy name-label, cluster test)",
+    );
+}
+
+#[test]
+fn policy_expression_that_cannot_be_evaluated_is_an_error_naming_it() {
+    expect(
+        "policy-unevaluable",
+        Check::Policy,
+        "apps/demo/deployment.yaml",
+        Some(1),
+        "ValidatingPolicy probes: expression \"object.spec.template.spec.containers.all(c, c.readinessProbe.periodSeconds > 0)\" cannot be evaluated",
+    );
+}
+
+#[test]
+fn policy_that_does_not_compile_is_an_error_at_the_policy() {
+    expect(
+        "policy-does-not-compile",
+        Check::Policy,
+        "apps/demo/policy.yaml",
+        Some(1),
+        "ValidatingPolicy broken: expression \"object.metadata.(labels\" does not compile",
+    );
+}

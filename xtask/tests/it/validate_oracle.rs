@@ -16,7 +16,6 @@ use std::io::Write as _;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use xtask::cluster::local::ControlPlane;
@@ -1016,39 +1015,23 @@ pub(crate) fn server_verdicts(
     dir: &Path,
     cases: &[(String, String)],
 ) -> BTreeMap<String, Result<(), String>> {
-    let out = Mutex::new(BTreeMap::new());
-    let next = Mutex::new(0usize);
-    std::thread::scope(|s| {
-        for _ in 0..3 {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().unwrap();
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some((name, _)) = cases.get(i) else { break };
-                    let file = dir.join("apps").join(name).join("object.yaml");
-                    let result = cp
-                        .kube
-                        .cmd()
-                        .args(["apply", "--dry-run=server", "--validate=strict", "-f"])
-                        .arg(&file)
-                        .output()
-                        .map_err(|e| e.to_string())
-                        .and_then(|o| {
-                            if o.status.success() {
-                                Ok(())
-                            } else {
-                                Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
-                            }
-                        });
-                    out.lock().unwrap().insert(name.clone(), result);
+    let verdicts = crate::control_plane::on_three_threads(cases, |(name, _)| {
+        let file = dir.join("apps").join(name).join("object.yaml");
+        cp.kube
+            .cmd()
+            .args(["apply", "--dry-run=server", "--validate=strict", "-f"])
+            .arg(&file)
+            .output()
+            .map_err(|e| e.to_string())
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err(String::from_utf8_lossy(&o.stderr).trim().to_string())
                 }
-            });
-        }
+            })
     });
-    out.into_inner().unwrap()
+    cases.iter().map(|(n, _)| n.clone()).zip(verdicts).collect()
 }
 
 /// The number of objects [`corpus`] holds.
@@ -1151,23 +1134,7 @@ fn validate_agrees_with_the_api_server_on_every_object() {
         .map(|c| serde_yaml::to_string(c).unwrap())
         .collect();
     std::fs::write(&crd_file, crd_text.join("---\n")).unwrap();
-    cp.kube
-        .cmd()
-        .args(["apply", "--server-side", "-f"])
-        .arg(&crd_file)
-        .read()
-        .unwrap();
-    cp.kube
-        .cmd()
-        .args([
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "--all",
-            "--timeout=60s",
-        ])
-        .read()
-        .unwrap();
+    crate::control_plane::apply_crds(&cp, &crd_file);
     // Pods need their ServiceAccount (no controller-manager creates it here).
     cp.kube
         .apply_yaml("apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: default\n")

@@ -227,6 +227,9 @@ impl ControlPlane {
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
                 "--service-cluster-ip-range=10.96.0.0/16".to_string(),
                 "--authorization-mode=RBAC".to_string(),
+                // As kind and Talos run it: privileged containers are for
+                // admission policies to refuse, not for the server's own flag.
+                "--allow-privileged=true".to_string(),
                 "--enable-priority-and-fairness=false".to_string(),
                 "--profiling=false".to_string(),
                 format!("--cert-dir={}", dir.join("pki").display()),

@@ -1,5 +1,5 @@
 //! The end-to-end scenario of `cargo xtask e2e`: our artifact, reconciled by
-//! the real Flux controllers against the local control plane, with seven
+//! the real Flux controllers against the local control plane, with eight
 //! assertions; and the edit→Ready loop of `cargo xtask bench reconcile`.
 //!
 //! It works on a temporary copy of the manifest tree, never on the
@@ -20,6 +20,7 @@ mod assertions;
 mod compare;
 pub(crate) mod existing;
 mod files;
+mod policies;
 mod scenario;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -166,6 +167,10 @@ pub fn run_e2e(opts: &E2eOptions, mut say: impl FnMut(&str)) -> Result<E2eReport
         report.passed.push(line);
 
         let line = s.check_wrong_key("edited-1")?;
+        say(&line);
+        report.passed.push(line);
+
+        let line = s.check_policies()?;
         say(&line);
         report.passed.push(line);
         Ok(())

@@ -884,7 +884,7 @@ fn restart_policy(gvk: &Gvk, object: &Value, out: &mut Out) {
 }
 
 /// Does a label selector (`matchLabels` and `matchExpressions`) select `labels`?
-fn selects(selector: &Value, labels: &Map<String, Value>) -> bool {
+pub fn selects(selector: &Value, labels: &Map<String, Value>) -> bool {
     let get = |k: &str| labels.get(k).and_then(Value::as_str);
     let by_labels = selector
         .get("matchLabels")
