@@ -136,44 +136,33 @@ fn two_validates_at_once_share_the_cache() {
     assert!(names.iter().all(|n| n.len() == 64), "{names:?}");
 }
 
-/// Runs the xtask binary and returns its output with its peak resident
-/// memory (KiB; its own and that of every process it waited for).
-#[cfg(target_os = "linux")]
-// Reaped by wait4, which std's Child cannot see.
-#[allow(clippy::zombie_processes)]
-fn run_measured(cmd: &mut Command) -> (std::process::Output, i64, Duration) {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
+/// Runs `cmd` under a small python3 parent and returns its output with its
+/// peak resident memory (KiB) and wall time. The peak is the parent's
+/// `RUSAGE_CHILDREN`: a child spawned straight from this test process would
+/// carry the test process's own resident size into its peak at exec.
+fn run_measured(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, &std::ffi::OsStr)],
+) -> (std::process::Output, i64, Duration) {
+    const MEASURE: &str = "import resource, subprocess, sys\n\
+code = subprocess.call(sys.argv[2:])\n\
+open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n\
+sys.exit(code)\n";
+    let peak_file = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", MEASURE])
+        .arg(peak_file.path())
+        .arg(program)
+        .args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
     let started = Instant::now();
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        stderr.read_to_end(&mut err).unwrap();
-        err
-    });
-    stdout.read_to_end(&mut out).unwrap();
-    let err = reader.join().unwrap();
-    let mut status = 0;
-    // SAFETY: wait4 on our own child, with valid out pointers.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as i32);
+    let out = cmd.output().unwrap();
     let elapsed = started.elapsed();
-    (
-        std::process::Output {
-            status: std::process::ExitStatus::from_raw(status),
-            stdout: out,
-            stderr: err,
-        },
-        usage.ru_maxrss,
-        elapsed,
-    )
+    let peak = std::fs::read_to_string(peak_file.path()).unwrap();
+    (out, peak.trim().parse().unwrap(), elapsed)
 }
 
 #[cfg(target_os = "linux")]
@@ -205,13 +194,19 @@ fn an_alias_bomb_is_refused_by_name_before_any_build() {
     )
     .unwrap();
     let (out, peak_kib, elapsed) = run_measured(
-        Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(["validate", "-v", "--root"])
-            .arg(root)
-            .arg("--schema-location")
-            .arg(&schemas)
-            .env("PATH", path)
-            .env("XTASK_KUSTOMIZE_CACHE", cache.path()),
+        Path::new(env!("CARGO_BIN_EXE_xtask")),
+        &[
+            "validate".as_ref(),
+            "-v".as_ref(),
+            "--root".as_ref(),
+            root.as_os_str(),
+            "--schema-location".as_ref(),
+            schemas.as_os_str(),
+        ],
+        &[
+            ("PATH", path.as_os_str()),
+            ("XTASK_KUSTOMIZE_CACHE", cache.path().as_os_str()),
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
