@@ -56,7 +56,7 @@ impl Store {
             let _ = std::fs::create_dir_all(dir);
         }
         // A cache that cannot be written is only slower.
-        let _ = exec::fsutil::write_atomic(&path, &bytes);
+        let _ = exec::fsutil::write_atomic_unsynced(&path, &bytes);
     }
 }
 
