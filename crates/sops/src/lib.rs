@@ -463,7 +463,7 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
     if !might_be_sops(bytes) {
         return false;
     }
-    if Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
+    if might_have_meta(bytes) && Doc::parse(bytes, format).is_ok_and(|doc| doc.has_meta()) {
         return true;
     }
     // Any other file (docs, scripts) may mention `ENC[...]` in prose: only
@@ -479,6 +479,28 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
                     || l.starts_with("sops_")
                     || l.trim() == "[sops]"
             })
+    })
+}
+
+/// False only when no document of `bytes` can have a top-level `sops` key:
+/// no line starts (after indentation) with a key spelled `sops`, and there is
+/// no flow mapping, complex key, escape, tag, anchor, alias or non-ASCII
+/// byte through which a parser could read one. A Flux Kustomization's `provider: sops` is not
+/// parsed for it.
+fn might_have_meta(bytes: &[u8]) -> bool {
+    if bytes
+        .iter()
+        .any(|b| matches!(b, b'{' | b'?' | b'\\' | b'!' | b'&' | b'*' | 0) || !b.is_ascii())
+    {
+        return true;
+    }
+    bytes.split(|b| *b == b'\n').any(|line| {
+        let line = line.trim_ascii_start();
+        let line = line.strip_prefix(b"- ").unwrap_or(line);
+        // YAML keys, a dotenv file's `sops_*` lines, an INI `[sops]` section.
+        [b"sops".as_slice(), b"\"sops", b"'sops", b"[sops"]
+            .iter()
+            .any(|p| line.starts_with(p))
     })
 }
 

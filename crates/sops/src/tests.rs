@@ -132,3 +132,20 @@ fn plaintext_with_sops_key_is_already_encrypted() {
     let e = encrypt(b"a: b\nsops:\n  mac: x\n", Format::Yaml, &rule).unwrap_err();
     assert!(matches!(e, SopsError::AlreadyEncrypted));
 }
+
+#[test]
+fn looks_encrypted_finds_the_sops_key_in_any_spelling_and_skips_flux_decryption_blocks() {
+    let yes: [(&str, Format); 6] = [
+        ("a: 1\nsops:\n    mac: x\n", Format::Yaml),
+        ("  a: 1\n  sops:\n    mac: x\n", Format::Yaml),
+        ("\"sops\": {\"mac\": \"x\"}\n", Format::Yaml),
+        ("a: 1\n---\n? sops\n: {mac: x}\n", Format::Yaml),
+        ("{\"a\": 1, \"sops\": {\"mac\": \"x\"}}", Format::Json),
+        ("A=1\nsops_mac=x\n", Format::Dotenv),
+    ];
+    for (text, format) in yes {
+        assert!(looks_encrypted(text.as_bytes(), format), "{text:?}");
+    }
+    let flux = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nspec:\n  decryption:\n    provider: sops\n";
+    assert!(!looks_encrypted(flux.as_bytes(), Format::Yaml));
+}
