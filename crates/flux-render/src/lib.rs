@@ -307,7 +307,7 @@ pub fn dependency_order(
     kustomizations: &[FluxKustomization],
 ) -> Result<Vec<usize>, RenderError> {
     let parents = vec![None; kustomizations.len()];
-    let graph = closure::Graph::new(cluster, kustomizations, &parents);
+    let graph = closure::Graph::new(cluster, kustomizations, &parents, None);
     if let Some((_, error)) = graph.primary_failures().into_iter().next() {
         return Err(Arc::try_unwrap(error).unwrap_or_else(RenderError::Shared));
     }

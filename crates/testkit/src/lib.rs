@@ -2,6 +2,8 @@
 //! is, whether a tool is there (skip with a notice, or fail under
 //! `cargo xtask test`), the shared fixtures, and small assertions.
 
+pub mod flux_layouts;
+
 use std::path::{Path, PathBuf};
 
 /// The checkout the tests run in: the folder above `crates/testkit`.
