@@ -2,6 +2,7 @@
 //! is, whether a tool is there (skip with a notice, or fail under
 //! `cargo xtask test`), the shared fixtures, and small assertions.
 
+pub mod flux_compare;
 pub mod flux_layouts;
 
 use std::path::{Path, PathBuf};
