@@ -458,10 +458,8 @@ impl<T> Walk<'_, T> {
             for i in frontier {
                 let flux = &self.nodes[i].flux;
                 if flux.object.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
-                    self.nodes[i].outcome = Outcome::Skipped(
-                        "spec.suspend is true: Flux does not reconcile it, so it is not rendered"
-                            .into(),
-                    );
+                    self.nodes[i].outcome =
+                        Outcome::Skipped("spec.suspend is true: Flux does not reconcile it".into());
                     continue;
                 }
                 match self.resolve(i) {
@@ -530,7 +528,7 @@ impl<T> Walk<'_, T> {
         }
         let (k, ns, n) = self.sync.source();
         Source::Elsewhere(format!(
-            "its source {kind} {namespace}/{name} is not this repository (the root syncs from {k} {ns}/{n}); not rendered"
+            "its source {kind} {namespace}/{name} is not this repository (the root syncs from {k} {ns}/{n})"
         ))
     }
 
@@ -557,7 +555,7 @@ impl<T> Walk<'_, T> {
                 }
             } else {
                 return Source::Elsewhere(format!(
-                    "ExternalArtifact {}/{} is assembled by ArtifactGenerator {generator_name} from {kind} {ns}/{name} (alias {alias}), which is not this repository; not rendered",
+                    "ExternalArtifact {}/{} is assembled by ArtifactGenerator {generator_name} from {kind} {ns}/{name} (alias {alias}), which is not this repository",
                     k.0, k.1
                 ));
             };
