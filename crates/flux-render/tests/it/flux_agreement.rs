@@ -6,7 +6,9 @@
 //!
 //! `--dry-run` reads no ConfigMap or Secret from a cluster, so the variables
 //! are inlined into `spec.postBuild.substitute` as Flux would merge them (the
-//! render reports that merge). `--strict-substitute` matches our strictness
+//! render reports that merge); that merge itself is checked like for like,
+//! flux reading the Secrets and ConfigMaps from a kube-apiserver, in
+//! xtask's `flux_substitute` test. `--strict-substitute` matches our strictness
 //! (an undefined variable without a default is an error; where both succeed,
 //! strict and lax output are the same).
 //!
