@@ -77,6 +77,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// Writes each `(path, text)` below `root`, making the folders.
+pub fn write_files<T: AsRef<str>>(root: &Path, files: &[(&str, T)]) {
+    for (path, text) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text.as_ref()).unwrap();
+    }
+}
+
 /// Fails the test with the command's stderr when it did not succeed.
 #[track_caller]
 pub fn assert_success(out: &std::process::Output) {

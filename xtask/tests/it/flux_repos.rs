@@ -9,6 +9,7 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
+use testkit::flux_layouts::{cm, ks};
 use xtask::diff::{self, DiffOptions};
 use xtask::validate::{self, Check, Options, Severity};
 
@@ -90,12 +91,6 @@ fn build_writes_the_rest_when_one_kustomization_cannot_build() {
     if common::tool("kustomize").is_none() {
         return;
     }
-    let tree = tempfile::tempdir().unwrap();
-    let ks = |name: &str, path: &str, extra: &str| {
-        format!(
-            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: {path}\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n{extra}"
-        )
-    };
     let files = [
         ("clusters/demo/good.yaml", ks("good", "./good", "")),
         ("clusters/demo/broken.yaml", ks("broken", "./broken", "")),
@@ -112,11 +107,7 @@ fn build_writes_the_rest_when_one_kustomization_cannot_build() {
             "resources:\n  - missing.yaml\n".into(),
         ),
     ];
-    for (path, text) in &files {
-        let file = tree.path().join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, text).unwrap();
-    }
+    let tree = write_tree(&files);
     let out = tempfile::tempdir().unwrap();
     let result = build(tree.path(), out.path());
     let stderr = String::from_utf8_lossy(&result.stderr);
@@ -233,32 +224,39 @@ fn diff_compares_the_example_repositories() {
     }
 }
 
-#[test]
-fn validate_says_a_suspended_kustomization_is_not_validated() {
-    if common::tool("kustomize").is_none() {
-        return;
-    }
-    let Some(schemas) = crate::validate_checks::schemas() else {
-        return;
-    };
-    let tree = tempfile::tempdir().unwrap();
-    let file = tree.path().join("clusters/demo/paused.yaml");
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(
-        &file,
-        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: paused\n  namespace: flux-system\nspec:\n  suspend: true\n  interval: 10m\n  path: ./not-there\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n",
-    )
-    .unwrap();
+/// Writes `files` under a new folder.
+fn write_tree(files: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    testkit::write_files(dir.path(), files);
+    dir
+}
+
+/// `validate`'s Flux findings and Kustomization count on a tree of `files`;
+/// `None` (skip) without kustomize or schemas.
+fn validate_flux(files: &[(&str, String)]) -> Option<(Vec<validate::Finding>, usize)> {
+    common::tool("kustomize")?;
+    let schemas = crate::validate_checks::schemas()?;
+    let tree = write_tree(files);
     let mut opts = Options::new(tree.path());
     opts.schema_locations = vec![schemas.display().to_string()];
     opts.cache_dir = None;
     let report = validate::run(&opts).unwrap();
-    let flux: Vec<_> = report
+    let flux = report
         .findings
         .iter()
         .filter(|f| f.check == Check::Flux)
+        .cloned()
         .collect();
-    assert_eq!(flux.len(), 1, "{}", report.render_text());
+    Some((flux, report.flux_kustomizations))
+}
+
+#[test]
+fn validate_says_a_suspended_kustomization_is_not_validated() {
+    let paused = ks("paused", "./not-there", "").replace("spec:\n", "spec:\n  suspend: true\n");
+    let Some((flux, _)) = validate_flux(&[("clusters/demo/paused.yaml", paused)]) else {
+        return;
+    };
+    assert_eq!(flux.len(), 1, "{flux:#?}");
     assert_eq!(flux[0].severity, Severity::Warning);
     assert!(
         flux[0].message.contains("spec.suspend is true"),
@@ -310,12 +308,9 @@ fn validate_and_build_reach_the_same_kustomizations() {
     }
     let mut trees: Vec<(String, tempfile::TempDir, String, usize)> = Vec::new();
     for layout in testkit::flux_layouts::layouts() {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, text) in &layout.files {
-            let file = dir.path().join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, text).unwrap();
-        }
+        let files: Vec<(&str, String)> =
+            layout.files.iter().map(|(p, t)| (*p, t.clone())).collect();
+        let dir = write_tree(&files);
         // What the corpus says each layout reaches.
         let expected = layout.rendered.len() + layout.skipped.len() + layout.failed.len();
         trees.push((
@@ -379,18 +374,6 @@ fn validate_and_build_reach_the_same_kustomizations() {
 /// waits forever: `validate` says so at its dependsOn, as `build` does.
 #[test]
 fn validate_reports_a_dependency_on_a_kustomization_it_declares() {
-    if common::tool("kustomize").is_none() {
-        return;
-    }
-    let Some(schemas) = crate::validate_checks::schemas() else {
-        return;
-    };
-    let ks = |name: &str, path: &str, extra: &str| {
-        format!(
-            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  interval: 10m\n  path: {path}\n  prune: true\n  sourceRef:\n    kind: GitRepository\n    name: flux-system\n{extra}"
-        )
-    };
-    let tree = tempfile::tempdir().unwrap();
     let files = [
         (
             "clusters/demo/apps.yaml",
@@ -398,27 +381,13 @@ fn validate_reports_a_dependency_on_a_kustomization_it_declares() {
         ),
         ("team/ks.yaml", ks("team-web", "./web", "")),
         ("web/ks.yaml", ks("web", "./site", "")),
-        (
-            "site/cm.yaml",
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: site\n  namespace: default\ndata:\n  a: b\n"
-                .to_string(),
-        ),
+        ("site/cm.yaml", cm("site")),
     ];
-    for (path, text) in &files {
-        let file = tree.path().join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, text).unwrap();
-    }
-    let mut opts = Options::new(tree.path());
-    opts.schema_locations = vec![schemas.display().to_string()];
-    opts.cache_dir = None;
-    let report = validate::run(&opts).unwrap();
-    let flux: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.check == Check::Flux)
-        .collect();
-    assert_eq!(flux.len(), 1, "{}", report.render_text());
+    let Some((flux, count)) = validate_flux(&files) else {
+        return;
+    };
+    let tree = write_tree(&files);
+    assert_eq!(flux.len(), 1, "{flux:#?}");
     assert_eq!(flux[0].severity, Severity::Error);
     assert_eq!(flux[0].file, "clusters/demo/apps.yaml");
     assert_eq!(flux[0].line, Some(14), "{:?}", flux[0]);
@@ -426,7 +395,7 @@ fn validate_reports_a_dependency_on_a_kustomization_it_declares() {
         flux[0].message,
         "dependsOn web, which only exists once this Kustomization is applied (it declares web, directly or below): Flux waits forever"
     );
-    assert_eq!(report.flux_kustomizations, 3);
+    assert_eq!(count, 3);
     let rendered = flux_render::render_closure(tree.path(), "demo", &Default::default()).unwrap();
     let failed: Vec<String> = rendered
         .failures

@@ -528,7 +528,7 @@ fn the_real_tree_substitutes_as_flux_reads_it_from_the_api_server() {
                 let file = tempfile::NamedTempFile::new().unwrap();
                 std::fs::write(
                     file.path(),
-                    flux_render::to_yaml_stream(&[k.flux.object.clone()]),
+                    flux_render::to_yaml_stream(std::slice::from_ref(&k.flux.object)),
                 )
                 .unwrap();
                 let out = Cmd::new(&tools.flux)

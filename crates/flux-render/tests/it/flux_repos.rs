@@ -246,11 +246,7 @@ fn flux_example_repositories_render_as_flux_builds_them() {
 /// Writes `files` under a new folder.
 fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for (path, text) in files {
-        let file = dir.path().join(path);
-        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, text).unwrap();
-    }
+    testkit::write_files(dir.path(), files);
     dir
 }
 
