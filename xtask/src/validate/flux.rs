@@ -481,8 +481,8 @@ fn artifact_folder(
 }
 
 /// Reads a wave of the closure from this run's builds: a folder of the
-/// repository as [`render_path`] gives it, an assembled ExternalArtifact
-/// built as Flux builds it.
+/// repository as [`render_path`] gives it; an assembled ExternalArtifact, or
+/// a Kustomization whose spec edits the build, built as Flux builds it.
 struct Reader<'a> {
     tree: &'a Tree,
     builds: &'a Builds,
@@ -498,7 +498,10 @@ impl flux_render::closure::Renderer for Reader<'_> {
         ready
             .par_iter()
             .map(|r| {
-                if r.source_dir != self.tree.root {
+                // An assembled ExternalArtifact, or a spec that edits the
+                // build: built as Flux builds it (through the same cache).
+                if r.source_dir != self.tree.root || flux_render::generate::edits_the_build(r.flux)
+                {
                     return flux_render::closure::build_source(
                         self.builds.builder(),
                         r.source_dir,

@@ -338,6 +338,19 @@ fn validate_and_build_reach_the_same_kustomizations() {
         check(&mut counts, format!("layout {name}"), dir.path(), cluster);
         assert_eq!(counts.last().unwrap().1, *expected, "layout {name}");
     }
+    // A spec that edits the build renames what the folder declares: both
+    // reach the renamed child.
+    let edited = write_tree(&[
+        (
+            "clusters/p/team.yaml",
+            ks("team", "./team", "  namePrefix: blue-\n"),
+        ),
+        ("team/ks.yaml", ks("web", "./web", "")),
+        ("web/cm.yaml", cm("web")),
+    ]);
+    let (by_validate, _) = reached_both_ways(edited.path(), "p");
+    assert_eq!(by_validate, ["flux-system/blue-web", "flux-system/team"]);
+    check(&mut counts, "edited name-prefix".into(), edited.path(), "p");
     let repos = repos();
     if let Some(repos) = &repos {
         for repo in repos {
@@ -358,7 +371,7 @@ fn validate_and_build_reach_the_same_kustomizations() {
         .sum();
     let examples: usize = counts
         .iter()
-        .filter(|(l, _)| !l.starts_with("layout "))
+        .filter(|(l, _)| !l.starts_with("layout ") && !l.starts_with("edited "))
         .map(|(_, n)| n)
         .sum();
     eprintln!(
