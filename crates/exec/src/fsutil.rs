@@ -11,6 +11,18 @@ use std::path::Path;
 /// halfway leaves it behind, and the next write of the same file removes it
 /// once its process is gone (the ship gate refuses such files meanwhile).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_replacing(path, contents, true)
+}
+
+/// [`write_atomic`] without the fsync, for caches and output that can be
+/// made again: a reader still never sees a mix, but after a power loss the
+/// file may be empty or old, so a reader must treat such a file as a miss.
+/// An fsync costs milliseconds per file, more than a cache hit saves.
+pub fn write_atomic_unsynced(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_replacing(path, contents, false)
+}
+
+fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -29,7 +41,9 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Ok(meta) = std::fs::metadata(path) {
         tmp.as_file().set_permissions(meta.permissions())?;
     }
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }

@@ -6,6 +6,6 @@ pub mod fsutil;
 pub mod runner;
 pub mod tools;
 
-pub use fsutil::write_atomic;
+pub use fsutil::{write_atomic, write_atomic_unsynced};
 pub use runner::{Bounds, Cmd, RunError};
 pub use tools::{Manifest, ToolError};

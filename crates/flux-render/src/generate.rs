@@ -258,7 +258,8 @@ pub fn prepare(root: &Path, flux: &FluxKustomization) -> Result<Prepared, Render
     };
     let spec = flux.object.get("spec").cloned().unwrap_or(Value::Null);
     merge_spec(&spec, &dir, &mut doc);
-    exec::fsutil::write_atomic(
+    // A temp copy: never read after a crash.
+    exec::fsutil::write_atomic_unsynced(
         &file,
         crate::yaml_out::to_string(&Value::Object(doc)).as_bytes(),
     )

@@ -381,7 +381,7 @@ impl BuildCache {
         entry.extend_from_slice(&(body.len() as u64).to_le_bytes());
         entry.extend_from_slice(&Sha256::digest(body));
         entry.extend_from_slice(body);
-        if exec::fsutil::write_atomic(&self.path(key), &entry).is_ok() {
+        if exec::fsutil::write_atomic_unsynced(&self.path(key), &entry).is_ok() {
             self.evict();
         }
     }

@@ -414,6 +414,15 @@ impl PolicySet {
             serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
                 "metadata": {"name": ns, "labels": labels}})
         });
+        // Most objects match no policy: they are not given to CEL at all.
+        let matching: Vec<&Policy> = self
+            .policies
+            .iter()
+            .filter(|p| matching::matches(&p.match_constraints, object, namespace_object.as_ref()))
+            .collect();
+        if matching.is_empty() {
+            return verdict;
+        }
         let request = matching::request(object);
         let object_val = match cel::to_value(object) {
             Ok(v) => v,
@@ -441,10 +450,7 @@ impl PolicySet {
         root.add_variable_from_value("namespaceObject", ns_val);
         root.add_variable_from_value("request", request_val);
 
-        'policies: for policy in &self.policies {
-            if !matching::matches(&policy.match_constraints, object, namespace_object.as_ref()) {
-                continue;
-            }
+        'policies: for policy in matching {
             let eval = |ctx: &Context, e: &Expr| -> Result<cel::Value, PolicyError> {
                 e.program.execute(ctx).map_err(|err| PolicyError::Evaluate {
                     kind: "ValidatingPolicy".into(),

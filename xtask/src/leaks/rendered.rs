@@ -108,7 +108,8 @@ fn store(cache: &Path, path: &Path, verdict: &Verdict) {
     let Ok(bytes) = serde_json::to_vec(verdict) else {
         return;
     };
-    if std::fs::create_dir_all(cache).is_err() || exec::fsutil::write_atomic(path, &bytes).is_err()
+    if std::fs::create_dir_all(cache).is_err()
+        || exec::fsutil::write_atomic_unsynced(path, &bytes).is_err()
     {
         return; // a cache that cannot be written is only slower
     }

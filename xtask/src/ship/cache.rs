@@ -541,8 +541,11 @@ impl Probe {
         }
         // The layer first: an entry never names a layer that is not there
         // (and a mismatch is a miss anyway).
-        let _ = replace(&self.dir.join("layer.tar.gz"), &s.artifact.layer)
-            .and_then(|()| replace(&self.dir.join("entry.json"), &json));
+        let _ =
+            exec::fsutil::write_atomic_unsynced(&self.dir.join("layer.tar.gz"), &s.artifact.layer)
+                .and_then(|()| {
+                    exec::fsutil::write_atomic_unsynced(&self.dir.join("entry.json"), &json)
+                });
         self.prune();
     }
 
@@ -589,19 +592,6 @@ pub enum Hit {
         built: oci_artifact::tarball::Built,
         head: String,
     },
-}
-
-/// A temp file renamed over `path`, without fsync: a cache entry lost or torn
-/// in a crash fails its digest check and is a miss.
-fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".xtask-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 #[cfg(test)]

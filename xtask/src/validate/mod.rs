@@ -387,33 +387,35 @@ pub fn run(opts: &Options) -> Result<Report> {
     // Each distinct object is validated once; its findings are reported for
     // every file that holds it.
     let mut groups: Vec<Vec<&Item>> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
     let mut by_text: HashMap<String, usize> = HashMap::new();
     for it in items.iter().filter(|it| Gvk::of(&it.object).is_some()) {
         let text = serde_json::to_string(&it.object).unwrap_or_default();
         match by_text.get(&text) {
             Some(i) => groups[*i].push(it),
             None => {
-                by_text.insert(text, groups.len());
+                by_text.insert(text.clone(), groups.len());
                 groups.push(vec![it]);
+                texts.push(text);
             }
         }
     }
     // Verdicts from earlier runs: only objects not judged before under the
     // same schema, strictness and binary are judged (and their schemas
     // compiled).
-    let store = verdicts::Store::load(opts.cache_dir.as_deref());
     let binary = std::env::current_exe()
         .ok()
         .and_then(|p| crate::file_identity(&p))
         .unwrap_or_default();
+    let store = verdicts::Store::load(opts.cache_dir.as_deref(), &binary);
     let keys: Vec<String> = groups
         .iter()
-        .map(|g| {
+        .zip(&texts)
+        .map(|(g, text)| {
             let schema = Gvk::of(&g[0].object)
                 .map(|gvk| registry.schema_key(&gvk))
                 .unwrap_or_default();
-            let text = serde_json::to_string(&g[0].object).unwrap_or_default();
-            verdicts::key(&binary, &schema, opts.strict, &text)
+            verdicts::key(&binary, &schema, opts.strict, text)
         })
         .collect();
     let known: Vec<Option<Verdict>> = keys.iter().map(|k| store.get(k)).collect();

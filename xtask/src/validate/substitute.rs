@@ -31,6 +31,10 @@ pub fn disabled(object: &Value) -> bool {
 /// references as they are. Returns the new object and the distinct variables
 /// that had neither a value nor a default (always empty with `None`).
 pub fn substitute(object: &Value, vars: Option<&HashMap<String, String>>) -> (Value, Vec<VarRef>) {
+    // Most objects have no variable: they are not written out as YAML.
+    if !mentions_variable(object) {
+        return (object.clone(), Vec::new());
+    }
     let text = serde_yaml::to_string(object).unwrap_or_default();
     if !text.contains("${") {
         return (object.clone(), Vec::new());
@@ -56,6 +60,18 @@ pub fn substitute(object: &Value, vars: Option<&HashMap<String, String>>) -> (Va
         }
     };
     (value, undefined)
+}
+
+/// True when a key or string of `value` holds `${`.
+fn mentions_variable(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("${"),
+        Value::Array(items) => items.iter().any(mentions_variable),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains("${") || mentions_variable(v)),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -1,29 +1,45 @@
 //! Verdicts on objects, kept between runs: an object judged under the same
 //! schema (source and file stamps), strictness and binary (which holds the
-//! rules) is not judged again. One JSON file in validate's cache folder,
-//! written atomically; one that does not read is empty (a miss, never an
-//! error).
+//! rules) is not judged again. One JSON file per binary in validate's cache
+//! folder, written atomically and kept small (a run reads it whole); one
+//! that does not read is empty (a miss, never an error).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use super::Verdict;
 
-const FILE: &str = "verdicts-1.json";
-/// Past this many entries, only the last run's are kept.
-const KEPT: usize = 50_000;
+/// Verdicts kept per binary: the most recently used first.
+const KEPT: usize = 4096;
+/// Another binary's store unused this long is removed.
+const STALE: Duration = Duration::from_secs(7 * 24 * 3600);
+const PREFIX: &str = "verdicts-2-";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    /// Unix seconds of the last run that needed it.
+    used: u64,
+    verdict: Verdict,
+}
 
 pub struct Store {
     path: Option<PathBuf>,
-    old: HashMap<String, Verdict>,
+    old: HashMap<String, Entry>,
+}
+
+/// This binary's store in `cache_dir`, e.g. `verdicts-2-<16 hex>.json`.
+pub fn file_name(binary: &str) -> String {
+    let id = hex::encode(Sha256::digest(binary.as_bytes()));
+    format!("{PREFIX}{}.json", &id[..16])
 }
 
 impl Store {
-    /// The verdicts in `cache_dir`; none without one.
-    pub fn load(cache_dir: Option<&Path>) -> Self {
-        let path = cache_dir.map(|d| d.join(FILE));
+    /// The verdicts `binary` kept in `cache_dir`; none without one.
+    pub fn load(cache_dir: Option<&Path>, binary: &str) -> Self {
+        let path = cache_dir.map(|d| d.join(file_name(binary)));
         let old = path
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
@@ -33,10 +49,11 @@ impl Store {
     }
 
     pub fn get(&self, key: &str) -> Option<Verdict> {
-        self.old.get(key).cloned()
+        self.old.get(key).map(|e| e.verdict.clone())
     }
 
     /// Adds this run's new verdicts; `used` are every key the run needed.
+    /// A run that judged nothing writes nothing.
     pub fn save(self, new: Vec<(String, Verdict)>, used: &[String]) {
         let Some(path) = self.path else {
             return;
@@ -44,19 +61,63 @@ impl Store {
         if new.is_empty() {
             return;
         }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
         let mut all = self.old;
-        if all.len() + new.len() > KEPT {
-            all.retain(|k, _| used.contains(k));
+        for key in used {
+            if let Some(e) = all.get_mut(key) {
+                e.used = now;
+            }
         }
-        all.extend(new);
+        all.extend(
+            new.into_iter()
+                .map(|(k, verdict)| (k, Entry { used: now, verdict })),
+        );
+        if all.len() > KEPT {
+            let mut stamps: Vec<u64> = all.values().map(|e| e.used).collect();
+            stamps.sort_unstable_by(|a, b| b.cmp(a));
+            let cutoff = stamps[KEPT - 1];
+            all.retain(|_, e| e.used >= cutoff);
+        }
         let Ok(bytes) = serde_json::to_vec(&all) else {
             return;
         };
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
+        let Some(dir) = path.parent() else {
+            return;
+        };
+        let _ = std::fs::create_dir_all(dir);
         // A cache that cannot be written is only slower.
-        let _ = exec::fsutil::write_atomic(&path, &bytes);
+        let _ = exec::fsutil::write_atomic_unsynced(&path, &bytes);
+        remove_stale(dir, &path);
+    }
+}
+
+/// Removes other binaries' stores left unused, and the first format's.
+fn remove_stale(dir: &Path, own: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = if name == "verdicts-1.json" {
+            true
+        } else if name.starts_with(PREFIX) && path != own {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE)
+        } else {
+            false
+        };
+        if stale {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

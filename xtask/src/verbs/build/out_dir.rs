@@ -144,7 +144,11 @@ impl OutDir {
             if self.owned.insert(name.clone()) {
                 self.save()?;
             }
-            exec::fsutil::write_atomic(&path, bytes).map_err(io(&path))?;
+            // Output that can be rendered again: not fsynced, and a file
+            // that already holds these bytes is left as it is.
+            if std::fs::read(&path).ok().as_deref() != Some(bytes.as_ref()) {
+                exec::fsutil::write_atomic_unsynced(&path, bytes).map_err(io(&path))?;
+            }
         }
         let stale: Vec<String> = self
             .owned
@@ -169,7 +173,11 @@ impl OutDir {
                 dir = d.parent();
             }
         }
-        self.save()
+        // New files were recorded as they were written.
+        if !stale.is_empty() || !self.dir.join(MANIFEST).is_file() {
+            self.save()?;
+        }
+        Ok(())
     }
 
     fn save(&self) -> Result<(), OutDirError> {
