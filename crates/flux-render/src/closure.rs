@@ -21,18 +21,68 @@ use crate::{
 
 type Key = (String, String);
 
-enum State {
-    Pending,
-    Rendered(Box<RenderedKustomization>),
-    Skipped(String),
-    Failed(Arc<RenderError>),
+/// Renders the Kustomizations of one wave of a [`walk`]: the build does
+/// kustomize and postBuild; `validate` reads its own memoised builds.
+pub trait Renderer {
+    /// What one rendered Kustomization gives the caller.
+    type Output;
+    /// Renders `ready` (in parallel if it likes): one result each, in order.
+    fn wave(&mut self, ready: &[Ready<'_>]) -> Vec<Result<Self::Output, RenderError>>;
+    /// The objects the walk reads for the Kustomizations and
+    /// ArtifactGenerators that an output declares.
+    fn objects(output: &Self::Output) -> &[Value];
 }
 
-struct Node {
-    flux: FluxKustomization,
+/// One Kustomization a wave renders: `flux.path` is relative to `source_dir`
+/// (this repository, or an ExternalArtifact assembled from it).
+pub struct Ready<'a> {
+    pub index: usize,
+    pub flux: &'a FluxKustomization,
+    pub source_dir: &'a Path,
+}
+
+/// What became of one Kustomization of the closure.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Rendered,
+    /// Not reconciled from this tree (`spec.suspend`, another repository's source).
+    Skipped(String),
+    /// Its own error, or that of one it depends on or that declares it. A
+    /// Kustomization that rendered but failed for the graph (a cycle, a
+    /// missing dependency, a failed dependency) keeps its output.
+    Failed(Arc<RenderError>),
+    /// Never reached a wave (not left after a walk).
+    Pending,
+}
+
+/// One Kustomization of a cluster's closure.
+#[derive(Debug)]
+pub struct Node<T> {
+    pub flux: FluxKustomization,
     /// The Kustomization whose objects declare it; `None` for the root's.
-    parent: Option<usize>,
-    state: State,
+    pub parent: Option<usize>,
+    /// The folder `flux.path` is relative to, when it was rendered.
+    pub source_dir: Option<PathBuf>,
+    pub output: Option<T>,
+    pub outcome: Outcome,
+    /// Each `dependsOn` (namespace, name) that is not in the closure.
+    pub missing_dependencies: Vec<Key>,
+}
+
+/// Every Flux Kustomization reachable from a cluster's sync root, as Flux
+/// reconciles them: the one graph that `build`, `diff` and `validate` read.
+#[derive(Debug)]
+pub struct Closure<T> {
+    /// In the order they were found (the root's first, then wave by wave).
+    pub nodes: Vec<Node<T>>,
+    /// Every node, each after what it depends on and after the one that
+    /// declares it; stable otherwise (a cycle is broken where it closes).
+    pub order: Vec<usize>,
+    /// Each dependsOn cycle, its members in walk order from the first found.
+    pub cycles: Vec<Vec<usize>>,
+    pub warnings: Vec<String>,
+    /// Keeps assembled ExternalArtifacts on disk while the closure lives.
+    pub artifacts: Vec<Arc<tempfile::TempDir>>,
 }
 
 fn key(namespace: &str, name: &str) -> Key {
@@ -50,23 +100,87 @@ enum Source {
     Broken(String),
 }
 
-struct Walk<'a> {
+struct Walk<'a, T> {
     root: &'a Path,
     cluster: &'a str,
-    opts: &'a RenderOptions,
-    builder: Arc<crate::kustomize::Builder>,
     /// Knows which source is this repository.
-    sync: SyncRoot,
-    nodes: Vec<Node>,
+    sync: &'a SyncRoot,
+    nodes: Vec<Node<T>>,
     seen: HashMap<Key, usize>,
     root_key: Key,
     /// ExternalArtifacts that generators in the tree declare.
     generators: HashMap<Key, (Value, Value)>,
     artifacts: HashMap<Key, Result<Arc<tempfile::TempDir>, String>>,
     index: SourceIndex,
-    /// Every object rendered so far, raw: where substituteFrom looks.
-    variable_objects: Vec<Value>,
     warnings: Vec<String>,
+}
+
+/// True when `object` is the sync root itself, as the root's own objects may
+/// declare (and patch) it: named as the root, or syncing the root's path.
+pub fn is_root(sync: &SyncRoot, object: &Value) -> bool {
+    if !crate::is_flux_kustomization(object) {
+        return false;
+    }
+    let namespace = |v: &Value| {
+        str_at(v, &["metadata", "namespace"])
+            .unwrap_or(discover::ROOT_NAME)
+            .to_string()
+    };
+    let name = |v: &Value| {
+        str_at(v, &["metadata", "name"])
+            .unwrap_or_default()
+            .to_string()
+    };
+    (namespace(object), name(object)) == (namespace(&sync.object), name(&sync.object))
+        || crate::normalize(str_at(object, &["spec", "path"]).unwrap_or("./")) == sync.path
+}
+
+/// Walks the closure of one cluster from its root's objects (`root_objects`,
+/// what the sync root's path renders), wave by wave: `renderer` renders each
+/// wave, and the Kustomizations and ArtifactGenerators its outputs declare
+/// feed the next. Sources, `spec.suspend`, ExternalArtifacts, dependsOn,
+/// cycles and failures are decided here, the same for every caller.
+pub fn walk<R: Renderer>(
+    root: &Path,
+    sync: &SyncRoot,
+    root_objects: &[Value],
+    renderer: &mut R,
+) -> Closure<R::Output> {
+    let index = SourceIndex::scan(root, &root.join(&sync.cluster_dir));
+    let root_key = root_objects
+        .iter()
+        .find(|o| is_root(sync, o))
+        .unwrap_or(&sync.object);
+    let root_key = key(
+        str_at(root_key, &["metadata", "namespace"]).unwrap_or(discover::ROOT_NAME),
+        str_at(root_key, &["metadata", "name"]).unwrap_or_default(),
+    );
+    walk_from(root, sync, root_key, index, root_objects, renderer)
+}
+
+fn walk_from<R: Renderer>(
+    root: &Path,
+    sync: &SyncRoot,
+    root_key: Key,
+    index: SourceIndex,
+    root_objects: &[Value],
+    renderer: &mut R,
+) -> Closure<R::Output> {
+    let mut walk = Walk {
+        root,
+        cluster: &sync.cluster,
+        sync,
+        nodes: Vec::new(),
+        seen: HashMap::new(),
+        root_key,
+        generators: HashMap::new(),
+        artifacts: HashMap::new(),
+        index,
+        warnings: Vec::new(),
+    };
+    walk.declare(root_objects, None);
+    walk.run(renderer);
+    walk.finish()
 }
 
 /// Renders the closure of one cluster. `Err` only when the cluster itself
@@ -104,11 +218,10 @@ pub fn render(
     let mut root_docs = build_root(&declared_root)?;
     // The root's objects may declare (and patch) the root Kustomization
     // itself: Flux then reconciles that one.
-    let root_key = key(&declared_root.namespace, &declared_root.name);
     let built_root = root_docs
         .iter()
-        .filter_map(|d| FluxKustomization::from_object(&d.object, &index))
-        .find(|k| key(&k.namespace, &k.name) == root_key || k.path == sync.path);
+        .find(|d| is_root(&sync, &d.object))
+        .and_then(|d| FluxKustomization::from_object(&d.object, &index));
     let root_flux = match built_root {
         Some(mut built) => {
             if built.object.get("spec") != declared_root.object.get("spec") {
@@ -123,32 +236,161 @@ pub fn render(
     };
     let raw_root: Vec<Value> = root_docs.iter().map(|d| d.object.clone()).collect();
 
-    let mut walk = Walk {
+    let mut renderer = Build {
         root,
         cluster,
         opts,
         builder,
-        sync,
-        nodes: Vec::new(),
-        seen: HashMap::new(),
-        root_key: key(&root_flux.namespace, &root_flux.name),
-        generators: HashMap::new(),
-        artifacts: HashMap::new(),
-        index,
         variable_objects: raw_root.clone(),
         warnings: Vec::new(),
     };
-    walk.declare(&raw_root, None);
-    walk.run();
+    let root_key = key(&root_flux.namespace, &root_flux.name);
+    let closure = walk_from(root, &sync, root_key, index, &raw_root, &mut renderer);
 
-    let sources =
-        post_build::VariableSources::collect(walk.variable_objects.iter(), opts, &mut Vec::new());
+    let sources = post_build::VariableSources::collect(
+        renderer.variable_objects.iter(),
+        opts,
+        &mut Vec::new(),
+    );
     let variables = post_build::variables(cluster, &root_flux, &sources)?;
     let root_objects = post_build::apply(&root_flux, root_docs, &variables, &root_dir, root)?;
-    Ok(walk.finish(root_flux, root_objects))
+    let mut warnings = closure.warnings;
+    for w in renderer.warnings {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+    let mut by_index: Vec<Option<RenderedKustomization>> = Vec::new();
+    let mut failures = Vec::new();
+    let mut skipped = Vec::new();
+    for node in closure.nodes {
+        let flux = node.flux;
+        match node.outcome {
+            Outcome::Rendered => by_index.push(node.output),
+            Outcome::Skipped(reason) => {
+                by_index.push(None);
+                skipped.push(Skipped { flux, reason });
+            }
+            Outcome::Failed(error) => {
+                by_index.push(None);
+                failures.push(Failure { flux, error });
+            }
+            Outcome::Pending => by_index.push(None),
+        }
+    }
+    // Root causes first, then what they took down.
+    failures.sort_by_key(|f| matches!(*f.error, RenderError::NotRendered { .. }));
+    let kustomizations = closure
+        .order
+        .into_iter()
+        .filter_map(|i| by_index[i].take())
+        .collect();
+    Ok(RenderedCluster {
+        name: cluster.to_string(),
+        root_objects,
+        kustomizations,
+        warnings,
+        root: root_flux,
+        sync: Some(sync),
+        skipped,
+        failures,
+        artifacts: closure.artifacts,
+    })
 }
 
-impl Walk<'_> {
+/// The build's renderer: kustomize as Flux runs it, then postBuild with the
+/// variables of every object rendered so far.
+struct Build<'a> {
+    root: &'a Path,
+    cluster: &'a str,
+    opts: &'a RenderOptions,
+    builder: Arc<crate::kustomize::Builder>,
+    /// Every object rendered so far, raw: where substituteFrom looks.
+    variable_objects: Vec<Value>,
+    warnings: Vec<String>,
+}
+
+impl Renderer for Build<'_> {
+    type Output = RenderedKustomization;
+
+    fn wave(&mut self, ready: &[Ready<'_>]) -> Vec<Result<RenderedKustomization, RenderError>> {
+        let built: Vec<_> = ready
+            .par_iter()
+            .map(|r| {
+                let started = Instant::now();
+                let result = build_objects(&self.builder, r.source_dir, r.flux);
+                (result, started.elapsed())
+            })
+            .collect();
+        for (result, _) in &built {
+            if let Ok(docs) = result {
+                self.variable_objects
+                    .extend(docs.iter().map(|d| d.object.clone()));
+            }
+        }
+        let mut warnings = Vec::new();
+        let sources = post_build::VariableSources::collect(
+            self.variable_objects.iter(),
+            self.opts,
+            &mut warnings,
+        );
+        for w in warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        ready
+            .iter()
+            .zip(built)
+            .map(|(r, (result, elapsed))| {
+                let flux = r.flux.clone();
+                let dir = r.source_dir.join(&flux.path);
+                let docs = result?;
+                let variables = post_build::variables(self.cluster, &flux, &sources)?;
+                let objects = post_build::apply(&flux, docs, &variables, &dir, self.root)?;
+                Ok(RenderedKustomization {
+                    flux,
+                    objects,
+                    variables,
+                    elapsed,
+                    source_dir: r.source_dir.to_path_buf(),
+                })
+            })
+            .collect()
+    }
+
+    fn objects(output: &RenderedKustomization) -> &[Value] {
+        &output.objects
+    }
+}
+
+/// What kustomize builds for `flux` from `source_dir`, as Flux builds it
+/// (its generated kustomization, no load restrictions), before postBuild.
+fn build_objects(
+    builder: &crate::kustomize::Builder,
+    source_dir: &Path,
+    flux: &FluxKustomization,
+) -> Result<Vec<post_build::Document>, RenderError> {
+    let shown = source_dir.join(&flux.path);
+    generate::prepare(source_dir, flux)
+        .and_then(|prepared| flux_build(builder, &prepared.dir, &shown))
+}
+
+/// The objects kustomize builds for `flux` from `source_dir` as Flux builds
+/// them, before postBuild: for a caller's [`Renderer`] that reads a folder
+/// it has not built itself (an assembled ExternalArtifact).
+pub fn build_source(
+    builder: &crate::kustomize::Builder,
+    source_dir: &Path,
+    flux: &FluxKustomization,
+) -> Result<Vec<Value>, RenderError> {
+    Ok(build_objects(builder, source_dir, flux)?
+        .into_iter()
+        .map(|d| d.object)
+        .collect())
+}
+
+impl<T> Walk<'_, T> {
     /// Adds the Kustomizations and generators among `objects`.
     fn declare(&mut self, objects: &[Value], parent: Option<usize>) -> Vec<usize> {
         let mut added = Vec::new();
@@ -187,7 +429,10 @@ impl Walk<'_> {
             self.nodes.push(Node {
                 flux,
                 parent,
-                state: State::Pending,
+                source_dir: None,
+                output: None,
+                outcome: Outcome::Pending,
+                missing_dependencies: Vec::new(),
             });
         }
         added
@@ -201,11 +446,11 @@ impl Walk<'_> {
     }
 
     fn fail(&mut self, i: usize, error: RenderError) {
-        self.nodes[i].state = State::Failed(Arc::new(error));
+        self.nodes[i].outcome = Outcome::Failed(Arc::new(error));
     }
 
     /// Renders wave after wave until no new Kustomization appears.
-    fn run(&mut self) {
+    fn run<R: Renderer<Output = T>>(&mut self, renderer: &mut R) {
         let mut frontier: Vec<usize> = (0..self.nodes.len()).collect();
         while !frontier.is_empty() {
             let mut ready = Vec::new();
@@ -213,10 +458,8 @@ impl Walk<'_> {
             for i in frontier {
                 let flux = &self.nodes[i].flux;
                 if flux.object.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
-                    self.nodes[i].state = State::Skipped(
-                        "spec.suspend is true: Flux does not reconcile it, so it is not rendered"
-                            .into(),
-                    );
+                    self.nodes[i].outcome =
+                        Outcome::Skipped("spec.suspend is true: Flux does not reconcile it".into());
                     continue;
                 }
                 match self.resolve(i) {
@@ -234,7 +477,7 @@ impl Walk<'_> {
                         }
                     }
                     Source::Waiting => waiting.push(i),
-                    Source::Elsewhere(reason) => self.nodes[i].state = State::Skipped(reason),
+                    Source::Elsewhere(reason) => self.nodes[i].outcome = Outcome::Skipped(reason),
                     Source::Broken(reason) => {
                         let flux = &self.nodes[i].flux;
                         let error = RenderError::NotRendered {
@@ -260,7 +503,7 @@ impl Walk<'_> {
                 }
                 break;
             }
-            frontier = self.render_wave(ready);
+            frontier = self.render_wave(ready, renderer);
             frontier.extend(waiting);
         }
     }
@@ -285,7 +528,7 @@ impl Walk<'_> {
         }
         let (k, ns, n) = self.sync.source();
         Source::Elsewhere(format!(
-            "its source {kind} {namespace}/{name} is not this repository (the root syncs from {k} {ns}/{n}); not rendered"
+            "its source {kind} {namespace}/{name} is not this repository (the root syncs from {k} {ns}/{n})"
         ))
     }
 
@@ -312,7 +555,7 @@ impl Walk<'_> {
                 }
             } else {
                 return Source::Elsewhere(format!(
-                    "ExternalArtifact {}/{} is assembled by ArtifactGenerator {generator_name} from {kind} {ns}/{name} (alias {alias}), which is not this repository; not rendered",
+                    "ExternalArtifact {}/{} is assembled by ArtifactGenerator {generator_name} from {kind} {ns}/{name} (alias {alias}), which is not this repository",
                     k.0, k.1
                 ));
             };
@@ -330,60 +573,37 @@ impl Walk<'_> {
         self.external_artifact(k)
     }
 
-    /// Builds `ready` in parallel, applies postBuild, and returns the
-    /// Kustomizations their objects declare.
-    fn render_wave(&mut self, ready: Vec<(usize, PathBuf)>) -> Vec<usize> {
-        let built: Vec<_> = ready
-            .par_iter()
-            .map(|(i, source_dir)| {
-                let started = Instant::now();
-                let flux = &self.nodes[*i].flux;
-                let shown = source_dir.join(&flux.path);
-                let result = generate::prepare(source_dir, flux)
-                    .and_then(|prepared| flux_build(&self.builder, &prepared.dir, &shown));
-                (result, started.elapsed())
+    /// Renders `ready` and returns the Kustomizations their objects declare.
+    fn render_wave<R: Renderer<Output = T>>(
+        &mut self,
+        ready: Vec<(usize, PathBuf)>,
+        renderer: &mut R,
+    ) -> Vec<usize> {
+        let visits: Vec<Ready> = ready
+            .iter()
+            .map(|(i, dir)| Ready {
+                index: *i,
+                flux: &self.nodes[*i].flux,
+                source_dir: dir,
             })
             .collect();
-        for (result, _) in &built {
-            if let Ok(docs) = result {
-                self.variable_objects
-                    .extend(docs.iter().map(|d| d.object.clone()));
-            }
-        }
-        let mut warnings = Vec::new();
-        let sources = post_build::VariableSources::collect(
-            self.variable_objects.iter(),
-            self.opts,
-            &mut warnings,
-        );
-        for w in warnings {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
-        }
+        let results = renderer.wave(&visits);
+        drop(visits);
         let mut next = Vec::new();
-        for ((i, source_dir), (result, elapsed)) in ready.into_iter().zip(built) {
-            let flux = self.nodes[i].flux.clone();
-            let dir = source_dir.join(&flux.path);
-            let objects = result.and_then(|docs| {
-                let variables = post_build::variables(self.cluster, &flux, &sources)?;
-                let objects = post_build::apply(&flux, docs, &variables, &dir, self.root)?;
-                Ok((objects, variables))
-            });
-            match objects {
-                Ok((objects, variables)) => {
+        for ((i, source_dir), result) in ready.into_iter().zip(results) {
+            match result {
+                Ok(output) => {
+                    let objects = R::objects(&output);
                     // Only to name the files of the Kustomizations it declares.
                     if source_dir == self.root && objects.iter().any(crate::is_flux_kustomization) {
+                        let dir = source_dir.join(&self.nodes[i].flux.path);
                         self.index.add(self.root, &dir);
                     }
-                    next.extend(self.declare(&objects, Some(i)));
-                    self.nodes[i].state = State::Rendered(Box::new(RenderedKustomization {
-                        flux,
-                        objects,
-                        variables,
-                        elapsed,
-                        source_dir,
-                    }));
+                    next.extend(self.declare(objects, Some(i)));
+                    let node = &mut self.nodes[i];
+                    node.source_dir = Some(source_dir);
+                    node.output = Some(output);
+                    node.outcome = Outcome::Rendered;
                 }
                 Err(error) => self.fail(i, error),
             }
@@ -391,25 +611,35 @@ impl Walk<'_> {
         next
     }
 
-    /// Fails what depends on a failure or is declared by one, orders the
-    /// rest, and gathers the report.
-    fn finish(mut self, root: FluxKustomization, root_objects: Vec<Value>) -> RenderedCluster {
+    /// Fails what depends on a failure or is declared by one, and orders
+    /// the graph.
+    fn finish(mut self) -> Closure<T> {
         let flux: Vec<FluxKustomization> = self.nodes.iter().map(|n| n.flux.clone()).collect();
         let parents: Vec<Option<usize>> = self.nodes.iter().map(|n| n.parent).collect();
-        let graph = Graph::new(self.cluster, &flux, &parents);
+        let graph = Graph::new(self.cluster, &flux, &parents, Some(&self.root_key));
         for (i, error) in graph.primary_failures() {
-            if matches!(self.nodes[i].state, State::Rendered(_) | State::Pending) {
-                self.nodes[i].state = State::Failed(error);
+            if matches!(self.nodes[i].outcome, Outcome::Rendered | Outcome::Pending) {
+                self.nodes[i].outcome = Outcome::Failed(error);
             }
+        }
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            let wanted = node.flux.dependencies();
+            let wanted = wanted.into_iter().filter(|d| *d != self.root_key);
+            node.missing_dependencies = graph.deps[i]
+                .iter()
+                .zip(wanted)
+                .filter(|(d, _)| d.is_none())
+                .map(|(_, w)| w)
+                .collect();
         }
         // Dependents and descendants of a failure, to a fixed point.
         loop {
             let mut changed = false;
             for i in 0..self.nodes.len() {
-                if !matches!(self.nodes[i].state, State::Rendered(_)) {
+                if !matches!(self.nodes[i].outcome, Outcome::Rendered) {
                     continue;
                 }
-                let failed = |j: usize| matches!(self.nodes[j].state, State::Failed(_));
+                let failed = |j: usize| matches!(self.nodes[j].outcome, Outcome::Failed(_));
                 let why = match self.nodes[i].parent.filter(|&p| failed(p)) {
                     Some(p) => Some(format!(
                         "it is declared by Kustomization {}, which failed",
@@ -440,40 +670,14 @@ impl Walk<'_> {
                 break;
             }
         }
-        let order = graph.order(&|i| matches!(self.nodes[i].state, State::Rendered(_)));
-        let mut by_index: Vec<Option<RenderedKustomization>> = Vec::new();
-        let mut failures = Vec::new();
-        let mut skipped = Vec::new();
-        for node in self.nodes {
-            let flux = node.flux;
-            match node.state {
-                State::Rendered(k) => by_index.push(Some(*k)),
-                State::Skipped(reason) => {
-                    by_index.push(None);
-                    skipped.push(Skipped { flux, reason });
-                }
-                State::Failed(error) => {
-                    by_index.push(None);
-                    failures.push(Failure { flux, error });
-                }
-                State::Pending => by_index.push(None),
-            }
-        }
-        // Root causes first, then what they took down.
-        failures.sort_by_key(|f| matches!(*f.error, RenderError::NotRendered { .. }));
-        let kustomizations = order
-            .into_iter()
-            .filter_map(|i| by_index[i].take())
-            .collect();
-        RenderedCluster {
-            name: self.cluster.to_string(),
-            root_objects,
-            kustomizations,
+        let order = graph.order(&|_| true);
+        let cycles = graph.cycles();
+        drop(graph);
+        Closure {
+            nodes: self.nodes,
+            order,
+            cycles,
             warnings: self.warnings,
-            root,
-            sync: Some(self.sync),
-            skipped,
-            failures,
             artifacts: self
                 .artifacts
                 .into_values()
@@ -488,15 +692,19 @@ pub(crate) struct Graph<'a> {
     cluster: &'a str,
     flux: &'a [FluxKustomization],
     parents: &'a [Option<usize>],
+    root: Option<Key>,
     /// Resolved dependsOn of each; `None` for a name not in the cluster.
     deps: Vec<Vec<Option<usize>>>,
 }
 
 impl<'a> Graph<'a> {
+    /// `root`, the sync root, is no node of the graph but exists: a
+    /// dependsOn on it is met.
     pub(crate) fn new(
         cluster: &'a str,
         flux: &'a [FluxKustomization],
         parents: &'a [Option<usize>],
+        root: Option<&Key>,
     ) -> Self {
         let by_key: HashMap<Key, usize> = flux
             .iter()
@@ -508,6 +716,7 @@ impl<'a> Graph<'a> {
             .map(|k| {
                 k.dependencies()
                     .iter()
+                    .filter(|d| Some(*d) != root)
                     .map(|(ns, name)| by_key.get(&key(ns, name)).copied())
                     .collect()
             })
@@ -516,6 +725,7 @@ impl<'a> Graph<'a> {
             cluster,
             flux,
             parents,
+            root: root.cloned(),
             deps,
         }
     }
@@ -525,7 +735,11 @@ impl<'a> Graph<'a> {
     pub(crate) fn primary_failures(&self) -> Vec<(usize, Arc<RenderError>)> {
         let mut out = Vec::new();
         for (i, k) in self.flux.iter().enumerate() {
-            let deps = k.dependencies();
+            let deps: Vec<Key> = k
+                .dependencies()
+                .into_iter()
+                .filter(|d| Some(d) != self.root.as_ref())
+                .collect();
             if let Some(pos) = self.deps[i].iter().position(Option::is_none) {
                 out.push((
                     i,
@@ -565,27 +779,38 @@ impl<'a> Graph<'a> {
             }
         }
         let mut in_cycle = HashSet::new();
+        for cycle in self.cycles() {
+            let error = Arc::new(RenderError::Cycle {
+                cluster: self.cluster.to_string(),
+                cycle: cycle
+                    .iter()
+                    .map(|&c| self.flux[c].name.clone())
+                    .chain([self.flux[cycle[0]].name.clone()])
+                    .collect(),
+            });
+            for &member in &cycle {
+                if in_cycle.insert(member) && !out.iter().any(|(j, _)| *j == member) {
+                    out.push((member, error.clone()));
+                }
+            }
+        }
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
+
+    /// Each dependsOn cycle once, from its first member in walk order.
+    pub(crate) fn cycles(&self) -> Vec<Vec<usize>> {
+        let mut in_cycle = HashSet::new();
+        let mut out = Vec::new();
         for start in 0..self.flux.len() {
             if in_cycle.contains(&start) {
                 continue;
             }
             if let Some(cycle) = self.cycle_from(start) {
-                let error = Arc::new(RenderError::Cycle {
-                    cluster: self.cluster.to_string(),
-                    cycle: cycle
-                        .iter()
-                        .map(|&c| self.flux[c].name.clone())
-                        .chain([self.flux[cycle[0]].name.clone()])
-                        .collect(),
-                });
-                for &member in &cycle {
-                    if in_cycle.insert(member) && !out.iter().any(|(j, _)| *j == member) {
-                        out.push((member, error.clone()));
-                    }
-                }
+                in_cycle.extend(cycle.iter().copied());
+                out.push(cycle);
             }
         }
-        out.sort_by_key(|(i, _)| *i);
         out
     }
 
@@ -689,7 +914,7 @@ mod tests {
             ks("other", &["web"]),
         ];
         let parents = [None, Some(0), Some(1), None];
-        let graph = Graph::new("c", &flux, &parents);
+        let graph = Graph::new("c", &flux, &parents, None);
         let failures = graph.primary_failures();
         assert_eq!(failures.len(), 1);
         assert_eq!(failures[0].0, 0);

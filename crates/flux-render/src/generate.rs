@@ -200,14 +200,11 @@ fn find_kustomization_file(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Prepares the folder kustomize builds for `flux`: the folder itself when
-/// Flux would leave its kustomization as it is, else a copy with the
-/// generated kustomization.yaml.
-pub fn prepare(root: &Path, flux: &FluxKustomization) -> Result<Prepared, RenderError> {
-    check_spec(flux)?;
-    let source = root.join(&flux.path);
+/// True when `flux`'s spec changes what kustomize builds from its folder
+/// (names, namespace, patches, images, components, build metadata).
+pub fn edits_the_build(flux: &FluxKustomization) -> bool {
     let spec = flux.object.get("spec").cloned().unwrap_or(Value::Null);
-    let edits = [
+    [
         "targetNamespace",
         "namePrefix",
         "nameSuffix",
@@ -217,7 +214,16 @@ pub fn prepare(root: &Path, flux: &FluxKustomization) -> Result<Prepared, Render
         "buildMetadata",
     ]
     .iter()
-    .any(|f| spec.get(f).is_some());
+    .any(|f| spec.get(f).is_some())
+}
+
+/// Prepares the folder kustomize builds for `flux`: the folder itself when
+/// Flux would leave its kustomization as it is, else a copy with the
+/// generated kustomization.yaml.
+pub fn prepare(root: &Path, flux: &FluxKustomization) -> Result<Prepared, RenderError> {
+    check_spec(flux)?;
+    let source = root.join(&flux.path);
+    let edits = edits_the_build(flux);
     let existing = find_kustomization_file(&source);
     let existing_doc = match &existing {
         Some(file) => Some(read_kustomization(file)?),
@@ -250,6 +256,7 @@ pub fn prepare(root: &Path, flux: &FluxKustomization) -> Result<Prepared, Render
         }
         _ => (generated(flux, &dir)?, dir.join("kustomization.yaml")),
     };
+    let spec = flux.object.get("spec").cloned().unwrap_or(Value::Null);
     merge_spec(&spec, &dir, &mut doc);
     // A temp copy: never read after a crash.
     exec::fsutil::write_atomic_unsynced(

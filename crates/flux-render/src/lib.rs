@@ -307,7 +307,7 @@ pub fn dependency_order(
     kustomizations: &[FluxKustomization],
 ) -> Result<Vec<usize>, RenderError> {
     let parents = vec![None; kustomizations.len()];
-    let graph = closure::Graph::new(cluster, kustomizations, &parents);
+    let graph = closure::Graph::new(cluster, kustomizations, &parents, None);
     if let Some((_, error)) = graph.primary_failures().into_iter().next() {
         return Err(Arc::try_unwrap(error).unwrap_or_else(RenderError::Shared));
     }
@@ -376,7 +376,7 @@ fn relative(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-/// Which file of a cluster folder declares an object, for messages.
+/// Which file of a cluster folder declares a Flux Kustomization, for messages.
 pub(crate) struct SourceIndex {
     files: HashMap<(String, String), String>,
     scanned: std::collections::HashSet<PathBuf>,
@@ -406,6 +406,10 @@ impl SourceIndex {
             let Ok(text) = std::fs::read_to_string(path) else {
                 continue;
             };
+            // Only Flux Kustomizations are looked up: other files are not parsed.
+            if !text.contains(FLUX_KUSTOMIZE_GROUP) {
+                continue;
+            }
             for object in parse_stream(&text).unwrap_or_default() {
                 if let (Some(kind), Some(name)) = (
                     str_at(&object, &["kind"]),

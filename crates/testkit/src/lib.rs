@@ -2,6 +2,9 @@
 //! is, whether a tool is there (skip with a notice, or fail under
 //! `cargo xtask test`), the shared fixtures, and small assertions.
 
+pub mod flux_compare;
+pub mod flux_layouts;
+
 use std::path::{Path, PathBuf};
 
 /// The checkout the tests run in: the folder above `crates/testkit`.
@@ -71,6 +74,15 @@ pub fn copy_tree(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), &target).unwrap();
         }
+    }
+}
+
+/// Writes each `(path, text)` below `root`, making the folders.
+pub fn write_files<T: AsRef<str>>(root: &Path, files: &[(&str, T)]) {
+    for (path, text) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text.as_ref()).unwrap();
     }
 }
 

@@ -1,10 +1,16 @@
-//! The Flux graph of one cluster: its Kustomizations (from `clusters/<name>`
-//! and, recursively, from what they render), their paths, sources,
-//! dependencies and cycles, postBuild variables, and HelmRelease sources and
-//! chart pins. Also yields every object as Flux would apply it, for the
-//! schema check.
+//! The Flux graph of one cluster: its Kustomizations, walked by the same
+//! closure that `build` and `diff` render (`flux_render::closure::walk`:
+//! which are reached, in what order, from which source, suspended or not,
+//! ExternalArtifacts assembled, cycles and missing or circular dependencies)
+//! over the builds this run already made; then their paths, sourceRefs,
+//! postBuild variables, and HelmRelease sources and chart pins. Also yields
+//! every object as Flux would apply it, for the schema check.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::HashMap;
+
+use flux_render::RenderError;
+use flux_render::closure::Outcome;
+use rayon::prelude::*;
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -67,11 +73,6 @@ impl FluxKustomization {
 
 fn s<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
     v.pointer(pointer).and_then(Value::as_str)
-}
-
-fn is_flux_kustomization(v: &Value) -> bool {
-    s(v, "/kind") == Some("Kustomization")
-        && s(v, "/apiVersion").is_some_and(|a| a.starts_with("kustomize.toolkit.fluxcd.io/"))
 }
 
 fn is_object(v: &Value) -> bool {
@@ -208,82 +209,135 @@ pub fn check_cluster(
         }
     }
 
-    // Discover every Flux Kustomization, breadth first.
-    let mut ks: Vec<FluxKustomization> = Vec::new();
-    let mut seen = HashSet::new();
-    let mut queue: Vec<(Value, String)> = root_objects
-        .iter()
-        .filter(|o| is_flux_kustomization(o))
-        .map(|o| (o.clone(), cluster_dir.clone()))
-        .collect();
+    // Which Kustomizations Flux reconciles, in what order, from which
+    // source: the closure that `build` and `diff` render, walked over the
+    // builds this run already made.
+    let closure = flux_render::closure::walk(
+        &tree.root,
+        &sync,
+        &root_objects,
+        &mut Reader { tree, builds },
+    );
     let mut generators: Vec<Value> = root_objects
         .iter()
+        .chain(
+            closure
+                .nodes
+                .iter()
+                .filter_map(|n| n.output.as_ref())
+                .flatten(),
+        )
         .filter(|o| flux_render::artifact::is_generator(o))
         .cloned()
         .collect();
-    let mut qi = 0;
-    while qi < queue.len() {
-        let (obj, origin) = queue[qi].clone();
-        qi += 1;
-        let namespace = s(&obj, "/metadata/namespace")
-            .unwrap_or("flux-system")
-            .to_string();
-        let name = s(&obj, "/metadata/name").unwrap_or_default().to_string();
-        if !seen.insert(format!("{namespace}/{name}")) {
-            continue;
-        }
-        let raw_path = s(&obj, "/spec/path").unwrap_or("./").to_string();
-        let (file, line) = tree.locate(&obj, &origin, None, &fallback);
-        let label = format!("Kustomization {namespace}/{name}");
-        let path = match source_folder(&obj, &raw_path, &sync, &generators) {
-            Ok(path) => path,
-            Err(why) => {
-                findings.push(Finding {
-                    severity: Severity::Warning,
-                    ..Finding::error(Check::Flux, &file, line, format!("not validated: {why}"))
-                        .with_object(label)
-                });
-                ks.push(FluxKustomization {
-                    namespace,
-                    name,
-                    path: String::new(),
-                    object: obj,
-                    file,
-                    origin,
-                    line,
-                    objects: Vec::new(),
-                });
-                continue;
+    generators.dedup();
+    // Where each node's objects are in this repository, for findings.
+    let mut paths: Vec<String> = Vec::with_capacity(closure.nodes.len());
+    for node in &closure.nodes {
+        let raw_path = s(&node.flux.object, "/spec/path").unwrap_or("./");
+        let path = match &node.source_dir {
+            Some(dir) if dir != &tree.root => {
+                artifact_folder(&node.flux.object, raw_path, &sync, &generators).unwrap_or_default()
             }
+            _ => normalize_path(raw_path),
         };
-        let exists = tree.root.join(&path).is_dir();
-        if !exists {
-            let (file, line) =
-                tree.locate(&obj, &origin, Some(&format!("path: {raw_path}")), &fallback);
-            findings.push(
-                Finding::error(
-                    Check::Flux,
-                    &file,
-                    line,
-                    format!("spec.path {raw_path:?} does not exist"),
-                )
-                .with_object(format!("Kustomization {namespace}/{name}")),
-            );
-        }
-        let objects = if exists {
-            render_path(tree, builds, &path)
-        } else {
-            Vec::new()
+        paths.push(path);
+    }
+    let mut ks: Vec<FluxKustomization> = Vec::new();
+    // The root itself, when the root's objects declare it: its postBuild
+    // applies to them.
+    if let Some(obj) = root_objects
+        .iter()
+        .find(|o| flux_render::closure::is_root(&sync, o))
+    {
+        let (file, line) = tree.locate(obj, &cluster_dir, None, &fallback);
+        ks.push(FluxKustomization {
+            namespace: s(obj, "/metadata/namespace")
+                .unwrap_or("flux-system")
+                .to_string(),
+            name: s(obj, "/metadata/name").unwrap_or_default().to_string(),
+            path: cluster_dir.clone(),
+            object: obj.clone(),
+            file,
+            origin: cluster_dir.clone(),
+            line,
+            objects: root_objects.clone(),
+        });
+    }
+    let mut index_of = vec![0; closure.nodes.len()];
+    for &i in &closure.order {
+        let node = &closure.nodes[i];
+        let obj = node.flux.object.clone();
+        let origin = node
+            .parent
+            .map_or_else(|| cluster_dir.clone(), |p| paths[p].clone());
+        let (file, line) = tree.locate(&obj, &origin, None, &fallback);
+        let (namespace, name) = (node.flux.namespace.clone(), node.flux.name.clone());
+        let label = format!("Kustomization {namespace}/{name}");
+        let not_validated = |why: String| Finding {
+            severity: Severity::Warning,
+            ..Finding::error(Check::Flux, &file, line, format!("not validated: {why}"))
+                .with_object(label.clone())
         };
-        for o in objects.iter().filter(|o| is_flux_kustomization(o)) {
-            queue.push((o.clone(), path.clone()));
+        let mut path = paths[i].clone();
+        match (&node.outcome, &node.output) {
+            (Outcome::Skipped(why), _) => {
+                findings.push(not_validated(why.clone()));
+                path.clear();
+            }
+            (Outcome::Failed(error), None) => match &**error {
+                RenderError::MissingPath { .. } => {
+                    let raw_path = s(&obj, "/spec/path").unwrap_or("./");
+                    let (file, line) =
+                        tree.locate(&obj, &origin, Some(&format!("path: {raw_path}")), &fallback);
+                    findings.push(
+                        Finding::error(
+                            Check::Flux,
+                            &file,
+                            line,
+                            format!("spec.path {raw_path:?} does not exist"),
+                        )
+                        .with_object(label.clone()),
+                    );
+                }
+                RenderError::Artifact {
+                    artifact, reason, ..
+                } => findings.push(not_validated(format!(
+                    "ExternalArtifact {artifact}: {reason}"
+                ))),
+                RenderError::NotRendered { why, .. } => findings.push(not_validated(why.clone())),
+                // kustomize's own error is the kustomize check's finding.
+                _ => {}
+            },
+            (Outcome::Failed(error), Some(_)) => {
+                if let RenderError::DependsOnOwnChild { target, .. } = &**error {
+                    findings.push(named_ref_error(
+                        tree,
+                        &obj,
+                        &origin,
+                        &file,
+                        target,
+                        format!(
+                            "dependsOn {target}, which only exists once this Kustomization is applied (it declares {target}, directly or below): Flux waits forever"
+                        ),
+                        &label,
+                    ));
+                }
+            }
+            _ => {}
         }
-        generators.extend(
-            objects
-                .iter()
-                .filter(|o| flux_render::artifact::is_generator(o))
-                .cloned(),
-        );
+        for (ns, dep) in &node.missing_dependencies {
+            findings.push(named_ref_error(
+                tree,
+                &obj,
+                &origin,
+                &file,
+                dep,
+                format!("dependsOn {ns}/{dep}: no such Kustomization in cluster {cluster}"),
+                &label,
+            ));
+        }
+        index_of[i] = ks.len();
         ks.push(FluxKustomization {
             namespace,
             name,
@@ -292,8 +346,22 @@ pub fn check_cluster(
             file,
             origin,
             line,
-            objects,
+            objects: node.output.clone().unwrap_or_default(),
         });
+    }
+    for cycle in &closure.cycles {
+        let first = &ks[index_of[cycle[0]]];
+        let mut chain: Vec<String> = cycle.iter().map(|&c| ks[index_of[c]].id()).collect();
+        chain.push(first.id());
+        findings.push(
+            Finding::error(
+                Check::Flux,
+                &first.file,
+                first.line,
+                format!("dependsOn cycle: {}", chain.join(" -> ")),
+            )
+            .with_object(format!("Kustomization {}", first.id())),
+        );
     }
 
     // Everything the cluster's tree defines, by kind/namespace/name.
@@ -319,8 +387,6 @@ pub fn check_cluster(
             defined.insert(r, generator.clone());
         }
     }
-    let ks_ids: HashSet<String> = ks.iter().map(FluxKustomization::id).collect();
-
     for k in &ks {
         let label = format!("Kustomization {}", k.id());
         // sourceRef
@@ -333,29 +399,11 @@ pub fn check_cluster(
             if !defined.contains_key(&r) && !allow.is_external_source(&r) {
                 findings.push(named_ref_error(
                     tree,
-                    k,
+                    &k.object,
+                    &k.origin,
+                    &k.file,
                     &r.name,
                     format!("sourceRef {r} does not exist in cluster {cluster}"),
-                    &label,
-                ));
-            }
-        }
-        // dependsOn
-        for dep in k
-            .object
-            .pointer("/spec/dependsOn")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let name = s(dep, "/name").unwrap_or_default();
-            let ns = s(dep, "/namespace").unwrap_or(&k.namespace);
-            if !ks_ids.contains(&format!("{ns}/{name}")) {
-                findings.push(named_ref_error(
-                    tree,
-                    k,
-                    name,
-                    format!("dependsOn {ns}/{name}: no such Kustomization in cluster {cluster}"),
                     &label,
                 ));
             }
@@ -398,24 +446,6 @@ pub fn check_cluster(
         }
     }
 
-    // Cycles.
-    for cycle in cycles(&ks) {
-        let first = ks
-            .iter()
-            .find(|k| k.id() == cycle[0])
-            .expect("cycle member");
-        let mut chain = cycle.clone();
-        chain.push(cycle[0].clone());
-        findings.push(
-            Finding::error(
-                Check::Flux,
-                &first.file,
-                first.line,
-                format!("dependsOn cycle: {}", chain.join(" -> ")),
-            )
-            .with_object(format!("Kustomization {}", first.id())),
-        );
-    }
     ClusterCheck {
         findings,
         items,
@@ -423,44 +453,24 @@ pub fn check_cluster(
     }
 }
 
-/// The folder of this repository a Kustomization renders: its path when
-/// its source is this repository, the folder an ArtifactGenerator copies
-/// there when it is an ExternalArtifact; `Err` says why it is not here
-/// (another repository, suspended).
-fn source_folder(
+/// The folder of this repository that an ExternalArtifact copies to
+/// `raw_path` whole, to point findings at its files (the objects themselves
+/// come from the assembled artifact).
+fn artifact_folder(
     obj: &Value,
     raw_path: &str,
     sync: &flux_render::discover::SyncRoot,
     generators: &[Value],
-) -> Result<String, String> {
-    if obj.pointer("/spec/suspend") == Some(&Value::Bool(true)) {
-        return Err("spec.suspend is true: Flux does not reconcile it".into());
-    }
+) -> Option<String> {
     let own_ns = s(obj, "/metadata/namespace").unwrap_or("flux-system");
-    let kind = s(obj, "/spec/sourceRef/kind").unwrap_or_default();
     let name = s(obj, "/spec/sourceRef/name").unwrap_or_default();
     let ns = s(obj, "/spec/sourceRef/namespace").unwrap_or(own_ns);
-    if kind != "ExternalArtifact" {
-        return if sync.is_this_repo(kind, ns, name) || kind.is_empty() {
-            Ok(normalize_path(raw_path))
-        } else {
-            let (k, n, m) = sync.source();
-            Err(format!(
-                "its source {kind} {ns}/{name} is another repository than this one ({k} {n}/{m})"
-            ))
-        };
-    }
-    let found = generators.iter().find_map(|g| {
+    let (generator, spec) = generators.iter().find_map(|g| {
         flux_render::artifact::declared(g)
             .into_iter()
             .find(|((gns, gname), _)| gns == ns && gname == name)
             .map(|(_, spec)| (g, spec))
-    });
-    let Some((generator, spec)) = found else {
-        return Err(format!(
-            "no ArtifactGenerator in this tree declares ExternalArtifact {ns}/{name}"
-        ));
-    };
+    })?;
     let sources = flux_render::artifact::sources(generator);
     flux_render::artifact::source_path(&spec, raw_path, |alias| {
         sources
@@ -468,11 +478,54 @@ fn source_folder(
             .is_some_and(|(k, n, m)| sync.is_this_repo(k, n, m))
     })
     .map(|(_, path)| normalize_path(&path))
-    .ok_or_else(|| {
-        format!(
-            "ExternalArtifact {ns}/{name} puts no whole folder of this repository at {raw_path}"
-        )
-    })
+}
+
+/// Reads a wave of the closure from this run's builds: a folder of the
+/// repository as [`render_path`] gives it; an assembled ExternalArtifact, or
+/// a Kustomization whose spec edits the build, built as Flux builds it.
+struct Reader<'a> {
+    tree: &'a Tree,
+    builds: &'a Builds,
+}
+
+impl flux_render::closure::Renderer for Reader<'_> {
+    type Output = Vec<Value>;
+
+    fn wave(
+        &mut self,
+        ready: &[flux_render::closure::Ready<'_>],
+    ) -> Vec<Result<Vec<Value>, RenderError>> {
+        ready
+            .par_iter()
+            .map(|r| {
+                // An assembled ExternalArtifact, or a spec that edits the
+                // build: built as Flux builds it (through the same cache).
+                if r.source_dir != self.tree.root || flux_render::generate::edits_the_build(r.flux)
+                {
+                    return flux_render::closure::build_source(
+                        self.builds.builder(),
+                        r.source_dir,
+                        r.flux,
+                    );
+                }
+                let dir = normalize_path(s(&r.flux.object, "/spec/path").unwrap_or("./"));
+                if self.tree.kustomization_file(&dir).is_none() {
+                    return Ok(render_path(self.tree, self.builds, &dir));
+                }
+                match self.builds.get(&dir).as_ref() {
+                    Ok(objects) => Ok(objects.clone()),
+                    Err(e) => Err(RenderError::Kustomize {
+                        dir: dir.into(),
+                        message: e.to_string(),
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    fn objects(output: &Vec<Value>) -> &[Value] {
+        output
+    }
 }
 
 fn obj_ref(o: &Value, namespace: &str) -> Ref {
@@ -489,17 +542,14 @@ fn obj_ref(o: &Value, namespace: &str) -> Ref {
 /// of its file that names the missing object.
 fn named_ref_error(
     tree: &Tree,
-    k: &FluxKustomization,
+    object: &Value,
+    origin: &str,
+    file: &str,
     name: &str,
     message: String,
     label: &str,
 ) -> Finding {
-    let (file, line) = tree.locate(
-        &k.object,
-        &k.origin,
-        Some(&format!("name: {name}")),
-        &k.file,
-    );
+    let (file, line) = tree.locate(object, origin, Some(&format!("name: {name}")), file);
     Finding::error(Check::Flux, &file, line, message).with_object(label.to_string())
 }
 
@@ -560,7 +610,9 @@ fn variables(
             None => {
                 findings.push(named_ref_error(
                     tree,
-                    k,
+                    &k.object,
+                    &k.origin,
+                    &k.file,
                     &r.name,
                     format!("postBuild.substituteFrom {r} does not exist in the cluster's tree"),
                     label,
@@ -679,114 +731,6 @@ fn check_helm_release(
             "HelmRelease has neither spec.chart nor spec.chartRef".into(),
         );
     }
-}
-
-/// Every dependsOn cycle (strongly connected component with more than one
-/// member, or a self-dependency), each as its members in dependency order.
-fn cycles(ks: &[FluxKustomization]) -> Vec<Vec<String>> {
-    let ids: BTreeSet<String> = ks.iter().map(FluxKustomization::id).collect();
-    let mut edges: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for k in ks {
-        let deps = k
-            .object
-            .pointer("/spec/dependsOn")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|d| {
-                format!(
-                    "{}/{}",
-                    s(d, "/namespace").unwrap_or(&k.namespace),
-                    s(d, "/name").unwrap_or_default()
-                )
-            })
-            .filter(|d| ids.contains(d))
-            .collect();
-        edges.insert(k.id(), deps);
-    }
-    // Tarjan's algorithm.
-    struct State<'a> {
-        edges: &'a BTreeMap<String, Vec<String>>,
-        index: HashMap<String, usize>,
-        low: HashMap<String, usize>,
-        stack: Vec<String>,
-        on_stack: HashSet<String>,
-        next: usize,
-        out: Vec<Vec<String>>,
-    }
-    fn visit(st: &mut State, v: &str) {
-        st.index.insert(v.to_string(), st.next);
-        st.low.insert(v.to_string(), st.next);
-        st.next += 1;
-        st.stack.push(v.to_string());
-        st.on_stack.insert(v.to_string());
-        for w in st.edges.get(v).cloned().unwrap_or_default() {
-            if !st.index.contains_key(&w) {
-                visit(st, &w);
-                let lw = st.low[&w];
-                let lv = st.low.get_mut(v).expect("visited");
-                *lv = (*lv).min(lw);
-            } else if st.on_stack.contains(&w) {
-                let iw = st.index[&w];
-                let lv = st.low.get_mut(v).expect("visited");
-                *lv = (*lv).min(iw);
-            }
-        }
-        if st.low[v] == st.index[v] {
-            let mut comp = Vec::new();
-            while let Some(w) = st.stack.pop() {
-                st.on_stack.remove(&w);
-                let done = w == v;
-                comp.push(w);
-                if done {
-                    break;
-                }
-            }
-            let self_loop =
-                comp.len() == 1 && st.edges.get(v).is_some_and(|e| e.iter().any(|x| x == v));
-            if comp.len() > 1 || self_loop {
-                st.out.push(comp);
-            }
-        }
-    }
-    let mut st = State {
-        edges: &edges,
-        index: HashMap::new(),
-        low: HashMap::new(),
-        stack: Vec::new(),
-        on_stack: HashSet::new(),
-        next: 0,
-        out: Vec::new(),
-    };
-    for v in edges.keys() {
-        if !st.index.contains_key(v) {
-            visit(&mut st, v);
-        }
-    }
-    // Order each cycle along its edges, from its smallest member.
-    st.out
-        .into_iter()
-        .map(|comp| {
-            let members: BTreeSet<String> = comp.into_iter().collect();
-            let start = members.iter().next().cloned().unwrap_or_default();
-            let mut order = vec![start.clone()];
-            let mut cur = start;
-            loop {
-                let next = edges[&cur]
-                    .iter()
-                    .find(|n| members.contains(*n) && !order.contains(n))
-                    .cloned();
-                match next {
-                    Some(n) => {
-                        order.push(n.clone());
-                        cur = n;
-                    }
-                    None => break,
-                }
-            }
-            order
-        })
-        .collect()
 }
 
 #[cfg(test)]

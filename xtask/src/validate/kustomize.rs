@@ -110,6 +110,11 @@ impl Builds {
             .clone()
     }
 
+    /// The kustomize these builds run, for folders outside the tree.
+    pub fn builder(&self) -> &Builder {
+        &self.builder
+    }
+
     pub fn is_built(&self, dir: &str) -> bool {
         self.map.lock().expect("lock").contains_key(dir)
     }

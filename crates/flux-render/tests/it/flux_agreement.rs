@@ -6,7 +6,9 @@
 //!
 //! `--dry-run` reads no ConfigMap or Secret from a cluster, so the variables
 //! are inlined into `spec.postBuild.substitute` as Flux would merge them (the
-//! render reports that merge). `--strict-substitute` matches our strictness
+//! render reports that merge); that merge itself is checked like for like,
+//! flux reading the Secrets and ConfigMaps from a kube-apiserver, in
+//! xtask's `flux_substitute` test. `--strict-substitute` matches our strictness
 //! (an undefined variable without a default is an error; where both succeed,
 //! strict and lax output are the same).
 //!
@@ -26,6 +28,7 @@ use exec::runner::Cmd;
 use flux_render::{RenderOptions, yaml11};
 use rayon::prelude::*;
 use serde_json::{Value, json};
+pub(crate) use testkit::flux_compare::compare;
 
 /// One corpus entry: the files of `app/` and the spec fields besides path
 /// and source (YAML, indented for `spec:`).
@@ -510,64 +513,6 @@ fn cluster_files(case: &Case) -> Vec<(String, String)> {
         ("clusters/t/vars.yaml".into(), vars.into()),
         ("clusters/t/ks.yaml".into(), ks),
     ]
-}
-
-/// flux's display of SOPS Secrets (the one intended difference).
-fn flux_display_mask(object: &mut Value) {
-    if object["kind"] != "Secret" || object.get("sops").is_none() {
-        return;
-    }
-    let docker = object["type"] == "kubernetes.io/dockerconfigjson";
-    if let Some(map) = object.as_object_mut() {
-        map.remove("sops");
-    }
-    let b64 = |s: &str| {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode(s)
-    };
-    for (field, encode) in [("data", true), ("stringData", false)] {
-        if let Some(values) = object.get_mut(field).and_then(Value::as_object_mut) {
-            for v in values.values_mut() {
-                let mask = if docker {
-                    r#"{"mask":"**SOPS**"}"#
-                } else {
-                    "**SOPS**"
-                };
-                *v = json!(if encode { b64(mask) } else { mask.to_string() });
-            }
-        }
-    }
-}
-
-/// `kind namespace/name` keys.
-fn by_key(objects: &[Value]) -> BTreeMap<String, Value> {
-    objects
-        .iter()
-        .map(|o| (flux_render::describe(o), o.clone()))
-        .collect()
-}
-
-/// Compares two renders object by object; returns the differences.
-pub(crate) fn compare(ours: &[Value], theirs: &[Value]) -> Vec<String> {
-    let mut ours: Vec<Value> = ours.to_vec();
-    for o in &mut ours {
-        flux_display_mask(o);
-    }
-    let (ours, theirs) = (by_key(&ours), by_key(theirs));
-    let mut diffs = Vec::new();
-    for (key, mine) in &ours {
-        match theirs.get(key) {
-            None => diffs.push(format!("only ours: {key}")),
-            Some(other) if other != mine => {
-                diffs.push(format!("{key} differs:\n  ours: {mine}\n  flux: {other}"))
-            }
-            Some(_) => {}
-        }
-    }
-    for key in theirs.keys().filter(|k| !ours.contains_key(*k)) {
-        diffs.push(format!("only flux: {key}"));
-    }
-    diffs
 }
 
 /// Our objects, and what the YAML we write reads back as with a YAML 1.1
