@@ -17,6 +17,7 @@ pub mod post_build;
 pub mod substitute;
 pub mod yaml11;
 pub mod yaml_out;
+pub mod yaml_value;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};

@@ -111,6 +111,43 @@ pub fn substitute_lenient<'v>(
     }
 }
 
+/// [`substitute_lenient`] over one object, as kustomize-controller does it:
+/// the object's YAML text is substituted and parsed again (so
+/// `replicas: ${n:=2}` becomes the integer 2). An object without `${` is
+/// returned as it is, unwritten. Returns the object and the names without a
+/// value or a fallback, in order (repeats kept).
+pub fn substitute_object_lenient<'v>(
+    object: &serde_json::Value,
+    lookup: impl Fn(&str) -> Option<&'v str>,
+) -> (serde_json::Value, Vec<String>) {
+    if !mentions_variable(object) {
+        return (object.clone(), Vec::new());
+    }
+    let text = serde_yaml::to_string(object).unwrap_or_default();
+    if !text.contains("${") {
+        return (object.clone(), Vec::new());
+    }
+    let (out, missing) = substitute_lenient(&text, lookup);
+    let value = crate::parse_stream(&out)
+        .ok()
+        .and_then(|mut docs| docs.pop())
+        .unwrap_or_else(|| object.clone());
+    (value, missing)
+}
+
+/// True when a key or string of `value` holds `${`.
+fn mentions_variable(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains("${"),
+        Value::Array(items) => items.iter().any(mentions_variable),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| k.contains("${") || mentions_variable(v)),
+        _ => false,
+    }
+}
+
 /// Lists every variable a text uses (for the validate check and error hints).
 pub fn variables_used(input: &str) -> Vec<VarUse> {
     let Ok(tree) = parse(input) else {

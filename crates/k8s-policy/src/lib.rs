@@ -155,6 +155,18 @@ fn env() -> Arc<Env> {
 }
 
 impl PolicySet {
+    /// True when [`PolicySet::load`] reads `object`: a ValidatingPolicy, a
+    /// PolicyException or a Namespace.
+    pub fn reads(object: &Value) -> bool {
+        let api = str_at(object, &["apiVersion"]).unwrap_or_default();
+        let kind = str_at(object, &["kind"]).unwrap_or_default();
+        let group = api.split_once('/').map(|(g, _)| g).unwrap_or("");
+        matches!(
+            (group, kind),
+            (GROUP, "ValidatingPolicy") | (GROUP, "PolicyException")
+        ) || (api == "v1" && kind == "Namespace")
+    }
+
     /// Loads every ValidatingPolicy and PolicyException among `objects`, and
     /// remembers the Namespaces' labels; other objects are ignored.
     pub fn load<'a>(

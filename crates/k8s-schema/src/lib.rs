@@ -89,3 +89,10 @@ pub fn normalize_kubernetes_version(version: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The compact JSON text of an object: the identity of what is judged (two
+/// objects with the same text get the same verdict). Here, not in the
+/// caller, so that it is compiled with this crate's optimisations.
+pub fn object_text(object: &serde_json::Value) -> String {
+    serde_json::to_string(object).unwrap_or_default()
+}

@@ -81,14 +81,9 @@ pub fn objects(text: &str) -> (Vec<Object>, Vec<Unreadable>) {
         }
     }
     for (start, chunk) in documents(text) {
-        match serde_yaml::from_str::<serde_yaml::Value>(&chunk) {
-            Ok(serde_yaml::Value::Null) => {}
-            Ok(v) => unpack(
-                crate::validate::tree::yaml_to_json(v),
-                start,
-                None,
-                &mut out,
-            ),
+        match flux_render::yaml_value::parse_document(&chunk) {
+            Ok(None) => {}
+            Ok(Some(value)) => unpack(value, start, None, &mut out),
             Err(e) => bad.push(Unreadable {
                 line: start,
                 message: e.to_string(),

@@ -390,7 +390,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let mut texts: Vec<String> = Vec::new();
     let mut by_text: HashMap<String, usize> = HashMap::new();
     for it in items.iter().filter(|it| Gvk::of(&it.object).is_some()) {
-        let text = serde_json::to_string(&it.object).unwrap_or_default();
+        let text = k8s_schema::object_text(&it.object);
         match by_text.get(&text) {
             Some(i) => groups[*i].push(it),
             None => {

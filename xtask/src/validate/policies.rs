@@ -4,6 +4,7 @@
 //! A violation of a Deny policy is an error, of an Audit or Warn one a
 //! warning; an expression that cannot be evaluated is an error naming it.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use serde_json::Value;
@@ -23,15 +24,28 @@ pub fn check(items: &[Item], clusters: &[ClusterItems]) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut names: Vec<&str> = clusters.iter().map(|c| c.cluster.as_str()).collect();
     names.dedup();
+    // Clusters that apply the same policies, exceptions and namespaces share
+    // one loaded (compiled) set.
+    let mut loaded: HashMap<String, Result<k8s_policy::PolicySet, Vec<k8s_policy::PolicyError>>> =
+        HashMap::new();
     for cluster in names {
         let parts: Vec<&ClusterItems> = clusters.iter().filter(|c| c.cluster == cluster).collect();
         let objects = parts.iter().flat_map(|p| items[p.range.clone()].iter());
-        let set = match k8s_policy::PolicySet::load(objects.clone().map(|it| &it.object)) {
+        let inputs: Vec<&Value> = objects
+            .clone()
+            .map(|it| &it.object)
+            .filter(|o| k8s_policy::PolicySet::reads(o))
+            .collect();
+        let fingerprint = serde_json::to_string(&inputs).unwrap_or_default();
+        let set = loaded
+            .entry(fingerprint)
+            .or_insert_with(|| k8s_policy::PolicySet::load(inputs.iter().copied()));
+        let set = match &*set {
             Ok(set) => set,
             Err(errors) => {
-                for e in errors {
+                for e in errors.iter() {
                     // At the policy's own file and line where a build placed it.
-                    let holders = || items.iter().filter(|it| names_policy(&it.object, &e));
+                    let holders = || items.iter().filter(|it| names_policy(&it.object, e));
                     let file = holders()
                         .find(|it| it.line.is_some())
                         .or_else(|| holders().next())
@@ -52,7 +66,7 @@ pub fn check(items: &[Item], clusters: &[ClusterItems]) -> Vec<Finding> {
         }
         for part in parts {
             for it in &items[part.range.clone()] {
-                findings.extend(judge(&set, it, part.default_namespace.as_deref(), cluster));
+                findings.extend(judge(set, it, part.default_namespace.as_deref(), cluster));
             }
         }
     }

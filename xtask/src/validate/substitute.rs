@@ -31,20 +31,9 @@ pub fn disabled(object: &Value) -> bool {
 /// references as they are. Returns the new object and the distinct variables
 /// that had neither a value nor a default (always empty with `None`).
 pub fn substitute(object: &Value, vars: Option<&HashMap<String, String>>) -> (Value, Vec<VarRef>) {
-    // Most objects have no variable: they are not written out as YAML.
-    if !mentions_variable(object) {
-        return (object.clone(), Vec::new());
-    }
-    let text = serde_yaml::to_string(object).unwrap_or_default();
-    if !text.contains("${") {
-        return (object.clone(), Vec::new());
-    }
-    let (out, missing) =
-        subst::substitute_lenient(&text, |k| vars.and_then(|v| v.get(k)).map(String::as_str));
-    let value = flux_render::parse_stream(&out)
-        .ok()
-        .and_then(|mut docs| docs.pop())
-        .unwrap_or_else(|| object.clone());
+    let (value, missing) = subst::substitute_object_lenient(object, |k| {
+        vars.and_then(|v| v.get(k)).map(String::as_str)
+    });
     let undefined = match vars {
         None => Vec::new(),
         Some(_) => {
@@ -60,18 +49,6 @@ pub fn substitute(object: &Value, vars: Option<&HashMap<String, String>>) -> (Va
         }
     };
     (value, undefined)
-}
-
-/// True when a key or string of `value` holds `${`.
-fn mentions_variable(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains("${"),
-        Value::Array(items) => items.iter().any(mentions_variable),
-        Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| k.contains("${") || mentions_variable(v)),
-        _ => false,
-    }
 }
 
 #[cfg(test)]

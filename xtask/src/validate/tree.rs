@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{Check, Finding, Severity};
 
@@ -77,45 +77,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Converts a YAML value to JSON; non-string keys become their YAML text.
-pub fn yaml_to_json(v: serde_yaml::Value) -> Value {
-    use serde_yaml::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else {
-                n.as_f64()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(Value::Number)
-                    .unwrap_or(Value::Null)
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect()),
-        Y::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let key = match k {
-                    Y::String(s) => s,
-                    Y::Bool(b) => b.to_string(),
-                    Y::Number(n) => n.to_string(),
-                    Y::Null => "null".into(),
-                    other => serde_yaml::to_string(&other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                };
-                out.insert(key, yaml_to_json(v));
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(t) => yaml_to_json(t.value),
-    }
-}
+pub use flux_render::yaml_value::to_json as yaml_to_json;
 
 /// A YAML parse error at a 1-based line and column of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,12 +122,12 @@ pub fn parse_stream(text: &str) -> (Vec<SourceDoc>, Vec<YamlError>) {
             });
             continue;
         }
-        match serde_yaml::from_str::<serde_yaml::Value>(&chunk) {
-            Ok(serde_yaml::Value::Null) => {}
-            Ok(v) => docs.push(SourceDoc {
+        match flux_render::yaml_value::parse_document(&chunk) {
+            Ok(None) => {}
+            Ok(Some(value)) => docs.push(SourceDoc {
                 start: s + 1,
                 end: e,
-                value: yaml_to_json(v),
+                value,
             }),
             Err(err) => {
                 let (line, column) = err
