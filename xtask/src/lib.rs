@@ -108,7 +108,9 @@ const KUSTOMIZE_BOUNDS_HELP: &str =
 /// [`flux_render::kustomize`]) and bounded: `$XTASK_KUSTOMIZE_TIMEOUT`
 /// seconds (default 120) and `$XTASK_KUSTOMIZE_MEMORY` MiB of address space
 /// (default 4096), `0` for no bound; `$XTASK_KUSTOMIZE_CACHE_MIB` bounds the
-/// cache (default 256).
+/// cache (default 256). Misses run in the long-lived `kustomize-build` helper
+/// when it is built for the installed kustomize (`XTASK_KUSTOMIZE_HELPER=off`:
+/// the CLI for every build).
 pub fn kustomize_builder(
     cache: Option<PathBuf>,
 ) -> anyhow::Result<std::sync::Arc<flux_render::kustomize::Builder>> {
@@ -130,11 +132,15 @@ pub fn kustomize_builder(
         memory_bytes: (memory > 0).then_some(memory << 20),
         raise: KUSTOMIZE_BOUNDS_HELP.into(),
     };
-    Ok(std::sync::Arc::new(
-        Builder::find()?
-            .with_bounds(bounds)
-            .with_cache(cache.map(|dir| BuildCache::new(dir, cache_mib << 20))),
-    ))
+    let builder = Builder::find()?;
+    // `off`: every build runs the kustomize CLI, as without the helper.
+    let builder = match std::env::var("XTASK_KUSTOMIZE_HELPER") {
+        Ok(v) if v.trim() == "off" => builder,
+        _ => builder.with_helper(),
+    };
+    Ok(std::sync::Arc::new(builder.with_bounds(bounds).with_cache(
+        cache.map(|dir| BuildCache::new(dir, cache_mib << 20)),
+    )))
 }
 
 /// `path:len:mtime` of a file, for a cache key that must change when the

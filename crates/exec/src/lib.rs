@@ -4,8 +4,10 @@
 
 pub mod fsutil;
 pub mod runner;
+pub mod session;
 pub mod tools;
 
 pub use fsutil::{write_atomic, write_atomic_unsynced};
 pub use runner::{Bounds, Cmd, RunError};
+pub use session::Session;
 pub use tools::{Manifest, ToolError};

@@ -261,6 +261,52 @@ impl Cmd {
         }
     }
 
+    /// Starts the command as a long-lived [`Session`]: its stdin and stdout
+    /// are pipes for the caller, its stderr is discarded, and the memory
+    /// bound of `bounds` holds for its whole life (time is bounded per
+    /// request, with [`Session::watchdog`]).
+    pub fn session(&self, bounds: &Bounds) -> Result<crate::Session, RunError> {
+        self.log();
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        #[cfg(unix)]
+        if let Some(limit) = bounds.memory_bytes {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe and touches no memory
+            // of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|source| self.spawn_error(source))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err(RunError::Io {
+                tool: self.tool(),
+                source: io::Error::other("no pipes to the process"),
+            });
+        };
+        Ok(crate::Session::new(self.tool(), child, stdin, stdout))
+    }
+
     fn spawn_error(&self, source: io::Error) -> RunError {
         if source.kind() == io::ErrorKind::NotFound {
             RunError::NotFound { tool: self.tool() }

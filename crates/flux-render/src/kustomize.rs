@@ -44,6 +44,46 @@ pub const DEFAULT_MEMORY_BYTES: u64 = 4 << 30;
 const ENTRY_MAGIC: &[u8; 8] = b"kbuild1\n";
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
+/// The long-lived build helper (`tools/kustomize-build`): `kustomize build`
+/// over the kustomize api the pinned CLI is built from, one process for many
+/// builds.
+pub const HELPER: &str = "kustomize-build";
+/// The flags the helper builds with; builds with others run the CLI.
+const HELPER_FLAGS: [&str; 2] = ["--load-restrictor", "LoadRestrictionsNone"];
+
+/// Idle helper processes, one taken per build in flight.
+struct Helper {
+    bin: PathBuf,
+    idle: Mutex<Vec<exec::Session>>,
+}
+
+impl std::fmt::Debug for Helper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Helper").field("bin", &self.bin).finish()
+    }
+}
+
+/// One request to a helper: the folder on a line; the answer is
+/// `ok <n>` or `error <n>` on a line, then n bytes.
+fn helper_request(session: &mut exec::Session, dir: &str) -> std::io::Result<(bool, Vec<u8>)> {
+    use std::io::{BufRead, Write};
+    session.stdin.write_all(format!("{dir}\n").as_bytes())?;
+    session.stdin.flush()?;
+    let mut header = String::new();
+    session.stdout.read_line(&mut header)?;
+    let bad = || std::io::Error::other(format!("unexpected answer {header:?}"));
+    let (status, len) = header.trim_end().split_once(' ').ok_or_else(bad)?;
+    let len: usize = len.parse().map_err(|_| bad())?;
+    let ok = match status {
+        "ok" => true,
+        "error" => false,
+        _ => return Err(bad()),
+    };
+    let mut body = vec![0; len];
+    session.stdout.read_exact(&mut body)?;
+    Ok((ok, body))
+}
+
 /// Why a build gave no output.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -437,6 +477,7 @@ pub struct Builder {
     /// build (validate's own and the render beside it) run it once.
     building: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     files: FileMemo,
+    helper: Option<Helper>,
 }
 
 impl Builder {
@@ -472,12 +513,53 @@ impl Builder {
             misses: AtomicUsize::new(0),
             building: Mutex::new(HashMap::new()),
             files: FileMemo::default(),
+            helper: None,
         }
     }
 
     pub fn with_cache(mut self, cache: Option<BuildCache>) -> Self {
         self.cache = cache;
         self
+    }
+
+    /// Runs misses in long-lived [`HELPER`] processes instead of one
+    /// kustomize process per build, when one was built for this kustomize:
+    /// beside it, its stamp naming the same pinned version as kustomize's
+    /// own (the install writes both). Else builds stay with the CLI.
+    pub fn with_helper(mut self) -> Self {
+        let Kustomize::Standalone(bin) = &self.tool else {
+            return self;
+        };
+        let Some(dir) = bin.parent() else {
+            return self;
+        };
+        let stamp = |name: &str| std::fs::read_to_string(dir.join(format!(".{name}.version")));
+        let helper = dir.join(HELPER);
+        let for_this = match (stamp("kustomize"), stamp(HELPER)) {
+            (Ok(cli), Ok(built)) => built.lines().next() == cli.lines().next(),
+            _ => false,
+        };
+        if for_this && helper.is_file() {
+            // Its output is the CLI's byte for byte (tested), but a build it
+            // made is kept under its own key all the same.
+            if let Ok(meta) = std::fs::metadata(&helper) {
+                self.tool_id.push_str(&format!(
+                    " {HELPER} {} {:?}",
+                    meta.len(),
+                    meta.modified().ok()
+                ));
+            }
+            self.helper = Some(Helper {
+                bin: helper,
+                idle: Mutex::new(Vec::new()),
+            });
+        }
+        self
+    }
+
+    /// True when misses run in the [`HELPER`].
+    pub fn uses_helper(&self) -> bool {
+        self.helper.is_some()
     }
 
     pub fn with_bounds(mut self, bounds: Bounds) -> Self {
@@ -541,19 +623,59 @@ impl Builder {
             return Ok(bytes);
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let out = self
-            .tool
-            .build(dir)
-            .args(flags)
-            .output_bounded(&self.bounds)?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            return Err(BuildError::Failed(self.explain_memory(stderr)));
-        }
+        let stdout = match self.build_in_helper(dir, flags) {
+            Some(answer) => answer?,
+            None => {
+                let out = self
+                    .tool
+                    .build(dir)
+                    .args(flags)
+                    .output_bounded(&self.bounds)?;
+                if !out.status.success() {
+                    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    return Err(BuildError::Failed(self.explain_memory(stderr)));
+                }
+                out.stdout
+            }
+        };
         if let Some((cache, key)) = cache {
-            cache.put(key, &out.stdout);
+            cache.put(key, &stdout);
         }
-        Ok(out.stdout)
+        Ok(stdout)
+    }
+
+    /// The build in a [`HELPER`] process: `None` when there is none, the
+    /// flags are not the ones it builds with, or it stopped (the CLI then
+    /// builds, and says what went wrong in its own words).
+    fn build_in_helper(&self, dir: &Path, flags: &[&str]) -> Option<Result<Vec<u8>, BuildError>> {
+        let helper = self.helper.as_ref()?;
+        let dir_text = dir.to_str().filter(|d| !d.contains('\n'))?;
+        if flags != HELPER_FLAGS {
+            return None;
+        }
+        let idle = helper.idle.lock().expect("lock").pop();
+        let mut session = match idle {
+            Some(s) => s,
+            None => exec::Cmd::new(&helper.bin).session(&self.bounds).ok()?,
+        };
+        let watchdog = session.watchdog(self.bounds.timeout);
+        let answer = helper_request(&mut session, dir_text);
+        if !watchdog.finish() {
+            let tool = session.tool().to_string();
+            return Some(Err(BuildError::Run(RunError::TimedOut {
+                tool,
+                after: self.bounds.timeout.unwrap_or_default(),
+                raise: self.bounds.raise.clone(),
+            })));
+        }
+        let (ok, body) = answer.ok()?;
+        helper.idle.lock().expect("lock").push(session);
+        Some(if ok {
+            Ok(body)
+        } else {
+            let stderr = String::from_utf8_lossy(&body).trim().to_string();
+            Err(BuildError::Failed(self.explain_memory(stderr)))
+        })
     }
 
     /// Says so when kustomize died at the memory bound.

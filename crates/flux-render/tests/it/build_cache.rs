@@ -12,7 +12,7 @@ use flux_render::kustomize::{BuildCache, BuildError, Builder, DEFAULT_CACHE_BYTE
 
 use crate::flux_agreement::kustomize_available;
 
-const FLAGS: [&str; 2] = ["--load-restrictor", "LoadRestrictionsNone"];
+pub(crate) const FLAGS: [&str; 2] = ["--load-restrictor", "LoadRestrictionsNone"];
 
 fn write(root: &Path, rel: &str, text: &str) {
     let path = root.join(rel);
@@ -22,7 +22,7 @@ fn write(root: &Path, rel: &str, text: &str) {
 
 /// Two overlays over one base (one adds a component), a folder on its own,
 /// and a file nothing reaches.
-fn fixture() -> tempfile::TempDir {
+pub(crate) fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write(

@@ -6,5 +6,6 @@ mod common {
 }
 
 mod build_cache;
+mod build_helper;
 mod flux_agreement;
 mod flux_repos;
