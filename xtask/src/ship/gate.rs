@@ -138,13 +138,24 @@ pub fn check_tree(
     let Some(rendered) = rendered else {
         return Ok(check(root, &entries, &contents, ids, render_cache));
     };
+    Ok(check_with(root, &entries, &contents, ids, rendered))
+}
+
+/// [`check`] with the verdict on the rendered clusters already in hand.
+pub fn check_with(
+    root: &Path,
+    entries: &[TreeEntry],
+    contents: &Contents,
+    ids: Option<&Identities>,
+    rendered: leaks::rendered::Verdict,
+) -> Judged {
     let (mut refusals, allow, config) = setup(root);
-    let found = check_files(root, &entries, &contents, ids, &allow, config.as_ref());
+    let found = check_files(root, entries, contents, ids, &allow, config.as_ref());
     refusals.extend(leaks::merge(found, rendered.refusals));
-    Ok(Judged {
+    Judged {
         refusals,
         unrendered: rendered.unrendered,
-    })
+    }
 }
 
 /// The allow-list and `.sops.yaml`, and the refusals when either cannot be

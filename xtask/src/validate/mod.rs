@@ -176,9 +176,9 @@ pub fn run(opts: &Options) -> Result<Report> {
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
     let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
-    // What Flux would apply, for the secrets check: the render runs beside
-    // the other checks (it is mostly kustomize processes).
-    let rendered = {
+    // The ship gate, for the secrets check: it runs beside the other checks
+    // (the render of every cluster is mostly kustomize builds).
+    let gate = {
         let root = opts.root.clone();
         let clusters = if opts.clusters.is_empty() {
             flux_render::list_clusters(&root)
@@ -188,24 +188,27 @@ pub fn run(opts: &Options) -> Result<Report> {
         let allow = allow.clone();
         let cache = opts.cache_dir.as_ref().map(|d| d.join("render"));
         let builder = builder.clone();
+        let ids = opts.identities.clone();
         std::thread::spawn(move || {
+            let entries = oci_artifact::tree::collect(&root)?;
+            let contents = crate::ship::gate::Contents::read(&entries)?;
             // The verdict is kept by the shipped files' bytes: an unchanged
             // tree is not rendered again.
-            let shipped = oci_artifact::tree::collect(&root).ok().and_then(|entries| {
-                let contents = crate::ship::gate::Contents::read(&entries).ok()?;
-                Some((entries, contents))
-            });
-            match &shipped {
-                Some((entries, contents)) => crate::leaks::rendered::check_cached(
-                    &root,
-                    &clusters,
-                    &allow,
-                    contents.files(entries),
-                    cache.as_deref(),
-                    Some(builder),
-                ),
-                None => crate::leaks::rendered::check(&root, &clusters, &allow, Some(builder)),
-            }
+            let rendered = crate::leaks::rendered::check_cached(
+                &root,
+                &clusters,
+                &allow,
+                contents.files(&entries),
+                cache.as_deref(),
+                Some(builder),
+            );
+            Ok(crate::ship::gate::check_with(
+                &root,
+                &entries,
+                &contents,
+                ids.as_deref(),
+                rendered,
+            ))
         })
     };
     let mut report = Report::default();
@@ -502,14 +505,14 @@ pub fn run(opts: &Options) -> Result<Report> {
     }
 
     // 5. Secrets.
-    let rendered = rendered
+    let gate = gate
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    findings.extend(secrets::check(&tree, opts.identities.as_deref(), rendered));
+    findings.extend(secrets::check(&tree, gate));
     findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
     progress.finish();
-    // The render beside has joined: every build of the run is counted.
+    // The gate beside has joined: every build of the run is counted.
     report.kustomize_runs = builder.stats().1;
     // Dedupe (an object can be checked per cluster and per build) and sort.
     let mut seen = HashSet::new();

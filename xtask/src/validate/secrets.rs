@@ -43,19 +43,18 @@ pub fn is_sops(doc: &Value) -> bool {
         .is_some_and(|s| s.get("mac").is_some() || s.get("age").is_some())
 }
 
-/// Runs the secrets checks: the shared leak checker over every file that
-/// would ship and every object the render of each cluster produces
-/// ([`crate::leaks`], as the ship gate runs it), then the recipients of
-/// each SOPS file against its `.sops.yaml` rule. MACs are verified with
-/// `identities` where they open a file. A cluster that does not render is
+/// Runs the secrets checks: `gate` is the ship gate's verdict (the shared
+/// leak checker over every file that would ship and every object the
+/// render of each cluster produces, [`crate::leaks`]; MACs verified where
+/// the user's keys open a file), then the recipients of each SOPS file
+/// against its `.sops.yaml` rule. A cluster that does not render is
 /// reported by the other checks, with its cause.
 pub fn check(
     tree: &Tree,
-    identities: Option<&sops::Identities>,
-    rendered: crate::leaks::rendered::Verdict,
+    gate: Result<crate::ship::gate::Judged, oci_artifact::ArtifactError>,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
-    match crate::ship::gate::check_tree(&tree.root, identities, Some(rendered), None) {
+    match gate {
         Ok(judged) => findings.extend(
             judged
                 .refusals
