@@ -557,6 +557,26 @@ impl Builder {
         self
     }
 
+    /// Starts one [`HELPER`] process now, on another thread, for a caller
+    /// that expects misses: its start then overlaps the caller's other work.
+    pub fn prestart(self: &Arc<Self>) {
+        if self.helper.is_none() {
+            return;
+        }
+        let this = Arc::clone(self);
+        std::thread::spawn(move || {
+            let Some(helper) = &this.helper else {
+                return;
+            };
+            if let Ok(mut session) = exec::Cmd::new(&helper.bin).session(&this.bounds) {
+                // An empty request: answered once the process is up.
+                if helper_request(&mut session, "").is_ok() {
+                    helper.idle.lock().expect("lock").push(session);
+                }
+            }
+        });
+    }
+
     /// True when misses run in the [`HELPER`].
     pub fn uses_helper(&self) -> bool {
         self.helper.is_some()

@@ -176,6 +176,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
     let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
+    builder.prestart();
     // The ship gate, for the secrets check: it runs beside the other checks
     // (the render of every cluster is mostly kustomize builds).
     let gate = {
