@@ -49,6 +49,31 @@ pub struct Bounds {
     pub raise: String,
 }
 
+/// Bounds the address space of the process `cmd` will start (`RLIMIT_AS`,
+/// on Unix; elsewhere nothing).
+fn limit_address_space(cmd: &mut std::process::Command, limit: u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of
+        // the parent.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (cmd, limit);
+}
+
 /// A command line to run: `Cmd::new("kustomize").arg("build").arg(dir).read()`.
 #[derive(Clone, Debug)]
 pub struct Cmd {
@@ -169,24 +194,9 @@ impl Cmd {
     pub fn output_bounded(&self, bounds: &Bounds) -> Result<Output, RunError> {
         self.log();
         let mut expr = self.expression();
-        #[cfg(unix)]
         if let Some(limit) = bounds.memory_bytes {
             expr = expr.before_spawn(move |cmd| {
-                use std::os::unix::process::CommandExt;
-                // SAFETY: setrlimit is async-signal-safe and touches no
-                // memory of the parent.
-                unsafe {
-                    cmd.pre_exec(move || {
-                        let rl = libc::rlimit {
-                            rlim_cur: limit as libc::rlim_t,
-                            rlim_max: limit as libc::rlim_t,
-                        };
-                        if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
-                            return Err(io::Error::last_os_error());
-                        }
-                        Ok(())
-                    });
-                }
+                limit_address_space(cmd, limit);
                 Ok(())
             });
         }
@@ -278,23 +288,8 @@ impl Cmd {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        #[cfg(unix)]
         if let Some(limit) = bounds.memory_bytes {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe and touches no memory
-            // of the parent.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: limit as libc::rlim_t,
-                        rlim_max: limit as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &rl) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_address_space(&mut cmd, limit);
         }
         let mut child = cmd.spawn().map_err(|source| self.spawn_error(source))?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {

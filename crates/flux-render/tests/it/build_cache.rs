@@ -364,26 +364,10 @@ fn a_kustomize_past_its_bounds_is_stopped_and_says_how_to_raise_them() {
     }
     let tree = fixture();
     let dir = tree.path().join("standalone");
-    let bounded = |timeout: Option<Duration>, memory_bytes: Option<u64>| {
-        Builder::find().unwrap().with_bounds(exec::Bounds {
-            timeout,
-            memory_bytes,
-            raise: "KUSTOMIZE_BOUNDS".into(),
-        })
-    };
     // 64 MiB of address space: the Go runtime cannot even start.
-    let err = bounded(None, Some(64 << 20))
-        .build(&dir, &FLAGS)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with(
-            "kustomize ran out of its memory bound of 64 MiB (raise it with KUSTOMIZE_BOUNDS): "
-        ),
-        "{err}"
-    );
+    assert_stopped_at_the_memory_bound(&bounded(false, None, Some(64 << 20)), &dir);
     // No time at all: stopped, and said so.
-    let err = bounded(Some(Duration::ZERO), None)
+    let err = bounded(false, Some(Duration::ZERO), None)
         .build(&dir, &FLAGS)
         .unwrap_err()
         .to_string();
@@ -395,5 +379,32 @@ fn a_kustomize_past_its_bounds_is_stopped_and_says_how_to_raise_them() {
     assert_eq!(
         Builder::find().unwrap().build(&dir, &FLAGS).unwrap(),
         kustomize_says(&dir)
+    );
+}
+
+/// A builder under these bounds, its misses in the helper or not.
+pub(crate) fn bounded(
+    helper: bool,
+    timeout: Option<Duration>,
+    memory_bytes: Option<u64>,
+) -> Builder {
+    let b = Builder::find().unwrap();
+    let b = if helper { b.with_helper() } else { b };
+    b.with_bounds(exec::Bounds {
+        timeout,
+        memory_bytes,
+        raise: "KUSTOMIZE_BOUNDS".into(),
+    })
+}
+
+/// The build of `dir` fails at the memory bound of 64 MiB, and says how to
+/// raise it.
+pub(crate) fn assert_stopped_at_the_memory_bound(b: &Builder, dir: &Path) {
+    let err = b.build(dir, &FLAGS).unwrap_err().to_string();
+    assert!(
+        err.starts_with(
+            "kustomize ran out of its memory bound of 64 MiB (raise it with KUSTOMIZE_BOUNDS): "
+        ),
+        "{err}"
     );
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use flux_render::kustomize::Builder;
 
-use crate::build_cache::{FLAGS, fixture};
+use crate::build_cache::{FLAGS, assert_stopped_at_the_memory_bound, bounded, fixture};
 use crate::common;
 use crate::flux_agreement::kustomize_available;
 
@@ -144,30 +144,11 @@ fn a_helper_past_its_bounds_is_stopped_or_leaves_the_build_to_the_cli() {
     };
     let tree = fixture();
     let dir = tree.path().join("standalone");
-    let bounded = |timeout: Option<Duration>, memory_bytes: Option<u64>| {
-        Builder::find()
-            .unwrap()
-            .with_helper()
-            .with_bounds(exec::Bounds {
-                timeout,
-                memory_bytes,
-                raise: "KUSTOMIZE_BOUNDS".into(),
-            })
-    };
     // 64 MiB: the helper cannot start, so the CLI builds, and fails in its
     // own words.
-    let err = bounded(None, Some(64 << 20))
-        .build(&dir, &FLAGS)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.starts_with(
-            "kustomize ran out of its memory bound of 64 MiB (raise it with KUSTOMIZE_BOUNDS): "
-        ),
-        "{err}"
-    );
+    assert_stopped_at_the_memory_bound(&bounded(true, None, Some(64 << 20)), &dir);
     // No time at all: the helper is stopped, and that is said.
-    let err = bounded(Some(Duration::ZERO), None)
+    let err = bounded(true, Some(Duration::ZERO), None)
         .build(&dir, &FLAGS)
         .unwrap_err()
         .to_string();
@@ -176,7 +157,7 @@ fn a_helper_past_its_bounds_is_stopped_or_leaves_the_build_to_the_cli() {
         "kustomize-build ran longer than 0 s and was stopped (raise the bound with KUSTOMIZE_BOUNDS)"
     );
     // One helper serves many builds, and the one that was stopped is gone.
-    let b = bounded(Some(Duration::from_secs(60)), None);
+    let b = bounded(true, Some(Duration::from_secs(60)), None);
     for _ in 0..3 {
         b.build(&dir, &FLAGS).unwrap();
     }
