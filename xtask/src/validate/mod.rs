@@ -367,7 +367,19 @@ pub fn run(opts: &Options) -> Result<Report> {
             &mut findings,
         ));
     }
-    findings.extend(policies::check(&items, &cluster_items));
+    // This binary holds the rules: a verdict is kept by it.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| crate::file_identity(&p))
+        .unwrap_or_default();
+    findings.extend(policies::check(
+        &items,
+        &cluster_items,
+        &policies::Memo {
+            cache_dir: opts.cache_dir.as_deref(),
+            binary: &binary,
+        },
+    ));
 
     // 3. Schemas.
     let mut registry = Registry::load(RegistryOptions {
@@ -407,11 +419,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     // Verdicts from earlier runs: only objects not judged before under the
     // same schema, strictness and binary are judged (and their schemas
     // compiled).
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|p| crate::file_identity(&p))
-        .unwrap_or_default();
-    let store = verdicts::Store::load(opts.cache_dir.as_deref(), &binary);
+    let store =
+        verdicts::Store::<Verdict>::load(opts.cache_dir.as_deref(), verdicts::SCHEMAS, &binary);
     let keys: Vec<String> = groups
         .iter()
         .zip(&texts)
@@ -419,7 +428,8 @@ pub fn run(opts: &Options) -> Result<Report> {
             let schema = Gvk::of(&g[0].object)
                 .map(|gvk| registry.schema_key(&gvk))
                 .unwrap_or_default();
-            verdicts::key(&binary, &schema, opts.strict, text)
+            let strictness = if opts.strict { "strict" } else { "lax" };
+            verdicts::key(&[&binary, &schema, strictness, text])
         })
         .collect();
     let known: Vec<Option<Verdict>> = keys.iter().map(|k| store.get(k)).collect();

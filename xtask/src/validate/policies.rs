@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use super::{Check, Finding, Item};
+use super::{Check, Finding, Item, verdicts};
 
 /// The items of one cluster: a range of validate's items, and the namespace
 /// that objects without one land in (a HelmRelease's), if any.
@@ -19,11 +19,32 @@ pub struct ClusterItems {
     pub default_namespace: Option<String>,
 }
 
-/// Judges each cluster's objects by that cluster's policies.
-pub fn check(items: &[Item], clusters: &[ClusterItems]) -> Vec<Finding> {
+/// What a cluster's policies say of one object, kept between runs.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Outcome {
+    /// `(policy, message, denies)` of each violation.
+    violations: Vec<(String, String, bool)>,
+    /// Expressions that could not be evaluated on the object.
+    errors: Vec<String>,
+}
+
+/// Where verdicts are kept between runs, and by which binary.
+pub struct Memo<'a> {
+    pub cache_dir: Option<&'a std::path::Path>,
+    pub binary: &'a str,
+}
+
+/// Judges each cluster's objects by that cluster's policies. An object
+/// judged before under the same policies, exceptions and namespaces (and
+/// binary) is not judged again, and a cluster whose objects were all judged
+/// before compiles no policy.
+pub fn check(items: &[Item], clusters: &[ClusterItems], memo: &Memo) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut names: Vec<&str> = clusters.iter().map(|c| c.cluster.as_str()).collect();
     names.dedup();
+    let store = verdicts::Store::<Outcome>::load(memo.cache_dir, verdicts::POLICIES, memo.binary);
+    let mut used = Vec::new();
+    let mut fresh = Vec::new();
     // Clusters that apply the same policies, exceptions and namespaces share
     // one loaded (compiled) set.
     let mut loaded: HashMap<String, Result<k8s_policy::PolicySet, Vec<k8s_policy::PolicyError>>> =
@@ -36,41 +57,80 @@ pub fn check(items: &[Item], clusters: &[ClusterItems]) -> Vec<Finding> {
             .map(|it| &it.object)
             .filter(|o| k8s_policy::PolicySet::reads(o))
             .collect();
-        let fingerprint = serde_json::to_string(&inputs).unwrap_or_default();
-        let set = loaded
-            .entry(fingerprint)
-            .or_insert_with(|| k8s_policy::PolicySet::load(inputs.iter().copied()));
-        let set = match &*set {
-            Ok(set) => set,
-            Err(errors) => {
-                for e in errors.iter() {
-                    // At the policy's own file and line where a build placed it.
-                    let holders = || items.iter().filter(|it| names_policy(&it.object, e));
-                    let file = holders()
-                        .find(|it| it.line.is_some())
-                        .or_else(|| holders().next())
-                        .map(|it| (it.file.clone(), it.line))
-                        .unwrap_or_else(|| (format!("clusters/{cluster}"), None));
-                    findings.push(Finding::error(
-                        Check::Policy,
-                        &file.0,
-                        file.1,
-                        format!("cluster {cluster}: {e}"),
-                    ));
-                }
-                continue;
-            }
-        };
-        if set.is_empty() {
+        // Namespaces alone load an empty set: nothing to judge.
+        if !inputs
+            .iter()
+            .any(|o| o.get("kind").and_then(Value::as_str) != Some("Namespace"))
+        {
             continue;
         }
-        for part in parts {
+        let fingerprint = verdicts::key(
+            &inputs
+                .iter()
+                .map(|o| k8s_schema::object_text(o))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        let mut judged: Vec<(&Item, &str, Value, String, Option<Outcome>)> = Vec::new();
+        for part in &parts {
             for it in &items[part.range.clone()] {
-                findings.extend(judge(set, it, part.default_namespace.as_deref(), cluster));
+                let object = with_namespace(&it.object, part.default_namespace.as_deref());
+                let key =
+                    verdicts::key(&[memo.binary, &fingerprint, &k8s_schema::object_text(&object)]);
+                let known = store.get(&key);
+                judged.push((it, cluster, object, key, known));
+            }
+        }
+        if judged.iter().any(|j| j.4.is_none()) {
+            let set = loaded
+                .entry(fingerprint)
+                .or_insert_with(|| k8s_policy::PolicySet::load(inputs.iter().copied()));
+            let set = match &*set {
+                Ok(set) => set,
+                Err(errors) => {
+                    findings.extend(load_errors(items, errors, cluster));
+                    continue;
+                }
+            };
+            for j in judged.iter_mut().filter(|j| j.4.is_none()) {
+                let outcome = evaluate(set, &j.2);
+                fresh.push((j.3.clone(), outcome.clone()));
+                j.4 = Some(outcome);
+            }
+        }
+        for (it, cluster, object, key, outcome) in judged {
+            used.push(key);
+            if let Some(outcome) = outcome {
+                findings.extend(place(&outcome, it, &object, cluster));
             }
         }
     }
+    store.save(fresh, &used);
     findings
+}
+
+/// The errors of a set that does not load, each at the policy's own file
+/// and line where a build placed it.
+fn load_errors(items: &[Item], errors: &[k8s_policy::PolicyError], cluster: &str) -> Vec<Finding> {
+    errors
+        .iter()
+        .map(|e| {
+            let holders = || items.iter().filter(|it| names_policy(&it.object, e));
+            let file = holders()
+                .find(|it| it.line.is_some())
+                .or_else(|| holders().next())
+                .map(|it| (it.file.clone(), it.line))
+                .unwrap_or_else(|| (format!("clusters/{cluster}"), None));
+            Finding::error(
+                Check::Policy,
+                &file.0,
+                file.1,
+                format!("cluster {cluster}: {e}"),
+            )
+        })
+        .collect()
 }
 
 fn names_policy(object: &Value, error: &k8s_policy::PolicyError) -> bool {
@@ -89,41 +149,51 @@ fn names_policy(object: &Value, error: &k8s_policy::PolicyError) -> bool {
     }
 }
 
-fn judge(
-    set: &k8s_policy::PolicySet,
-    it: &Item,
-    default_namespace: Option<&str>,
-    cluster: &str,
-) -> Vec<Finding> {
-    let with_ns;
-    let object = match default_namespace {
-        Some(ns) if it.object.pointer("/metadata/namespace").is_none() => {
-            let mut o = it.object.clone();
-            if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.insert("namespace".into(), Value::String(ns.into()));
-            }
-            with_ns = o;
-            &with_ns
-        }
-        _ => &it.object,
-    };
+/// The object as the cluster receives it: in `default_namespace` when it
+/// names none (a HelmRelease's chart output).
+fn with_namespace(object: &Value, default_namespace: Option<&str>) -> Value {
+    let mut o = object.clone();
+    if let Some(ns) = default_namespace
+        && object.pointer("/metadata/namespace").is_none()
+        && let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        m.insert("namespace".into(), Value::String(ns.into()));
+    }
+    o
+}
+
+fn evaluate(set: &k8s_policy::PolicySet, object: &Value) -> Outcome {
     let verdict = set.evaluate(object);
+    Outcome {
+        violations: verdict
+            .violations
+            .into_iter()
+            .map(|v| {
+                let denies = v.denies();
+                (v.policy, v.message, denies)
+            })
+            .collect(),
+        errors: verdict.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn place(outcome: &Outcome, it: &Item, object: &Value, cluster: &str) -> Vec<Finding> {
     let label = super::flux::describe(object);
     let mut out = Vec::new();
-    for v in verdict.violations {
+    for (policy, message, denies) in &outcome.violations {
         let mut f = Finding::error(
             Check::Policy,
             &it.file,
             it.line,
-            format!("{} (policy {}, cluster {cluster})", v.message, v.policy),
+            format!("{message} (policy {policy}, cluster {cluster})"),
         )
         .with_object(label.clone());
-        if !v.denies() {
+        if !denies {
             f.severity = super::Severity::Warning;
         }
         out.push(f);
     }
-    for e in verdict.errors {
+    for e in &outcome.errors {
         out.push(
             Finding::error(
                 Check::Policy,

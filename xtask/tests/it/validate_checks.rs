@@ -515,6 +515,50 @@ fn policy_violation_at_the_objects_file_and_line() {
 }
 
 #[test]
+fn policy_verdicts_kept_between_runs_say_what_a_fresh_judgement_says() {
+    let cache = tempfile::tempdir().unwrap();
+    let in_cache = |o: &mut Options| o.cache_dir = Some(cache.path().to_path_buf());
+    let Some(cold) = run_case(Some("policy-violation"), in_cache) else {
+        return;
+    };
+    let stores = || {
+        std::fs::read_dir(cache.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("policy-verdicts-")
+            })
+            .count()
+    };
+    assert_eq!(stores(), 1, "the verdicts were kept");
+    let warm = run_case(Some("policy-violation"), in_cache).unwrap();
+    assert_eq!(warm.findings, cold.findings);
+    assert_eq!(warm.errors(), 1);
+    // A changed policy is judged again: its new message, not the kept one.
+    let edited = run_case(Some("policy-violation"), |o| {
+        in_cache(o);
+        let policy = o.root.join("infra/policy.yaml");
+        let text = std::fs::read_to_string(&policy).unwrap();
+        std::fs::write(
+            &policy,
+            text.replace("workloads must carry", "every workload needs"),
+        )
+        .unwrap();
+    })
+    .unwrap();
+    assert_eq!(edited.errors(), 1, "{}", edited.render_text());
+    assert!(
+        edited
+            .render_text()
+            .contains("every workload needs app.kubernetes.io/name"),
+        "{}",
+        edited.render_text()
+    );
+}
+
+#[test]
 fn policy_expression_that_cannot_be_evaluated_is_an_error_naming_it() {
     expect(
         "policy-unevaluable",
