@@ -212,7 +212,7 @@ pub fn check_cluster(
     // Which Kustomizations Flux reconciles, in what order, from which
     // source: the closure that `build` and `diff` render, walked over the
     // builds this run already made.
-    let closure = flux_render::closure::walk(
+    let mut closure = flux_render::closure::walk(
         &tree.root,
         &sync,
         &root_objects,
@@ -346,7 +346,8 @@ pub fn check_cluster(
             file,
             origin,
             line,
-            objects: node.output.clone().unwrap_or_default(),
+            // Taken, not copied: nothing reads a node's output after this.
+            objects: closure.nodes[i].output.take().unwrap_or_default(),
         });
     }
     for cycle in &closure.cycles {
@@ -365,16 +366,16 @@ pub fn check_cluster(
     }
 
     // Everything the cluster's tree defines, by kind/namespace/name.
-    let mut defined: HashMap<Ref, Value> = HashMap::new();
+    let mut defined: HashMap<Ref, &Value> = HashMap::new();
     for o in &root_objects {
         defined.insert(
             obj_ref(o, s(o, "/metadata/namespace").unwrap_or("flux-system")),
-            o.clone(),
+            o,
         );
     }
     for k in &ks {
         for o in &k.objects {
-            defined.insert(obj_ref(o, &k.namespace_of(o)), o.clone());
+            defined.insert(obj_ref(o, &k.namespace_of(o)), o);
         }
     }
     for generator in &generators {
@@ -384,7 +385,7 @@ pub fn check_cluster(
                 namespace,
                 name,
             };
-            defined.insert(r, generator.clone());
+            defined.insert(r, generator);
         }
     }
     for k in &ks {
@@ -556,7 +557,7 @@ fn named_ref_error(
 fn variables(
     post_build: &Value,
     k: &FluxKustomization,
-    defined: &HashMap<Ref, Value>,
+    defined: &HashMap<Ref, &Value>,
     tree: &Tree,
     label: &str,
     findings: &mut Vec<Finding>,
@@ -637,7 +638,7 @@ fn check_helm_release(
     hr: &Value,
     raw: &Value,
     k: &FluxKustomization,
-    defined: &HashMap<Ref, Value>,
+    defined: &HashMap<Ref, &Value>,
     tree: &Tree,
     allow: &AllowList,
     cluster: &str,

@@ -4,6 +4,7 @@
 //! A violation of a Deny policy is an error, of an Audit or Warn one a
 //! warning; an expression that cannot be evaluated is an error naming it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -27,6 +28,10 @@ pub struct Outcome {
     /// Expressions that could not be evaluated on the object.
     errors: Vec<String>,
 }
+
+/// One object of a cluster: as the cluster receives it, its key, and its
+/// outcome once known.
+type Judged<'a> = (&'a Item, &'a str, Cow<'a, Value>, String, Option<Outcome>);
 
 /// Where verdicts are kept between runs, and by which binary.
 pub struct Memo<'a> {
@@ -73,7 +78,7 @@ pub fn check(items: &[Item], clusters: &[ClusterItems], memo: &Memo) -> Vec<Find
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
         );
-        let mut judged: Vec<(&Item, &str, Value, String, Option<Outcome>)> = Vec::new();
+        let mut judged: Vec<Judged> = Vec::new();
         for part in &parts {
             for it in &items[part.range.clone()] {
                 let object = with_namespace(&it.object, part.default_namespace.as_deref());
@@ -151,15 +156,17 @@ fn names_policy(object: &Value, error: &k8s_policy::PolicyError) -> bool {
 
 /// The object as the cluster receives it: in `default_namespace` when it
 /// names none (a HelmRelease's chart output).
-fn with_namespace(object: &Value, default_namespace: Option<&str>) -> Value {
-    let mut o = object.clone();
-    if let Some(ns) = default_namespace
-        && object.pointer("/metadata/namespace").is_none()
-        && let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut)
-    {
-        m.insert("namespace".into(), Value::String(ns.into()));
+fn with_namespace<'a>(object: &'a Value, default_namespace: Option<&str>) -> Cow<'a, Value> {
+    match default_namespace {
+        Some(ns) if object.pointer("/metadata/namespace").is_none() => {
+            let mut o = object.clone();
+            if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("namespace".into(), Value::String(ns.into()));
+            }
+            Cow::Owned(o)
+        }
+        _ => Cow::Borrowed(object),
     }
-    o
 }
 
 fn evaluate(set: &k8s_policy::PolicySet, object: &Value) -> Outcome {
