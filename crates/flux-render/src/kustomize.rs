@@ -42,6 +42,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub const DEFAULT_MEMORY_BYTES: u64 = 4 << 30;
 
 const ENTRY_MAGIC: &[u8; 8] = b"kbuild1\n";
+/// The cache folder's size in bytes, as last counted (not an entry).
+const SIZE_FILE: &str = ".size";
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// The long-lived build helper (`tools/kustomize-build`): `kustomize build`
@@ -422,14 +424,29 @@ impl BuildCache {
         entry.extend_from_slice(&Sha256::digest(body));
         entry.extend_from_slice(body);
         if exec::fsutil::write_atomic_unsynced(&self.path(key), &entry).is_ok() {
-            self.evict();
+            // The folder's size is kept in a small file, so that a put does
+            // not stat every entry; it is counted again whenever it is
+            // unknown or past the bound (a count lost to a concurrent run
+            // only delays that).
+            let size_file = self.dir.join(SIZE_FILE);
+            let known = std::fs::read_to_string(&size_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok());
+            let total = match known {
+                Some(total) if total + entry.len() as u64 <= self.max_bytes => {
+                    total + entry.len() as u64
+                }
+                _ => self.evict(),
+            };
+            let _ = exec::fsutil::write_atomic_unsynced(&size_file, total.to_string().as_bytes());
         }
     }
 
-    /// Removes the least recently used entries until the folder fits.
-    fn evict(&self) {
+    /// Removes the least recently used entries until the folder fits;
+    /// returns the bytes left.
+    fn evict(&self) -> u64 {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
+            return 0;
         };
         let mut files: Vec<(SystemTime, u64, PathBuf)> = entries
             .flatten()
@@ -441,7 +458,7 @@ impl BuildCache {
             .collect();
         let mut total: u64 = files.iter().map(|f| f.1).sum();
         if total <= self.max_bytes {
-            return;
+            return total;
         }
         files.sort();
         for (_, len, path) in files {
@@ -452,6 +469,7 @@ impl BuildCache {
                 total = total.saturating_sub(len);
             }
         }
+        total
     }
 }
 
@@ -557,24 +575,16 @@ impl Builder {
         self
     }
 
-    /// Starts one [`HELPER`] process now, on another thread, for a caller
-    /// that expects misses: its start then overlaps the caller's other work.
-    pub fn prestart(self: &Arc<Self>) {
-        if self.helper.is_none() {
+    /// Starts one [`HELPER`] process now, for a caller that expects misses:
+    /// it starts up while the caller does its other work, and the first
+    /// build waits only for what is left of that.
+    pub fn prestart(&self) {
+        let Some(helper) = &self.helper else {
             return;
+        };
+        if let Ok(session) = exec::Cmd::new(&helper.bin).session(&self.bounds) {
+            helper.idle.lock().expect("lock").push(session);
         }
-        let this = Arc::clone(self);
-        std::thread::spawn(move || {
-            let Some(helper) = &this.helper else {
-                return;
-            };
-            if let Ok(mut session) = exec::Cmd::new(&helper.bin).session(&this.bounds) {
-                // An empty request: answered once the process is up.
-                if helper_request(&mut session, "").is_ok() {
-                    helper.idle.lock().expect("lock").push(session);
-                }
-            }
-        });
     }
 
     /// True when misses run in the [`HELPER`].

@@ -108,9 +108,15 @@ fn missed(b: &Builder, root: &Path) -> Vec<&'static str> {
     out
 }
 
+/// The files of the cache folder but its size count (`.size`).
 fn entries(cache: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(cache)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name() != ".size")
+                .map(|e| e.path())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
