@@ -372,8 +372,14 @@ pub fn run(opts: &Options) -> Result<Report> {
         .ok()
         .and_then(|p| crate::file_identity(&p))
         .unwrap_or_default();
+    // Each object's JSON text, once: the identity both verdict stores key by.
+    let item_texts: Vec<String> = items
+        .par_iter()
+        .map(|it| k8s_schema::object_text(&it.object))
+        .collect();
     findings.extend(policies::check(
         &items,
+        &item_texts,
         &cluster_items,
         &policies::Memo {
             cache_dir: opts.cache_dir.as_deref(),
@@ -403,14 +409,17 @@ pub fn run(opts: &Options) -> Result<Report> {
     // Each distinct object is validated once; its findings are reported for
     // every file that holds it.
     let mut groups: Vec<Vec<&Item>> = Vec::new();
-    let mut texts: Vec<String> = Vec::new();
-    let mut by_text: HashMap<String, usize> = HashMap::new();
-    for it in items.iter().filter(|it| Gvk::of(&it.object).is_some()) {
-        let text = k8s_schema::object_text(&it.object);
-        match by_text.get(&text) {
+    let mut texts: Vec<&String> = Vec::new();
+    let mut by_text: HashMap<&String, usize> = HashMap::new();
+    for (it, text) in items
+        .iter()
+        .zip(&item_texts)
+        .filter(|(it, _)| Gvk::of(&it.object).is_some())
+    {
+        match by_text.get(text) {
             Some(i) => groups[*i].push(it),
             None => {
-                by_text.insert(text.clone(), groups.len());
+                by_text.insert(text, groups.len());
                 groups.push(vec![it]);
                 texts.push(text);
             }

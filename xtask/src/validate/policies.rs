@@ -29,9 +29,14 @@ pub struct Outcome {
     errors: Vec<String>,
 }
 
-/// One object of a cluster: as the cluster receives it, its key, and its
-/// outcome once known.
-type Judged<'a> = (&'a Item, &'a str, Cow<'a, Value>, String, Option<Outcome>);
+/// One object of a cluster: as the cluster receives it, the key of its
+/// verdict, and the verdict once known.
+struct Judged<'a> {
+    item: &'a Item,
+    object: Cow<'a, Value>,
+    key: String,
+    outcome: Option<Outcome>,
+}
 
 /// Where verdicts are kept between runs, and by which binary.
 pub struct Memo<'a> {
@@ -42,8 +47,14 @@ pub struct Memo<'a> {
 /// Judges each cluster's objects by that cluster's policies. An object
 /// judged before under the same policies, exceptions and namespaces (and
 /// binary) is not judged again, and a cluster whose objects were all judged
-/// before compiles no policy.
-pub fn check(items: &[Item], clusters: &[ClusterItems], memo: &Memo) -> Vec<Finding> {
+/// before compiles no policy. `texts` are the items' JSON texts
+/// ([`k8s_schema::object_text`]), in the same order.
+pub fn check(
+    items: &[Item],
+    texts: &[String],
+    clusters: &[ClusterItems],
+    memo: &Memo,
+) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut names: Vec<&str> = clusters.iter().map(|c| c.cluster.as_str()).collect();
     names.dedup();
@@ -69,26 +80,30 @@ pub fn check(items: &[Item], clusters: &[ClusterItems], memo: &Memo) -> Vec<Find
         {
             continue;
         }
-        let fingerprint = verdicts::key(
-            &inputs
-                .iter()
-                .map(|o| k8s_schema::object_text(o))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        let input_texts: Vec<String> = inputs.iter().map(|o| k8s_schema::object_text(o)).collect();
+        let fingerprint =
+            verdicts::key(&input_texts.iter().map(String::as_str).collect::<Vec<_>>());
         let mut judged: Vec<Judged> = Vec::new();
         for part in &parts {
-            for it in &items[part.range.clone()] {
-                let object = with_namespace(&it.object, part.default_namespace.as_deref());
-                let key =
-                    verdicts::key(&[memo.binary, &fingerprint, &k8s_schema::object_text(&object)]);
-                let known = store.get(&key);
-                judged.push((it, cluster, object, key, known));
+            for i in part.range.clone() {
+                let item = &items[i];
+                let object = with_namespace(&item.object, part.default_namespace.as_deref());
+                let key = match &object {
+                    Cow::Borrowed(_) => verdicts::key(&[memo.binary, &fingerprint, &texts[i]]),
+                    Cow::Owned(o) => {
+                        verdicts::key(&[memo.binary, &fingerprint, &k8s_schema::object_text(o)])
+                    }
+                };
+                let outcome = store.get(&key);
+                judged.push(Judged {
+                    item,
+                    object,
+                    key,
+                    outcome,
+                });
             }
         }
-        if judged.iter().any(|j| j.4.is_none()) {
+        if judged.iter().any(|j| j.outcome.is_none()) {
             let set = loaded
                 .entry(fingerprint)
                 .or_insert_with(|| k8s_policy::PolicySet::load(inputs.iter().copied()));
@@ -99,17 +114,17 @@ pub fn check(items: &[Item], clusters: &[ClusterItems], memo: &Memo) -> Vec<Find
                     continue;
                 }
             };
-            for j in judged.iter_mut().filter(|j| j.4.is_none()) {
-                let outcome = evaluate(set, &j.2);
-                fresh.push((j.3.clone(), outcome.clone()));
-                j.4 = Some(outcome);
+            for j in judged.iter_mut().filter(|j| j.outcome.is_none()) {
+                let outcome = evaluate(set, &j.object);
+                fresh.push((j.key.clone(), outcome.clone()));
+                j.outcome = Some(outcome);
             }
         }
-        for (it, cluster, object, key, outcome) in judged {
-            used.push(key);
-            if let Some(outcome) = outcome {
-                findings.extend(place(&outcome, it, &object, cluster));
+        for j in judged {
+            if let Some(outcome) = &j.outcome {
+                findings.extend(place(outcome, j.item, &j.object, cluster));
             }
+            used.push(j.key);
         }
     }
     store.save(fresh, &used);

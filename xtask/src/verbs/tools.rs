@@ -86,7 +86,9 @@ fn install_kustomize_helper(root: &Path, bin_dir: &Path) -> anyhow::Result<()> {
     let source = root.join("tools").join(HELPER);
     let bin = bin_dir.join(HELPER);
     let stamp = bin_dir.join(format!(".{HELPER}.version"));
-    let cli = std::fs::read_to_string(bin_dir.join(".kustomize.version"))?;
+    let cli_stamp = bin_dir.join(".kustomize.version");
+    let cli = std::fs::read_to_string(&cli_stamp)
+        .with_context(|| format!("reading {}", cli_stamp.display()))?;
     let mut digest = Sha256::new();
     for file in ["main.go", "go.mod", "go.sum"] {
         digest.update(
