@@ -57,6 +57,8 @@ const HELPER_FLAGS: [&str; 2] = ["--load-restrictor", "LoadRestrictionsNone"];
 struct Helper {
     bin: PathBuf,
     idle: Mutex<Vec<exec::Session>>,
+    /// Builds it answered (a build it could not answer runs the CLI).
+    answered: AtomicUsize,
 }
 
 impl std::fmt::Debug for Helper {
@@ -570,6 +572,7 @@ impl Builder {
             self.helper = Some(Helper {
                 bin: helper,
                 idle: Mutex::new(Vec::new()),
+                answered: AtomicUsize::new(0),
             });
         }
         self
@@ -590,6 +593,13 @@ impl Builder {
     /// True when misses run in the [`HELPER`].
     pub fn uses_helper(&self) -> bool {
         self.helper.is_some()
+    }
+
+    /// How many builds the [`HELPER`] answered so far (the others ran the CLI).
+    pub fn helper_builds(&self) -> usize {
+        self.helper
+            .as_ref()
+            .map_or(0, |h| h.answered.load(Ordering::Relaxed))
     }
 
     pub fn with_bounds(mut self, bounds: Bounds) -> Self {
@@ -699,6 +709,7 @@ impl Builder {
             })));
         }
         let (ok, body) = answer.ok()?;
+        helper.answered.fetch_add(1, Ordering::Relaxed);
         helper.idle.lock().expect("lock").push(session);
         Some(if ok {
             Ok(body)

@@ -38,7 +38,7 @@ pub struct Store<V> {
 }
 
 /// This binary's store of `prefix` in `cache_dir`, e.g. `verdicts-2-<16 hex>.json`.
-pub fn file_name(prefix: &str, binary: &str) -> String {
+fn file_name(prefix: &str, binary: &str) -> String {
     let id = hex::encode(Sha256::digest(binary.as_bytes()));
     format!("{prefix}{}.json", &id[..16])
 }
