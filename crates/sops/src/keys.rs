@@ -6,10 +6,22 @@ use std::path::{Path, PathBuf};
 use super::SopsError;
 
 /// The age identities available to decrypt data keys.
-#[derive(Default)]
 pub struct Identities {
     ids: Vec<Box<dyn age::Identity + Send + Sync>>,
     sources: Vec<String>,
+    /// The public recipient of each X25519 identity; `None` once another
+    /// kind (a plugin's) is added, whose recipient is not known here.
+    recipients: Option<Vec<String>>,
+}
+
+impl Default for Identities {
+    fn default() -> Self {
+        Self {
+            ids: Vec::new(),
+            sources: Vec::new(),
+            recipients: Some(Vec::new()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Identities {
@@ -25,6 +37,16 @@ impl Identities {
     /// No identities.
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    /// The recipients these identities open, sorted: what a caller that
+    /// keeps results which depend on the keys can key them by (no private
+    /// material). `None` when an identity's recipient is not known.
+    pub fn recipients(&self) -> Option<Vec<String>> {
+        let mut recipients = self.recipients.clone()?;
+        recipients.sort();
+        recipients.dedup();
+        Some(recipients)
     }
 
     /// All identities sops would load: `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE` and
@@ -100,6 +122,18 @@ impl Identities {
         let ids = file.into_identities().map_err(|e| SopsError::Keys {
             reason: format!("{source}: unsupported age identity: {e}"),
         })?;
+        let publics: Option<Vec<String>> = cleaned
+            .lines()
+            .map(|line| {
+                line.parse::<age::x25519::Identity>()
+                    .ok()
+                    .map(|id| id.to_public().to_string())
+            })
+            .collect();
+        match (self.recipients.as_mut(), publics) {
+            (Some(known), Some(publics)) => known.extend(publics),
+            _ => self.recipients = None,
+        }
         self.ids.extend(ids);
         self.sources.push(source.to_string());
         Ok(())

@@ -488,10 +488,18 @@ pub fn looks_encrypted(bytes: &[u8], format: Format) -> bool {
 /// byte through which a parser could read one. A Flux Kustomization's `provider: sops` is not
 /// parsed for it.
 fn might_have_meta(bytes: &[u8]) -> bool {
-    if bytes
-        .iter()
-        .any(|b| matches!(b, b'{' | b'?' | b'\\' | b'!' | b'&' | b'*' | 0) || !b.is_ascii())
-    {
+    // A `{` right after `$` (a Flux `${var}`) is inside a scalar: a flow
+    // mapping only opens where a node starts.
+    let mut previous = b'\n';
+    if bytes.iter().any(|&b| {
+        let special = match b {
+            b'{' => previous != b'$',
+            b'?' | b'\\' | b'!' | b'&' | b'*' | 0 => true,
+            _ => !b.is_ascii(),
+        };
+        previous = b;
+        special
+    }) {
         return true;
     }
     bytes.split(|b| *b == b'\n').any(|line| {

@@ -148,4 +148,24 @@ fn looks_encrypted_finds_the_sops_key_in_any_spelling_and_skips_flux_decryption_
     }
     let flux = "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nspec:\n  decryption:\n    provider: sops\n";
     assert!(!looks_encrypted(flux.as_bytes(), Format::Yaml));
+    // Flux variables are no flow mapping; one after them still counts.
+    let with_variables = format!("{flux}  path: ./${{cluster}}/apps\n");
+    assert!(!super::might_have_meta(with_variables.as_bytes()));
+    assert!(!looks_encrypted(with_variables.as_bytes(), Format::Yaml));
+    let flow = "{\"a\": \"${x}\", \"sops\": {\"mac\": \"x\"}}";
+    assert!(super::might_have_meta(flow.as_bytes()));
+    assert!(looks_encrypted(flow.as_bytes(), Format::Json));
+}
+
+#[test]
+fn identities_name_the_recipients_they_open() {
+    let (one, pk) = key();
+    assert_eq!(one.recipients(), Some(vec![pk.clone()]));
+    let (sk2, pk2) = generate_identity();
+    let (sk3, pk3) = generate_identity();
+    let two = Identities::from_keys_text(&format!("{sk3}\n{sk2}\n")).unwrap();
+    let mut expected = vec![pk2, pk3];
+    expected.sort();
+    assert_eq!(two.recipients(), Some(expected));
+    assert_eq!(Identities::empty().recipients(), Some(Vec::new()));
 }
