@@ -213,7 +213,7 @@ pub fn render(
     let builder = opts.builder()?;
     let build_root = |flux: &FluxKustomization| {
         generate::prepare(root, flux)
-            .and_then(|prepared| flux_build(&builder, &prepared.dir, &root_dir))
+            .and_then(|prepared| flux_build(&builder, &prepared, &root_dir, opts.trace.as_deref()))
     };
     let mut root_docs = build_root(&declared_root)?;
     // The root's objects may declare (and patch) the root Kustomization
@@ -318,7 +318,12 @@ impl Renderer for Build<'_> {
             .par_iter()
             .map(|r| {
                 let started = Instant::now();
-                let result = build_objects(&self.builder, r.source_dir, r.flux);
+                let result = build_objects(
+                    &self.builder,
+                    r.source_dir,
+                    r.flux,
+                    self.opts.trace.as_deref(),
+                );
                 (result, started.elapsed())
             })
             .collect();
@@ -370,10 +375,11 @@ fn build_objects(
     builder: &crate::kustomize::Builder,
     source_dir: &Path,
     flux: &FluxKustomization,
+    trace: Option<&crate::trace::Trace>,
 ) -> Result<Vec<post_build::Document>, RenderError> {
     let shown = source_dir.join(&flux.path);
     generate::prepare(source_dir, flux)
-        .and_then(|prepared| flux_build(builder, &prepared.dir, &shown))
+        .and_then(|prepared| flux_build(builder, &prepared, &shown, trace))
 }
 
 /// The objects kustomize builds for `flux` from `source_dir` as Flux builds
@@ -384,7 +390,7 @@ pub fn build_source(
     source_dir: &Path,
     flux: &FluxKustomization,
 ) -> Result<Vec<Value>, RenderError> {
-    Ok(build_objects(builder, source_dir, flux)?
+    Ok(build_objects(builder, source_dir, flux, None)?
         .into_iter()
         .map(|d| d.object)
         .collect())

@@ -53,6 +53,13 @@ pub struct Prepared {
     _copy: Option<tempfile::TempDir>,
 }
 
+impl Prepared {
+    /// True when the folder is a generated copy of the tree, not the tree's own.
+    pub fn is_copy(&self) -> bool {
+        self._copy.is_some()
+    }
+}
+
 fn field_error(flux: &FluxKustomization, field: &str, reason: impl Into<String>) -> RenderError {
     RenderError::Field {
         name: flux.name.clone(),
@@ -193,7 +200,7 @@ fn is_local_relative(path: &str) -> bool {
     !(path.starts_with('/') || lower.trim_start_matches("file://").starts_with('/'))
 }
 
-fn find_kustomization_file(dir: &Path) -> Option<PathBuf> {
+pub(crate) fn find_kustomization_file(dir: &Path) -> Option<PathBuf> {
     KUSTOMIZATION_FILES
         .iter()
         .map(|name| dir.join(name))

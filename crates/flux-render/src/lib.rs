@@ -15,6 +15,7 @@ pub mod helm;
 pub mod kustomize;
 pub mod post_build;
 pub mod substitute;
+pub mod trace;
 pub mod yaml11;
 pub mod yaml_out;
 pub mod yaml_value;
@@ -54,6 +55,9 @@ pub struct RenderOptions {
     /// Runs the kustomize builds (bounds, cache); `None`: the kustomize on
     /// PATH with default bounds and no cache.
     pub kustomize: Option<Arc<kustomize::Builder>>,
+    /// Records the render's builds ([`trace`]), for a caller that keeps
+    /// what it concluded from them.
+    pub trace: Option<Arc<trace::Trace>>,
 }
 
 impl RenderOptions {
@@ -236,7 +240,7 @@ fn kustomize_build_text(
     shown: &Path,
 ) -> Result<String, RenderError> {
     let output = builder
-        .build(dir, &["--load-restrictor", "LoadRestrictionsNone"])
+        .build(dir, FLUX_BUILD_FLAGS)
         .map_err(|err| build_error(err, shown))?;
     String::from_utf8(output).map_err(|e| RenderError::Yaml {
         dir: shown.to_path_buf(),
@@ -244,13 +248,25 @@ fn kustomize_build_text(
     })
 }
 
-/// Builds a folder as Flux reads it (YAML 1.1 types).
+/// kustomize's flags as kustomize-controller builds.
+const FLUX_BUILD_FLAGS: &[&str] = &["--load-restrictor", "LoadRestrictionsNone"];
+
+/// Builds a prepared folder as Flux reads it (YAML 1.1 types), recorded in
+/// `trace`.
 pub(crate) fn flux_build(
     builder: &kustomize::Builder,
-    dir: &Path,
+    prepared: &generate::Prepared,
     shown: &Path,
+    trace: Option<&trace::Trace>,
 ) -> Result<Vec<post_build::Document>, RenderError> {
-    post_build::documents(shown, &kustomize_build_text(builder, dir, shown)?)
+    let text = kustomize_build_text(builder, &prepared.dir, shown)?;
+    if let Some(trace) = trace {
+        let copied = prepared
+            .is_copy()
+            .then_some("a generated kustomization (a copy of the tree)");
+        trace.record(&prepared.dir, copied, FLUX_BUILD_FLAGS, text.as_bytes());
+    }
+    post_build::documents(shown, &text)
 }
 
 /// Parses a multi-document YAML stream into JSON values, skipping empty documents.

@@ -534,6 +534,7 @@ pub fn compare_trees(
         decryptor: opts.decryptor.clone(),
         reveal_secrets: false,
         kustomize: Some(crate::kustomize_builder(crate::kustomize_cache_dir())?),
+        trace: None,
     };
     let jobs: Vec<(usize, &Path, &String)> = clusters
         .iter()

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use flux_render::kustomize::Builder;
+use flux_render::trace::{self, Trace, TracedBuild};
 use flux_render::{REDACTED_PREFIX, RenderOptions, RenderedCluster};
 
 use super::files::plaintext_keys;
@@ -42,20 +43,37 @@ pub fn check(
         kustomize,
         ..Default::default()
     };
-    let results: Vec<Result<Vec<Refusal>, Refusal>> = clusters
-        .par_iter()
-        .map(|cluster| match flux_render::render_cluster(root, cluster, &opts) {
-            Ok(rendered) => Ok(check_cluster(&rendered, allow)),
-            Err(e) => Err(Refusal {
-                file: format!("clusters/{cluster}"),
-                line: None,
-                reason: format!(
-                    "the cluster does not render ({e}), so what Flux would apply cannot be checked: fix it (`cargo xtask build --cluster {cluster}` shows the error)"
-                ),
-                object: None,
-            }),
-        })
-        .collect();
+    collect(
+        clusters
+            .par_iter()
+            .map(|cluster| render_and_check(root, cluster, allow, &opts))
+            .collect(),
+    )
+}
+
+/// Renders one cluster and judges what it would apply; `Err` when it does
+/// not render.
+fn render_and_check(
+    root: &Path,
+    cluster: &str,
+    allow: &AllowList,
+    opts: &RenderOptions,
+) -> Result<Vec<Refusal>, Refusal> {
+    match flux_render::render_cluster(root, cluster, opts) {
+        Ok(rendered) => Ok(check_cluster(&rendered, allow)),
+        Err(e) => Err(Refusal {
+            file: format!("clusters/{cluster}"),
+            line: None,
+            reason: format!(
+                "the cluster does not render ({e}), so what Flux would apply cannot be checked: fix it (`cargo xtask build --cluster {cluster}` shows the error)"
+            ),
+            object: None,
+        }),
+    }
+}
+
+/// The clusters' verdicts as one.
+fn collect(results: Vec<Result<Vec<Refusal>, Refusal>>) -> Verdict {
     let mut verdict = Verdict::default();
     for r in results {
         match r {
@@ -68,11 +86,15 @@ pub fn check(
     verdict
 }
 
-/// [`check`], remembered: the render depends only on the files that ship
-/// (the artifact is all Flux has), the clusters, kustomize and this binary,
-/// so a verdict is kept under a key of all of them in `cache` and a tree
-/// that did not change is not rendered again. `files` are the shipped
-/// files' names and bytes.
+/// [`check`], remembered at two levels. The render depends only on the
+/// files that ship (the artifact is all Flux has), the clusters, kustomize
+/// and this binary: a verdict is kept under a key of all of them in
+/// `cache`, and a tree that did not change is not rendered again. When the
+/// files changed, each cluster's own verdict is kept with the trace of its
+/// render ([`flux_render::trace`]): if its cluster folder is as it was and
+/// every build it read gives the same output again (a comment, a file no
+/// build reaches, a change another cluster alone sees), the verdict stands
+/// without a render. `files` are the shipped files' names and bytes.
 pub fn check_cached<'a>(
     root: &Path,
     clusters: &[String],
@@ -84,28 +106,139 @@ pub fn check_cached<'a>(
     let Some(cache) = cache else {
         return check(root, clusters, allow, kustomize);
     };
+    let builder = match kustomize {
+        Some(builder) => builder,
+        None => match flux_render::kustomize::Builder::find() {
+            Ok(builder) => Arc::new(builder),
+            // Each cluster then says that it does not render, and why.
+            Err(_) => return check(root, clusters, allow, None),
+        },
+    };
     let key = key(clusters, files);
     let path = cache.join(format!("{key}.json"));
-    if let Some(hit) = std::fs::read(&path)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Verdict>(&b).ok())
-    {
+    if let Some(hit) = read::<Verdict>(&path) {
         return hit;
     }
-    let verdict = check(root, clusters, allow, kustomize);
+    let results: Vec<Result<Vec<Refusal>, Refusal>> = clusters
+        .par_iter()
+        .map(|cluster| check_traced(root, cluster, allow, cache, &builder))
+        .collect();
+    let verdict = collect(results);
     // A cluster that did not render may render with the same files later
     // (kustomize installed): only a full verdict is kept.
     if verdict.unrendered.is_empty() {
-        store(cache, &path, &verdict);
+        store(&path, &verdict);
     }
     verdict
 }
 
-/// How many verdicts a cache keeps (the newest).
+/// One cluster's verdict and what it was concluded from.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Traced {
+    /// Every file of the cluster folder (where the sync root is found) and
+    /// its digest.
+    folder: Vec<(String, String)>,
+    builds: Vec<TracedBuild>,
+    refusals: Vec<Refusal>,
+}
+
+/// One cluster, from its kept trace when that still holds, else rendered
+/// (and its trace kept).
+fn check_traced(
+    root: &Path,
+    cluster: &str,
+    allow: &AllowList,
+    cache: &Path,
+    builder: &Arc<Builder>,
+) -> Result<Vec<Refusal>, Refusal> {
+    let slot = cache
+        .join("traces")
+        .join(format!("{}.json", trace_key(root, cluster)));
+    let folder = folder_digests(root, cluster);
+    if let Some(kept) = read::<Traced>(&slot)
+        && kept.folder == folder
+        && kept
+            .builds
+            .par_iter()
+            .all(|b| trace::replays(root, builder, b))
+    {
+        return Ok(kept.refusals);
+    }
+    let trace = Arc::new(Trace::new(root));
+    let opts = RenderOptions {
+        kustomize: Some(builder.clone()),
+        trace: Some(trace.clone()),
+        ..Default::default()
+    };
+    let refusals = render_and_check(root, cluster, allow, &opts)?;
+    if trace.opaque().is_none() {
+        let traced = Traced {
+            folder,
+            builds: trace.builds(),
+            refusals: refusals.clone(),
+        };
+        store(&slot, &traced);
+    }
+    Ok(refusals)
+}
+
+/// The key of a cluster's trace: this binary, kustomize, the allow-list's
+/// bytes, the checkout and the cluster.
+fn trace_key(root: &Path, cluster: &str) -> String {
+    let allow = std::fs::read(root.join(crate::validate::ALLOW_FILE)).unwrap_or_default();
+    let mut parts = identity();
+    parts.extend([
+        b"trace-1".to_vec(),
+        allow,
+        root.as_os_str().as_encoded_bytes().to_vec(),
+        cluster.as_bytes().to_vec(),
+    ]);
+    digest_parts(parts.iter().map(Vec::as_slice))
+}
+
+/// Every file under `clusters/<cluster>` (relative, sorted) and its digest.
+fn folder_digests(root: &Path, cluster: &str) -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => walk(&entry.path(), out),
+                Ok(_) => out.push(entry.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&root.join("clusters").join(cluster), &mut files);
+    let mut out: Vec<(String, String)> = files
+        .iter()
+        .map(|path| {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            (
+                crate::validate::tree::rel_string(root, path),
+                trace::digest(&bytes),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+}
+
+/// How many verdicts, and how many traces, a cache keeps (the newest).
 const KEPT: usize = 32;
 
-fn store(cache: &Path, path: &Path, verdict: &Verdict) {
-    let Ok(bytes) = serde_json::to_vec(verdict) else {
+/// Writes `value` to `path` and removes the oldest files of its folder
+/// past [`KEPT`].
+fn store(path: &Path, value: &impl serde::Serialize) {
+    let Ok(bytes) = serde_json::to_vec(value) else {
+        return;
+    };
+    let Some(cache) = path.parent() else {
         return;
     };
     if std::fs::create_dir_all(cache).is_err()
@@ -128,31 +261,43 @@ fn store(cache: &Path, path: &Path, verdict: &Verdict) {
     }
 }
 
-fn key<'a>(clusters: &[String], files: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut add = |part: &[u8]| {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part);
-    };
-    add(b"xtask-render-verdict-1");
+/// This binary and kustomize, as key parts.
+fn identity() -> Vec<Vec<u8>> {
     let exe = std::env::current_exe()
         .ok()
         .and_then(|p| crate::file_identity(&p));
-    add(exe.unwrap_or_default().as_bytes());
     let kustomize = match exec::tools::kustomize() {
         Ok(exec::tools::Kustomize::Standalone(p) | exec::tools::Kustomize::Kubectl(p)) => {
             crate::file_identity(&p)
         }
         Err(_) => None,
     };
-    add(kustomize.unwrap_or_default().as_bytes());
-    for c in clusters {
-        add(c.as_bytes());
+    vec![
+        exe.unwrap_or_default().into_bytes(),
+        kustomize.unwrap_or_default().into_bytes(),
+    ]
+}
+
+fn key<'a>(clusters: &[String], files: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    let mut parts: Vec<&[u8]> = vec![b"xtask-render-verdict-1"];
+    let identity = identity();
+    parts.extend(identity.iter().map(Vec::as_slice));
+    parts.extend(clusters.iter().map(|c| c.as_bytes()));
+    let files: Vec<(&str, &[u8])> = files.collect();
+    for (name, bytes) in &files {
+        parts.push(name.as_bytes());
+        parts.push(bytes);
     }
-    for (name, bytes) in files {
-        add(name.as_bytes());
-        add(bytes);
+    digest_parts(parts.into_iter())
+}
+
+/// The hex SHA-256 of `parts`, each prefixed by its length.
+fn digest_parts<'a>(parts: impl Iterator<Item = &'a [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
     }
     hex::encode(h.finalize())
 }

@@ -43,6 +43,7 @@ mod platform_review;
 mod policy_oracle;
 mod promote_verify;
 mod publish_registry;
+mod render_trace;
 mod renovate_config;
 mod secrets_gate;
 mod secrets_verb;

@@ -75,6 +75,7 @@ impl Args {
             decryptor: flux_decryptor(ids.clone()),
             reveal_secrets: self.reveal_secrets,
             kustomize: Some(crate::kustomize_builder(crate::kustomize_cache_dir())?),
+            trace: None,
         };
 
         let started = Instant::now();
