@@ -12,6 +12,7 @@ use super::read::{self, Object};
 use super::{Refusal, object_name, wholly_substituted};
 use crate::validate::AllowList;
 use crate::validate::tree::KUSTOMIZATION_FILES;
+use crate::validate::verdicts::{self, Store};
 
 /// One file that ships: its name in the artifact, where it is, and the
 /// bytes that are judged (and archived: the gate reads each file once).
@@ -30,6 +31,48 @@ pub struct Context<'a> {
     pub allow: &'a AllowList,
     /// Open the SOPS files they can for the full check (values and MAC).
     pub ids: Option<&'a Identities>,
+    /// Where each file's verdict is kept between runs (see [`Memo`]).
+    pub memo: Option<&'a Path>,
+}
+
+/// Verdicts on single files, kept between runs in a folder: a file judged
+/// alone (not a kustomization, whose generators read other files) with
+/// the same bytes, name, `.sops.yaml`, allow-list, keys' recipients and
+/// binary is not judged again. Without known recipients nothing is kept.
+struct Memo {
+    store: Store<Vec<Refusal>>,
+    /// Everything but the file that its verdict depends on.
+    context: String,
+}
+
+impl Memo {
+    fn load(ctx: &Context) -> Option<Self> {
+        let dir = ctx.memo?;
+        let recipients = match ctx.ids {
+            Some(ids) => ids.recipients()?,
+            None => Vec::new(),
+        };
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| crate::file_identity(&p))?;
+        let read = |name: &str| std::fs::read(ctx.root.join(name)).unwrap_or_default();
+        let context = verdicts::key(&[
+            &binary,
+            &hex::encode(read(".sops.yaml")),
+            &hex::encode(read(crate::validate::ALLOW_FILE)),
+            &recipients.join(","),
+        ]);
+        Some(Self {
+            store: Store::load(Some(dir), verdicts::FILES, &binary),
+            context,
+        })
+    }
+
+    fn key(&self, file: &ShippedFile) -> String {
+        use sha2::Digest;
+        let bytes = hex::encode(sha2::Sha256::digest(file.bytes));
+        verdicts::key(&[&self.context, file.name, &bytes])
+    }
 }
 
 /// The first part of an age identity line, spelled in two halves so that
@@ -40,35 +83,75 @@ const AGE_PLUGIN_IDENTITY_PREFIX: &str = concat!("AGE-PLUGIN", "-");
 /// Checks every shipped file, on a few threads, in their order.
 pub fn check(ctx: &Context, files: &[ShippedFile]) -> Vec<Refusal> {
     let by_name: BTreeMap<&str, &ShippedFile> = files.iter().map(|f| (f.name, f)).collect();
+    let memo = Memo::load(ctx);
+    let keys: Vec<Option<String>> = files
+        .iter()
+        .map(|f| memo.as_ref().map(|m| m.key(f)))
+        .collect();
+    let known: Vec<Option<Vec<Refusal>>> = keys
+        .iter()
+        .map(|k| memo.as_ref()?.store.get(k.as_ref()?))
+        .collect();
+    let pending: Vec<usize> = (0..files.len()).filter(|&i| known[i].is_none()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let chunk = files.len().div_ceil(threads).max(1);
+    let chunk = pending.len().div_ceil(threads).max(1);
     let by_name = &by_name;
-    let mut refusals = Vec::new();
+    // (index, refusals, judged alone) of each file judged now.
+    let mut judged: Vec<(usize, Vec<Refusal>, bool)> = Vec::new();
     std::thread::scope(|s| {
-        let handles: Vec<_> = files
+        let handles: Vec<_> = pending
             .chunks(chunk)
             .map(|part| {
                 s.spawn(move || {
                     part.iter()
-                        .flat_map(|f| check_file(ctx, f, by_name))
+                        .map(|&i| {
+                            let (found, alone) = check_file(ctx, &files[i], by_name);
+                            (i, found, alone)
+                        })
                         .collect::<Vec<_>>()
                 })
             })
             .collect();
         for h in handles {
             match h.join() {
-                Ok(found) => refusals.extend(found),
+                Ok(found) => judged.extend(found),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
     });
-    refusals
+    let mut fresh = Vec::new();
+    let mut by_index: Vec<Vec<Refusal>> =
+        known.into_iter().map(Option::unwrap_or_default).collect();
+    for (i, found, alone) in judged {
+        if alone && let Some(key) = &keys[i] {
+            fresh.push((key.clone(), found.clone()));
+        }
+        by_index[i] = found;
+    }
+    if let Some(memo) = memo {
+        let used: Vec<String> = keys.into_iter().flatten().collect();
+        memo.store.save(fresh, &used);
+    }
+    by_index.into_iter().flatten().collect()
 }
 
+/// One file's refusals, and whether they depend on it alone (not on the
+/// files a kustomization's generators read).
 fn check_file(
     ctx: &Context,
     file: &ShippedFile,
     by_name: &BTreeMap<&str, &ShippedFile>,
+) -> (Vec<Refusal>, bool) {
+    let mut alone = true;
+    let found = judge_file(ctx, file, by_name, &mut alone);
+    (found, alone)
+}
+
+fn judge_file(
+    ctx: &Context,
+    file: &ShippedFile,
+    by_name: &BTreeMap<&str, &ShippedFile>,
+    alone: &mut bool,
 ) -> Vec<Refusal> {
     let refuse = |line, reason: String| Refusal {
         file: file.name.to_string(),
@@ -144,6 +227,7 @@ fn check_file(
             }));
         }
         if kustomization || is_kustomization_kind(&object.value) {
+            *alone = false;
             out.extend(
                 generators(ctx, file.name, object, by_name)
                     .into_iter()

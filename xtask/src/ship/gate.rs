@@ -112,7 +112,16 @@ pub fn check(
                 crate::kustomize_builder(crate::kustomize_cache_dir()).ok(),
             )
         });
-        let found = check_files(root, entries, contents, ids, &allow, config.as_ref());
+        let memo = render_cache.map(files_memo);
+        let found = check_files(
+            root,
+            entries,
+            contents,
+            ids,
+            &allow,
+            config.as_ref(),
+            memo.as_deref(),
+        );
         (found, rendered.join())
     });
     let rendered = rendered.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -138,7 +147,14 @@ pub fn check_tree(
     let Some(rendered) = rendered else {
         return Ok(check(root, &entries, &contents, ids, render_cache));
     };
-    Ok(check_with(root, &entries, &contents, ids, rendered))
+    Ok(check_with(
+        root,
+        &entries,
+        &contents,
+        ids,
+        rendered,
+        render_cache,
+    ))
 }
 
 /// [`check`] with the verdict on the rendered clusters already in hand.
@@ -148,9 +164,19 @@ pub fn check_with(
     contents: &Contents,
     ids: Option<&Identities>,
     rendered: leaks::rendered::Verdict,
+    render_cache: Option<&Path>,
 ) -> Judged {
     let (mut refusals, allow, config) = setup(root);
-    let found = check_files(root, entries, contents, ids, &allow, config.as_ref());
+    let memo = render_cache.map(files_memo);
+    let found = check_files(
+        root,
+        entries,
+        contents,
+        ids,
+        &allow,
+        config.as_ref(),
+        memo.as_deref(),
+    );
     refusals.extend(leaks::merge(found, rendered.refusals));
     Judged {
         refusals,
@@ -181,6 +207,11 @@ fn setup(root: &Path) -> (Vec<Refusal>, AllowList, Option<sops::Config>) {
     (refusals, allow, config)
 }
 
+/// Where the verdicts on single files are kept, beside the render's.
+fn files_memo(render_cache: &Path) -> std::path::PathBuf {
+    render_cache.join("files")
+}
+
 fn check_files(
     root: &Path,
     entries: &[TreeEntry],
@@ -188,6 +219,7 @@ fn check_files(
     ids: Option<&Identities>,
     allow: &AllowList,
     config: Option<&sops::Config>,
+    memo: Option<&Path>,
 ) -> Vec<Refusal> {
     let files: Vec<ShippedFile> = entries
         .iter()
@@ -204,6 +236,7 @@ fn check_files(
         config,
         allow,
         ids,
+        memo,
     };
     leaks::files::check(&ctx, &files)
 }

@@ -31,7 +31,7 @@ pub mod secrets;
 pub mod server;
 pub mod substitute;
 pub mod tree;
-mod verdicts;
+pub(crate) mod verdicts;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::IsTerminal;
@@ -170,6 +170,40 @@ fn last_key(path: &str) -> Option<String> {
     (!key.is_empty()).then(|| key.to_string())
 }
 
+/// What a run needs that does not depend on the tree, loaded beside the
+/// tree's parse and builds: the schemas, and the verdicts of earlier runs.
+struct Preloaded {
+    registry: std::io::Result<Registry>,
+    schema_verdicts: verdicts::Store<Verdict>,
+    policy_verdicts: verdicts::Store<policies::Outcome>,
+}
+
+impl Preloaded {
+    fn spawn(opts: &Options, binary: &str) -> std::thread::JoinHandle<Self> {
+        let registry = RegistryOptions {
+            locations: opts.schema_locations.clone(),
+            base: opts.root.clone(),
+            kubernetes_version: opts.kubernetes_version.clone(),
+            cache_dir: opts.cache_dir.clone(),
+        };
+        let cache_dir = opts.cache_dir.clone();
+        let binary = binary.to_string();
+        std::thread::spawn(move || Preloaded {
+            registry: Registry::load(registry),
+            schema_verdicts: verdicts::Store::load(
+                cache_dir.as_deref(),
+                verdicts::SCHEMAS,
+                &binary,
+            ),
+            policy_verdicts: verdicts::Store::load(
+                cache_dir.as_deref(),
+                verdicts::POLICIES,
+                &binary,
+            ),
+        })
+    }
+}
+
 /// Runs every check.
 pub fn run(opts: &Options) -> Result<Report> {
     let started = Instant::now();
@@ -177,6 +211,12 @@ pub fn run(opts: &Options) -> Result<Report> {
     let allow = AllowList::load(&opts.root)?;
     let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
     builder.prestart();
+    // This binary holds the rules: a verdict is kept by it.
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| crate::file_identity(&p))
+        .unwrap_or_default();
+    let preload = Preloaded::spawn(opts, &binary);
     // The ship gate, for the secrets check: it runs beside the other checks
     // (the render of every cluster is mostly kustomize builds).
     let gate = {
@@ -209,6 +249,7 @@ pub fn run(opts: &Options) -> Result<Report> {
                 &contents,
                 ids.as_deref(),
                 rendered,
+                cache.as_deref(),
             ))
         })
     };
@@ -301,24 +342,35 @@ pub fn run(opts: &Options) -> Result<Report> {
         .collect();
     let mut missing_said = HashSet::new();
     let verbose = exec::runner::verbose();
-    for (dir, result) in builds.all() {
-        let kfile = tree.kustomization_file(&dir).unwrap_or_else(|| dir.clone());
-        match result.as_ref() {
-            Ok(objects) => {
-                for o in objects {
-                    let obj = if substitute::disabled(o) {
+    let built = builds.all();
+    // Each build's objects as applied, where they come from: independent
+    // of each other, so built side by side.
+    let built_items: Vec<Vec<Item>> = built
+        .par_iter()
+        .map(|(dir, result)| {
+            let Ok(objects) = result.as_ref() else {
+                return Vec::new();
+            };
+            let kfile = tree.kustomization_file(dir).unwrap_or_else(|| dir.clone());
+            objects
+                .iter()
+                .map(|o| {
+                    let object = if substitute::disabled(o) {
                         o.clone()
                     } else {
                         substitute::substitute(o, None).0
                     };
-                    let (file, line) = tree.locate(o, &dir, None, &kfile);
-                    items.push(Item {
-                        object: obj,
-                        file,
-                        line,
-                    });
-                }
-            }
+                    let (file, line) = tree.locate(o, dir, None, &kfile);
+                    Item { object, file, line }
+                })
+                .collect()
+        })
+        .collect();
+    items.extend(built_items.into_iter().flatten());
+    for (dir, result) in &built {
+        let kfile = tree.kustomization_file(dir).unwrap_or_else(|| dir.clone());
+        match result.as_ref() {
+            Ok(_) => {}
             Err(msg) => {
                 let raw = || {
                     Finding::error(
@@ -350,7 +402,7 @@ pub fn run(opts: &Options) -> Result<Report> {
             }
         }
     }
-    report.kustomize_builds = builds.all().len() + covered;
+    report.kustomize_builds = built.len() + covered;
 
     if let Some(helm) = &opts.helm {
         let render_opts = flux_render::RenderOptions {
@@ -367,11 +419,13 @@ pub fn run(opts: &Options) -> Result<Report> {
             &mut findings,
         ));
     }
-    // This binary holds the rules: a verdict is kept by it.
-    let binary = std::env::current_exe()
-        .ok()
-        .and_then(|p| crate::file_identity(&p))
-        .unwrap_or_default();
+    let Preloaded {
+        registry,
+        schema_verdicts,
+        policy_verdicts,
+    } = preload
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     // Each object's JSON text, once: the identity both verdict stores key by.
     let item_texts: Vec<String> = items
         .par_iter()
@@ -381,19 +435,14 @@ pub fn run(opts: &Options) -> Result<Report> {
         &items,
         &item_texts,
         &cluster_items,
-        &policies::Memo {
-            cache_dir: opts.cache_dir.as_deref(),
+        policies::Memo {
+            store: policy_verdicts,
             binary: &binary,
         },
     ));
 
     // 3. Schemas.
-    let mut registry = Registry::load(RegistryOptions {
-        locations: opts.schema_locations.clone(),
-        base: opts.root.clone(),
-        kubernetes_version: opts.kubernetes_version.clone(),
-        cache_dir: opts.cache_dir.clone(),
-    })?;
+    let mut registry = registry?;
     for it in &items {
         if it.object.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
             registry.add_crd(&it.object);
@@ -428,8 +477,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     // Verdicts from earlier runs: only objects not judged before under the
     // same schema, strictness and binary are judged (and their schemas
     // compiled).
-    let store =
-        verdicts::Store::<Verdict>::load(opts.cache_dir.as_deref(), verdicts::SCHEMAS, &binary);
+    let store = schema_verdicts;
     let keys: Vec<String> = groups
         .iter()
         .zip(&texts)

@@ -38,9 +38,9 @@ struct Judged<'a> {
     outcome: Option<Outcome>,
 }
 
-/// Where verdicts are kept between runs, and by which binary.
+/// The verdicts kept between runs, and the binary that keeps them.
 pub struct Memo<'a> {
-    pub cache_dir: Option<&'a std::path::Path>,
+    pub store: verdicts::Store<Outcome>,
     pub binary: &'a str,
 }
 
@@ -53,12 +53,12 @@ pub fn check(
     items: &[Item],
     texts: &[String],
     clusters: &[ClusterItems],
-    memo: &Memo,
+    memo: Memo,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
     let mut names: Vec<&str> = clusters.iter().map(|c| c.cluster.as_str()).collect();
     names.dedup();
-    let store = verdicts::Store::<Outcome>::load(memo.cache_dir, verdicts::POLICIES, memo.binary);
+    let store = memo.store;
     let mut used = Vec::new();
     let mut fresh = Vec::new();
     // Clusters that apply the same policies, exceptions and namespaces share

@@ -22,6 +22,8 @@ const STALE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The schema check's store; [`POLICIES`] is the policies'.
 pub const SCHEMAS: &str = "verdicts-2-";
 pub const POLICIES: &str = "policy-verdicts-1-";
+/// The ship gate's verdicts on single files.
+pub const FILES: &str = "file-verdicts-1-";
 
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(bound = "V: Serialize + DeserializeOwned")]

@@ -2,7 +2,8 @@
 //! render it came from: after an edit, a cluster whose folder is as it was
 //! and whose builds give the same output again (a comment) keeps its
 //! verdict without a render; an edit that changes what a build gives (a
-//! plaintext Secret added) or the cluster folder renders again.
+//! plaintext Secret added) or the cluster folder renders again. And the
+//! gate's verdicts on single files: kept by content, the same as judged.
 
 use std::path::Path;
 
@@ -138,4 +139,63 @@ fn a_render_from_a_generated_copy_keeps_no_trace() {
     let verdict = judge(root, cache.path(), kustomize_cache.path());
     assert!(verdict.unrendered.is_empty(), "{verdict:?}");
     assert!(!cache.path().join("traces").exists());
+}
+
+#[test]
+fn kept_file_verdicts_are_the_verdicts_judged_and_follow_sops_yaml() {
+    use xtask::ship::gate::check_tree;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (_, recipient) = sops::generate_identity();
+    let write = |rel: &str, text: &str| {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let rule =
+        |regex: &str| format!("creation_rules:\n  - path_regex: {regex}\n    age: {recipient}\n");
+    write(".sops.yaml", &rule(r"secrets/.*\.yaml$"));
+    write(
+        "app/secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  password: hunter2\n",
+    );
+    write(
+        "app/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n",
+    );
+    write(
+        "app/kustomization.yaml",
+        "resources:\n  - secret.yaml\n  - config.yaml\nsecretGenerator:\n  - name: g\n    files:\n      - creds.txt\n",
+    );
+    write("app/creds.txt", "hunter2\n");
+    let cache = tempfile::tempdir().unwrap();
+    let judged = |cache: Option<&Path>| {
+        let mut all = check_tree(root, None, None, cache).unwrap().all();
+        all.sort();
+        all
+    };
+    let fresh = judged(None);
+    let files: Vec<&str> = fresh.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(
+        files,
+        ["app/kustomization.yaml", "app/secret.yaml"],
+        "{fresh:?}"
+    );
+    assert_eq!(judged(Some(cache.path())), fresh, "judged, then kept");
+    let kept = std::fs::read_dir(cache.path().join("files"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 1, "one store of file verdicts");
+    assert_eq!(judged(Some(cache.path())), fresh, "read back");
+
+    // A rule that now governs the ConfigMap's file: the kept verdict on
+    // those same bytes no longer holds.
+    write(".sops.yaml", &rule(r"app/config\.yaml$"));
+    let governed = judged(Some(cache.path()));
+    assert_eq!(governed, judged(None));
+    assert!(
+        governed.iter().any(|r| r.file == "app/config.yaml"
+            && r.reason.starts_with("a .sops.yaml rule governs this file")),
+        "{governed:?}"
+    );
 }
