@@ -53,12 +53,70 @@ pub const HELPER: &str = "kustomize-build";
 /// The flags the helper builds with; builds with others run the CLI.
 const HELPER_FLAGS: [&str; 2] = ["--load-restrictor", "LoadRestrictionsNone"];
 
-/// Idle helper processes, one taken per build in flight.
+/// The helper processes: one taken per build in flight.
 struct Helper {
     bin: PathBuf,
-    idle: Mutex<Vec<exec::Session>>,
+    pool: Mutex<Pool>,
+    /// Signalled when a process is given back or ends.
+    freed: std::sync::Condvar,
     /// Builds it answered (a build it could not answer runs the CLI).
     answered: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<exec::Session>,
+    /// Processes started and not ended: idle or building.
+    live: usize,
+}
+
+impl Helper {
+    /// A process for one build: an idle one, else a new one. A second
+    /// process starts only once one has answered: the first build of a
+    /// process pays its start-up (kustomize loads its schemas), so one or
+    /// two misses (an edit) cost less in one process than in two; more
+    /// misses (a cold cache) soon build side by side. `None` when no
+    /// process starts.
+    fn take(&self, bounds: &Bounds) -> Option<exec::Session> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(session) = pool.idle.pop() {
+                return Some(session);
+            }
+            let limit = if self.answered.load(Ordering::Relaxed) == 0 {
+                1
+            } else {
+                std::thread::available_parallelism().map_or(2, |n| n.get())
+            };
+            if pool.live < limit {
+                pool.live += 1;
+                drop(pool);
+                let started = exec::Cmd::new(&self.bin).session(bounds).ok();
+                if started.is_none() {
+                    self.ended();
+                }
+                return started;
+            }
+            pool = self.freed.wait(pool).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn give_back(&self, session: exec::Session) {
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .idle
+            .push(session);
+        self.freed.notify_one();
+    }
+
+    /// A process taken ended (it failed or was stopped).
+    fn ended(&self) {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.live = pool.live.saturating_sub(1);
+        drop(pool);
+        self.freed.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Helper {
@@ -571,7 +629,8 @@ impl Builder {
             }
             self.helper = Some(Helper {
                 bin: helper,
-                idle: Mutex::new(Vec::new()),
+                pool: Mutex::default(),
+                freed: std::sync::Condvar::new(),
                 answered: AtomicUsize::new(0),
             });
         }
@@ -585,8 +644,8 @@ impl Builder {
         let Some(helper) = &self.helper else {
             return;
         };
-        if let Ok(session) = exec::Cmd::new(&helper.bin).session(&self.bounds) {
-            helper.idle.lock().expect("lock").push(session);
+        if let Some(session) = helper.take(&self.bounds) {
+            helper.give_back(session);
         }
     }
 
@@ -693,24 +752,26 @@ impl Builder {
         if flags != HELPER_FLAGS {
             return None;
         }
-        let idle = helper.idle.lock().expect("lock").pop();
-        let mut session = match idle {
-            Some(s) => s,
-            None => exec::Cmd::new(&helper.bin).session(&self.bounds).ok()?,
-        };
+        let mut session = helper.take(&self.bounds)?;
         let watchdog = session.watchdog(self.bounds.timeout);
         let answer = helper_request(&mut session, dir_text);
         if !watchdog.finish() {
             let tool = session.tool().to_string();
+            drop(session);
+            helper.ended();
             return Some(Err(BuildError::Run(RunError::TimedOut {
                 tool,
                 after: self.bounds.timeout.unwrap_or_default(),
                 raise: self.bounds.raise.clone(),
             })));
         }
-        let (ok, body) = answer.ok()?;
+        let Ok((ok, body)) = answer else {
+            drop(session);
+            helper.ended();
+            return None;
+        };
         helper.answered.fetch_add(1, Ordering::Relaxed);
-        helper.idle.lock().expect("lock").push(session);
+        helper.give_back(session);
         Some(if ok {
             Ok(body)
         } else {
