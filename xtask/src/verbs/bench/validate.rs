@@ -55,12 +55,16 @@ pub(super) fn run(root: &Path, runs: usize) -> anyhow::Result<Report> {
         .collect();
     validate::run(&copy_opts)?;
     let original = std::fs::read_to_string(&edited)?;
+    // Each edit is new to every cache, this run's and those of runs before.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
     let mut edits = 0;
     let after_edit = time(
         runs,
         || {
             edits += 1;
-            std::fs::write(&edited, format!("{original}# bench edit {edits}\n"))?;
+            std::fs::write(&edited, format!("{original}# bench edit {nonce}-{edits}\n"))?;
             Ok(())
         },
         || {
