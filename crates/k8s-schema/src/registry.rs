@@ -72,12 +72,107 @@ enum Source {
     },
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default)]
 struct Index {
     kinds: Vec<(Gvk, Source)>,
     object_meta: Option<PathBuf>,
     openapi_docs: usize,
     crd_files: usize,
+}
+
+/// The index as kept in the cache: each file named once (a Kubernetes
+/// version's OpenAPI documents hold thousands of kinds), a kind as a tuple.
+#[derive(Serialize, Deserialize)]
+struct StoredIndex {
+    files: Vec<PathBuf>,
+    kinds: Vec<(String, String, String, StoredSource)>,
+    object_meta: Option<PathBuf>,
+    openapi_docs: usize,
+    crd_files: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+enum StoredSource {
+    OpenApi(usize, String),
+    CrdFile(usize, usize, String),
+}
+
+impl StoredIndex {
+    fn of(index: &Index) -> Self {
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut numbers: HashMap<PathBuf, usize> = HashMap::new();
+        let mut number = |file: &PathBuf| -> usize {
+            *numbers.entry(file.clone()).or_insert_with(|| {
+                files.push(file.clone());
+                files.len() - 1
+            })
+        };
+        let kinds = index
+            .kinds
+            .iter()
+            .filter_map(|(gvk, source)| {
+                let stored = match source {
+                    Source::OpenApi { file, name } => {
+                        StoredSource::OpenApi(number(file), name.clone())
+                    }
+                    Source::CrdFile { file, doc, version } => {
+                        StoredSource::CrdFile(number(file), *doc, version.clone())
+                    }
+                    // Not indexed from files: never in an index.
+                    Source::CrdInline { .. } | Source::Template { .. } => return None,
+                };
+                Some((
+                    gvk.group.clone(),
+                    gvk.version.clone(),
+                    gvk.kind.clone(),
+                    stored,
+                ))
+            })
+            .collect();
+        Self {
+            files,
+            kinds,
+            object_meta: index.object_meta.clone(),
+            openapi_docs: index.openapi_docs,
+            crd_files: index.crd_files,
+        }
+    }
+
+    /// The index; `None` when a kind names a file that is not listed.
+    fn into_index(self) -> Option<Index> {
+        let files = self.files;
+        let kinds = self
+            .kinds
+            .into_iter()
+            .map(|(group, version, kind, stored)| {
+                let source = match stored {
+                    StoredSource::OpenApi(file, name) => Source::OpenApi {
+                        file: files.get(file)?.clone(),
+                        name,
+                    },
+                    StoredSource::CrdFile(file, doc, version) => Source::CrdFile {
+                        file: files.get(file)?.clone(),
+                        doc,
+                        version,
+                    },
+                };
+                Some((
+                    Gvk {
+                        group,
+                        version,
+                        kind,
+                    },
+                    source,
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Index {
+            kinds,
+            object_meta: self.object_meta,
+            openapi_docs: self.openapi_docs,
+            crd_files: self.crd_files,
+        })
+    }
 }
 
 /// The result of looking up a kind.
@@ -104,6 +199,9 @@ pub struct Registry {
     compiled: RwLock<HashMap<Gvk, Option<Arc<Compiled>>>>,
     docs: Mutex<HashMap<PathBuf, Arc<Value>>>,
     stats: Mutex<RegistryStats>,
+    /// Each schema file's stamp, as read when indexing: every verdict and
+    /// compiled kind of the run keys by the same stamps.
+    sigs: HashMap<PathBuf, String>,
 }
 
 fn file_sig(path: &Path) -> String {
@@ -115,6 +213,18 @@ fn file_sig(path: &Path) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{}:{len}:{mtime}", path.display())
+}
+
+/// Writes a cache file whole or not at all (a temp file beside it, then a
+/// rename), its folder created: a run beside never reads half of one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
 }
 
 fn hash_hex(parts: &[&str]) -> String {
@@ -339,8 +449,7 @@ impl FileLoader {
                 .ok()?;
             let value: Value = serde_json::from_slice(&bytes).ok()?;
             if let Some(c) = cached {
-                let _ = std::fs::create_dir_all(c.parent().unwrap_or(Path::new(".")));
-                let _ = std::fs::write(&c, &bytes);
+                let _ = write_atomic(&c, &bytes);
             }
             Some(value)
         }
@@ -389,11 +498,12 @@ impl Registry {
         let index_path = opts
             .cache_dir
             .as_ref()
-            .map(|d| d.join(format!("index-{}.json", hash_hex(&key_parts))));
+            .map(|d| d.join(format!("index-2-{}.json", hash_hex(&key_parts))));
         let cached: Option<Index> = index_path
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok());
+            .and_then(|b| serde_json::from_slice::<StoredIndex>(&b).ok())
+            .and_then(StoredIndex::into_index);
         let from_cache = cached.is_some();
         let index = match cached {
             Some(index) => index,
@@ -417,11 +527,10 @@ impl Registry {
                     }
                     index.kinds.extend(kinds);
                 }
-                if let Some(p) = &index_path {
-                    let _ = std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")));
-                    if let Ok(bytes) = serde_json::to_vec(&index) {
-                        let _ = std::fs::write(p, bytes);
-                    }
+                if let Some(p) = &index_path
+                    && let Ok(bytes) = serde_json::to_vec(&StoredIndex::of(&index))
+                {
+                    let _ = write_atomic(p, &bytes);
                 }
                 index
             }
@@ -443,6 +552,7 @@ impl Registry {
             compiled: RwLock::new(HashMap::new()),
             docs: Mutex::new(HashMap::new()),
             stats: Mutex::new(stats),
+            sigs: files.into_iter().zip(sigs).collect(),
         })
     }
 
@@ -547,11 +657,18 @@ impl Registry {
         }
     }
 
+    fn sig(&self, file: &Path) -> String {
+        self.sigs
+            .get(file)
+            .cloned()
+            .unwrap_or_else(|| file_sig(file))
+    }
+
     fn cache_key(&self, gvk: &Gvk, source: &Source) -> String {
         let src = match source {
-            Source::OpenApi { file, name } => format!("openapi:{}:{name}", file_sig(file)),
+            Source::OpenApi { file, name } => format!("openapi:{}:{name}", self.sig(file)),
             Source::CrdFile { file, doc, version } => {
-                format!("crd:{}:{doc}:{version}", file_sig(file))
+                format!("crd:{}:{doc}:{version}", self.sig(file))
             }
             Source::CrdInline { hash, .. } => format!("inline:{hash}"),
             Source::Template { .. } => format!("tpl:{}", self.templates.join("|")),
@@ -559,7 +676,7 @@ impl Registry {
         let meta = self
             .object_meta
             .as_deref()
-            .map(file_sig)
+            .map(|f| self.sig(f))
             .unwrap_or_default();
         hash_hex(&[&COMPILER_VERSION.to_string(), &gvk.to_string(), &src, &meta])
     }
@@ -616,11 +733,7 @@ impl Registry {
         if let Some(cf) = cache_file
             && let Ok(bytes) = serde_json::to_vec(&compiled)
         {
-            let _ = std::fs::create_dir_all(cf.parent().unwrap_or(Path::new(".")));
-            let tmp = cf.with_extension(format!("tmp{}", std::process::id()));
-            if std::fs::write(&tmp, bytes).is_ok() {
-                let _ = std::fs::rename(&tmp, &cf);
-            }
+            let _ = write_atomic(&cf, &bytes);
         }
         Some(compiled)
     }

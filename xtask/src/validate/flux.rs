@@ -412,14 +412,14 @@ pub fn check_cluster(
         // postBuild substitution
         let post_build = k.object.pointer("/spec/postBuild");
         let vars = post_build.map(|pb| variables(pb, k, &defined, tree, &label, &mut findings));
+        let fallback = tree
+            .kustomization_file(&k.path)
+            .unwrap_or_else(|| k.path.clone());
         for o in &k.objects {
             let (obj, undefined) = match &vars {
                 Some(v) if !substitute::disabled(o) => substitute::substitute(o, Some(v)),
                 _ => (o.clone(), Vec::new()),
             };
-            let fallback = tree
-                .kustomization_file(&k.path)
-                .unwrap_or_else(|| k.path.clone());
             for u in undefined {
                 let (file, line) = tree.locate(o, &k.path, Some(&u.text), &fallback);
                 findings.push(
