@@ -11,7 +11,7 @@ use std::path::Path;
 /// halfway leaves it behind, and the next write of the same file removes it
 /// once its process is gone (the ship gate refuses such files meanwhile).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    write_replacing(path, contents, true)
+    write_replacing(path, contents, true, true)
 }
 
 /// [`write_atomic`] without the fsync, for caches and output that can be
@@ -19,10 +19,24 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// file may be empty or old, so a reader must treat such a file as a miss.
 /// An fsync costs milliseconds per file, more than a cache hit saves.
 pub fn write_atomic_unsynced(path: &Path, contents: &[u8]) -> io::Result<()> {
-    write_replacing(path, contents, false)
+    write_replacing(path, contents, false, true)
 }
 
-fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
+/// [`write_atomic_unsynced`] for a cache folder of many entries: the folder
+/// is not read for the leftovers of killed writes (reading thousands of
+/// names costs more than the write); the cache removes them with
+/// [`remove_leftovers_in`] when it reads the folder anyway.
+pub fn write_cache_entry(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_replacing(path, contents, false, false)
+}
+
+/// Removes the temp files that killed writes of any file left in `dir`
+/// (their process is gone).
+pub fn remove_leftovers_in(dir: &Path) {
+    remove_leftovers(dir, ".xtask-");
+}
+
+fn write_replacing(path: &Path, contents: &[u8], sync: bool, tidy: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -32,7 +46,9 @@ fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let prefix = format!(".xtask-{name}.");
-    remove_leftovers(dir, &prefix);
+    if tidy {
+        remove_leftovers(dir, &prefix);
+    }
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!("{prefix}{}.", std::process::id()))
         .suffix(".tmp")
@@ -63,7 +79,14 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
         else {
             continue;
         };
-        let pid = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        // `<pid>.<random>.tmp` after the prefix of one file; after the
+        // prefix of any file, the name may hold dots: the pid is then the
+        // second part from the end.
+        let pid = rest
+            .trim_end_matches(".tmp")
+            .rsplit('.')
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
         if pid.is_some_and(|pid| !process_alive(pid)) {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -119,6 +142,12 @@ mod tests {
         write_atomic(&file, b"new").unwrap();
         assert!(!leftover.exists());
         assert!(other.exists() && live.exists());
+        // A cache write looks for none; the folder-wide sweep removes every
+        // dead process's, whatever its file.
+        write_cache_entry(&dir.path().join("c"), b"x").unwrap();
+        assert!(other.exists());
+        remove_leftovers_in(dir.path());
+        assert!(!other.exists() && live.exists());
     }
 
     #[cfg(unix)]

@@ -483,7 +483,7 @@ impl BuildCache {
         entry.extend_from_slice(&(body.len() as u64).to_le_bytes());
         entry.extend_from_slice(&Sha256::digest(body));
         entry.extend_from_slice(body);
-        if exec::fsutil::write_atomic_unsynced(&self.path(key), &entry).is_ok() {
+        if exec::fsutil::write_cache_entry(&self.path(key), &entry).is_ok() {
             // The folder's size is kept in a small file, so that a put does
             // not stat every entry; it is counted again whenever it is
             // unknown or past the bound (a count lost to a concurrent run
@@ -498,13 +498,15 @@ impl BuildCache {
                 }
                 _ => self.evict(),
             };
-            let _ = exec::fsutil::write_atomic_unsynced(&size_file, total.to_string().as_bytes());
+            let _ = exec::fsutil::write_cache_entry(&size_file, total.to_string().as_bytes());
         }
     }
 
     /// Removes the least recently used entries until the folder fits;
     /// returns the bytes left.
     fn evict(&self) -> u64 {
+        // The folder is read here anyway: the temp files of killed writes go too.
+        exec::fsutil::remove_leftovers_in(&self.dir);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return 0;
         };
