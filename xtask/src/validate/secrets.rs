@@ -7,8 +7,6 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use std::path::Path;
-
 use super::tree::Tree;
 use super::{Check, Finding};
 
@@ -81,12 +79,7 @@ pub fn check(
                 sops_line.get_or_insert(doc.start);
             }
         }
-        let claims_sops = sops_line.is_some()
-            || sops::looks_encrypted(
-                file.text.as_bytes(),
-                sops::Format::from_path(Path::new(&file.rel)),
-            );
-        if !claims_sops {
+        if !file.claims_sops {
             continue;
         }
         let line = sops_line.unwrap_or(1);

@@ -34,6 +34,10 @@ pub struct SourceFile {
     pub rel: String,
     pub text: String,
     pub docs: Vec<SourceDoc>,
+    /// The file claims to be SOPS-encrypted (a document with a `sops` block,
+    /// or what [`sops::looks_encrypted`] finds): judged with the parse, in
+    /// parallel, not in the secrets check at the end.
+    pub claims_sops: bool,
 }
 
 /// The parsed tree.
@@ -252,7 +256,15 @@ impl Tree {
                         message: e.message,
                     })
                     .collect();
-                (SourceFile { rel, text, docs }, findings)
+                let claims_sops = docs.iter().any(|d| super::secrets::is_sops(&d.value))
+                    || sops::looks_encrypted(text.as_bytes(), sops::Format::from_path(p));
+                let file = SourceFile {
+                    rel,
+                    text,
+                    docs,
+                    claims_sops,
+                };
+                (file, findings)
             })
             .collect();
         let mut tree = Tree {
