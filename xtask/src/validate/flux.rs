@@ -415,11 +415,17 @@ pub fn check_cluster(
         let fallback = tree
             .kustomization_file(&k.path)
             .unwrap_or_else(|| k.path.clone());
-        for o in &k.objects {
-            let (obj, undefined) = match &vars {
-                Some(v) if !substitute::disabled(o) => substitute::substitute(o, Some(v)),
-                _ => (o.clone(), Vec::new()),
-            };
+        // Each object on its own (substitution is most of the work): side by
+        // side, then in order.
+        let judged: Vec<(Item, Vec<Finding>)> = k
+            .objects
+            .par_iter()
+            .map(|o| {
+                let mut findings = Vec::new();
+                let (obj, undefined) = match &vars {
+                    Some(v) if !substitute::disabled(o) => substitute::substitute(o, Some(v)),
+                    _ => (o.clone(), Vec::new()),
+                };
             for u in undefined {
                 let (file, line) = tree.locate(o, &k.path, Some(&u.text), &fallback);
                 findings.push(
@@ -439,11 +445,17 @@ pub fn check_cluster(
                 check_helm_release(&obj, o, k, &defined, tree, allow, cluster, &mut findings);
             }
             let (file, line) = tree.locate(o, &k.path, None, &fallback);
-            items.push(Item {
+            let item = Item {
                 object: obj,
                 file,
                 line,
-            });
+            };
+            (item, findings)
+            })
+            .collect();
+        for (item, found) in judged {
+            findings.extend(found);
+            items.push(item);
         }
     }
 
