@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -78,6 +78,13 @@ struct Index {
     object_meta: Option<PathBuf>,
     openapi_docs: usize,
     crd_files: usize,
+}
+
+/// What a run needs of the index besides its kinds, kept beside it.
+#[derive(Serialize, Deserialize)]
+struct IndexMeta {
+    object_meta: Option<PathBuf>,
+    kinds: usize,
 }
 
 /// The index as kept in the cache: each file named once (a Kubernetes
@@ -193,7 +200,17 @@ pub struct RegistryStats {
 
 pub struct Registry {
     opts: RegistryOptions,
-    kinds: HashMap<Gvk, Source>,
+    /// The schema folders' kinds: read from the cached index the first time
+    /// one is looked up (a run whose verdicts are all kept reads none).
+    indexed: OnceLock<HashMap<Gvk, Source>>,
+    /// Where the index is kept, and the files it indexes.
+    index_path: Option<PathBuf>,
+    files: Vec<PathBuf>,
+    /// CRDs of the rendered tree: they win over the folders.
+    inline: HashMap<Gvk, Source>,
+    /// Every schema file's stamp and the compiler's version: what a kind
+    /// from the folders depends on.
+    folders_key: String,
     object_meta: Option<PathBuf>,
     templates: Vec<String>,
     compiled: RwLock<HashMap<Gvk, Option<Arc<Compiled>>>>,
@@ -471,6 +488,52 @@ impl DocLoader for FileLoader {
     }
 }
 
+/// The cached index at `path`, else `files` indexed (and the index kept);
+/// true when it came from the cache.
+fn read_or_index(path: Option<&Path>, files: &[PathBuf]) -> (Index, bool) {
+    let cached = path
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<StoredIndex>(&b).ok())
+        .and_then(StoredIndex::into_index);
+    if let Some(index) = cached {
+        return (index, true);
+    }
+    let per_file: Vec<_> = files
+        .par_iter()
+        .map(|f| (f.clone(), index_file(f)))
+        .collect();
+    let mut index = Index::default();
+    for (file, (kinds, is_openapi, has_meta)) in per_file {
+        if is_openapi {
+            index.openapi_docs += 1;
+        } else if !kinds.is_empty() {
+            index.crd_files += 1;
+        }
+        let core_doc = file
+            .file_name()
+            .is_some_and(|n| n == "api__v1_openapi.json");
+        if has_meta && (index.object_meta.is_none() || core_doc) {
+            index.object_meta = Some(file.clone());
+        }
+        index.kinds.extend(kinds);
+    }
+    if let Some(p) = path
+        && let Ok(bytes) = serde_json::to_vec(&StoredIndex::of(&index))
+    {
+        let _ = write_atomic(p, &bytes);
+    }
+    (index, false)
+}
+
+/// Each kind's source: the first file that defines it.
+fn kind_map(index: Index) -> HashMap<Gvk, Source> {
+    let mut kinds = HashMap::new();
+    for (gvk, source) in index.kinds {
+        kinds.entry(gvk).or_insert(source);
+    }
+    kinds
+}
+
 impl Registry {
     /// Indexes every location (from the cache when nothing changed).
     /// Indexes the schema locations. Only the cache write can fail, and that
@@ -495,65 +558,61 @@ impl Registry {
         let mut key_parts: Vec<&str> = sigs.iter().map(String::as_str).collect();
         let cv = COMPILER_VERSION.to_string();
         key_parts.push(&cv);
+        let folders_key = hash_hex(&key_parts);
         let index_path = opts
             .cache_dir
             .as_ref()
-            .map(|d| d.join(format!("index-2-{}.json", hash_hex(&key_parts))));
-        let cached: Option<Index> = index_path
+            .map(|d| d.join(format!("index-2-{folders_key}.json")));
+        let meta: Option<IndexMeta> = index_path
             .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|b| serde_json::from_slice::<StoredIndex>(&b).ok())
-            .and_then(StoredIndex::into_index);
-        let from_cache = cached.is_some();
-        let index = match cached {
-            Some(index) => index,
+            .and_then(|p| std::fs::read(p.with_extension("meta")).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let indexed = OnceLock::new();
+        let (object_meta, kinds_indexed, from_cache) = match meta {
+            Some(meta) => (meta.object_meta, meta.kinds, true),
             None => {
-                let per_file: Vec<_> = files
-                    .par_iter()
-                    .map(|f| (f.clone(), index_file(f)))
-                    .collect();
-                let mut index = Index::default();
-                for (file, (kinds, is_openapi, has_meta)) in per_file {
-                    if is_openapi {
-                        index.openapi_docs += 1;
-                    } else if !kinds.is_empty() {
-                        index.crd_files += 1;
+                let (index, from_cache) = read_or_index(index_path.as_deref(), &files);
+                let object_meta = index.object_meta.clone();
+                let kinds = kind_map(index);
+                if let Some(p) = &index_path {
+                    let meta = IndexMeta {
+                        object_meta: object_meta.clone(),
+                        kinds: kinds.len(),
+                    };
+                    if let Ok(bytes) = serde_json::to_vec(&meta) {
+                        let _ = write_atomic(&p.with_extension("meta"), &bytes);
                     }
-                    let core_doc = file
-                        .file_name()
-                        .is_some_and(|n| n == "api__v1_openapi.json");
-                    if has_meta && (index.object_meta.is_none() || core_doc) {
-                        index.object_meta = Some(file.clone());
-                    }
-                    index.kinds.extend(kinds);
                 }
-                if let Some(p) = &index_path
-                    && let Ok(bytes) = serde_json::to_vec(&StoredIndex::of(&index))
-                {
-                    let _ = write_atomic(p, &bytes);
-                }
-                index
+                let count = kinds.len();
+                let _ = indexed.set(kinds);
+                (object_meta, count, from_cache)
             }
         };
-        let mut kinds = HashMap::new();
-        for (gvk, source) in index.kinds {
-            kinds.entry(gvk).or_insert(source);
-        }
         let stats = RegistryStats {
-            kinds_indexed: kinds.len(),
+            kinds_indexed,
             index_from_cache: from_cache,
             ..RegistryStats::default()
         };
         Ok(Self {
             opts,
-            kinds,
-            object_meta: index.object_meta,
+            indexed,
+            index_path,
+            inline: HashMap::new(),
+            folders_key,
+            object_meta,
             templates,
             compiled: RwLock::new(HashMap::new()),
             docs: Mutex::new(HashMap::new()),
             stats: Mutex::new(stats),
-            sigs: files.into_iter().zip(sigs).collect(),
+            sigs: files.iter().cloned().zip(sigs).collect(),
+            files,
         })
+    }
+
+    /// The folders' kinds, read (or indexed again) on first use.
+    fn indexed(&self) -> &HashMap<Gvk, Source> {
+        self.indexed
+            .get_or_init(|| kind_map(read_or_index(self.index_path.as_deref(), &self.files).0))
     }
 
     /// True when the Kubernetes OpenAPI documents of the version were found.
@@ -571,13 +630,18 @@ impl Registry {
 
     /// Every kind with a schema in the folders or added CRDs.
     pub fn kinds(&self) -> impl Iterator<Item = &Gvk> {
-        self.kinds.keys()
+        self.inline.keys().chain(
+            self.indexed()
+                .keys()
+                .filter(|g| !self.inline.contains_key(*g)),
+        )
     }
 
     /// True when the API server serves the kind itself: its schema comes
     /// from the Kubernetes OpenAPI documents, not from a CRD.
     pub fn is_builtin(&self, gvk: &Gvk) -> bool {
-        matches!(self.kinds.get(gvk), Some(Source::OpenApi { .. }))
+        !self.inline.contains_key(gvk)
+            && matches!(self.indexed().get(gvk), Some(Source::OpenApi { .. }))
     }
 
     /// Registers a CRD found in the rendered tree; it wins over folders.
@@ -585,7 +649,7 @@ impl Registry {
         for (gvk, schema) in crd_versions(crd) {
             let hash = hash_hex(&[&schema.to_string()]);
             self.compiled.get_mut().expect("lock").remove(&gvk);
-            self.kinds.insert(
+            self.inline.insert(
                 gvk,
                 Source::CrdInline {
                     schema: Arc::new(schema),
@@ -640,7 +704,7 @@ impl Registry {
     }
 
     fn source_for(&self, gvk: &Gvk) -> Option<Source> {
-        if let Some(s) = self.kinds.get(gvk) {
+        if let Some(s) = self.inline.get(gvk).or_else(|| self.indexed().get(gvk)) {
             return Some(s.clone());
         }
         self.templates.first().map(|_| Source::Template {
@@ -650,10 +714,17 @@ impl Registry {
 
     /// What a verdict on an object of `gvk` depends on here: its schema's
     /// source and the stamps of the files it comes from, or its absence.
+    /// A kind of the folders (or of a template, or none) keys by every
+    /// schema file's stamp, so that the index need not be read for it.
     pub fn schema_key(&self, gvk: &Gvk) -> String {
-        match self.source_for(gvk) {
-            Some(source) => self.cache_key(gvk, &source),
-            None => format!("missing:{gvk}"),
+        match self.inline.get(gvk) {
+            Some(source) => self.cache_key(gvk, source),
+            None => hash_hex(&[
+                &COMPILER_VERSION.to_string(),
+                &gvk.to_string(),
+                &self.folders_key,
+                &self.templates.join("|"),
+            ]),
         }
     }
 
