@@ -106,6 +106,21 @@ fn cache_dir(base: &Path, root: &Path) -> PathBuf {
     base.join(&id[..16])
 }
 
+/// What git tracks in `root` (`git ls-files -z`), for [`Probe::store`].
+pub fn tracked_files(root: &Path) -> Option<String> {
+    Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["ls-files", "-z"])
+        .read()
+        .ok()
+}
+
+/// True when `base` keeps an entry for `root` (it may not hit).
+pub fn has_entry(base: &Path, root: &Path) -> bool {
+    cache_dir(base, root).join("entry.json").is_file()
+}
+
 /// Drops the entry for `root`, so that the next ship packages it (for the
 /// benchmark of a new commit).
 pub fn forget(base: &Path, root: &Path) -> std::io::Result<()> {
@@ -481,12 +496,12 @@ impl Probe {
     /// `git ls-files`, for [`Probe::store`]; only asked when the tree may be cached.
     pub fn tracked(&self) -> Option<String> {
         self.key.as_ref()?;
-        Cmd::new("git")
-            .arg("-C")
-            .arg(&self.root)
-            .args(["ls-files", "-z"])
-            .read()
-            .ok()
+        tracked_files(&self.root)
+    }
+
+    /// True when a shipment of this probe may be kept ([`Probe::store`]).
+    pub fn may_store(&self) -> bool {
+        self.key.is_some()
     }
 
     /// `tracked` is [`Probe::tracked`]'s answer.

@@ -161,6 +161,14 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         None => None,
     };
     let root = &opts.root;
+    if !cache::has_entry(&opts.cache, root) {
+        // Nothing kept for this checkout (a fresh clone, a CI runner): no
+        // probe can hit, so the tree is walked, gated and packaged while
+        // git answers it.
+        let (shipment, tracked, probe) = package_while_probing(opts, ids, source)?;
+        probe.store(&shipment, tracked.as_deref());
+        return Ok(shipment);
+    }
     let probe = cache::probe(root, opts);
     match probe.hit() {
         Some(cache::Hit::Same(hit)) => return Ok(hit),
@@ -192,7 +200,7 @@ fn package(
     // git answers while we walk and gate; the probe already read the status
     // at the top level of a work tree, and the commit time of a clean one.
     let mut tracked = None;
-    let (entries, git, uncommitted) = std::thread::scope(|s| {
+    let (gated, git, uncommitted) = std::thread::scope(|s| {
         let (git, uncommitted) = match probe.view.clone() {
             Some(view) => {
                 let files = s.spawn(|| probe.tracked());
@@ -201,22 +209,67 @@ fn package(
                     let head = known.or_else(|| oci_artifact::head_line(root));
                     oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
-                let entries = tree::collect(root);
+                let gated = walk_and_gate(opts, ids);
                 tracked = files.join().ok().flatten();
-                return (entries, head.join().ok(), Some(view.uncommitted));
+                return (gated, head.join().ok(), Some(view.uncommitted));
             }
             None => (
                 s.spawn(|| oci_artifact::git_defaults(root)),
                 s.spawn(|| oci_artifact::uncommitted_files(root)),
             ),
         };
-        let entries = tree::collect(root);
-        (entries, git.join().ok(), uncommitted.join().ok().flatten())
+        let gated = walk_and_gate(opts, ids);
+        (gated, git.join().ok(), uncommitted.join().ok().flatten())
     });
-    let entries = entries?;
-    // Each file is read once: the gate judges the very bytes the tarball
-    // holds. The tarball is built in memory while the gate runs; it is
-    // dropped unless the gate passes, so nothing leaves before its verdict.
+    let (entries, built) = gated?;
+    let git = git.unwrap_or_else(|| oci_artifact::git_defaults(root));
+    let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
+    Ok((stamp(opts, source, &git, built, dirty_files)?, tracked))
+}
+
+/// [`package`] beside the probe, for a checkout with nothing kept: the
+/// probe's answers are needed only to stamp the layer.
+fn package_while_probing(
+    opts: &ShipOptions,
+    ids: Option<&Identities>,
+    source: Option<String>,
+) -> Result<(Shipment, Option<String>, cache::Probe), ShipError> {
+    let root = &opts.root;
+    let (probe, tracked, gated) = std::thread::scope(|s| {
+        let probe = s.spawn(|| cache::probe(root, opts));
+        let tracked = s.spawn(|| cache::tracked_files(root));
+        let gated = walk_and_gate(opts, ids);
+        (probe.join(), tracked.join(), gated)
+    });
+    let probe = probe.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let (entries, built) = gated?;
+    let (git, uncommitted) = match probe.view.clone() {
+        Some(view) => {
+            let head = probe.head_line().or_else(|| oci_artifact::head_line(root));
+            let git = oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch);
+            (git, view.uncommitted)
+        }
+        None => (
+            oci_artifact::git_defaults(root),
+            oci_artifact::uncommitted_files(root).unwrap_or_default(),
+        ),
+    };
+    let dirty_files = dirty_shipped(root, &entries, uncommitted);
+    let tracked = tracked.ok().flatten().filter(|_| probe.may_store());
+    let shipment = stamp(opts, source, &git, built, dirty_files)?;
+    Ok((shipment, tracked, probe))
+}
+
+/// Walks the tree and reads each file once: the gate judges the very bytes
+/// the tarball holds. The tarball is built in memory while the gate runs;
+/// it is dropped unless the gate passes, so nothing leaves before its
+/// verdict.
+fn walk_and_gate(
+    opts: &ShipOptions,
+    ids: Option<&Identities>,
+) -> Result<(Vec<tree::TreeEntry>, tarball::Built), ShipError> {
+    let root = &opts.root;
+    let entries = tree::collect(root)?;
     let contents = gate::Contents::read(&entries)?;
     let (refusals, built) = std::thread::scope(|s| {
         let built = s.spawn(|| tarball::build_with(root, &entries, |i| Ok(contents.get(i).into())));
@@ -228,9 +281,7 @@ fn package(
         return Err(ShipError::Refused { refusals });
     }
     let built = built.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-    let git = git.unwrap_or_else(|| oci_artifact::git_defaults(root));
-    let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
-    Ok((stamp(opts, source, &git, built, dirty_files)?, tracked))
+    Ok((entries, built))
 }
 
 /// The shipment of a layer that passed the gate, stamped with `git`'s
