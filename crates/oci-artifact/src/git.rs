@@ -123,8 +123,54 @@ pub fn hidden_files(root: &Path) -> Option<Vec<String>> {
     Some(parse_hidden(&out))
 }
 
+/// What `git ls-files` says of the work tree at `root`, in one process.
+#[derive(Debug, Default, Clone)]
+pub struct Listing {
+    /// Every tracked file, relative to `root`.
+    pub tracked: Vec<String>,
+    /// The tracked files whose changes `git status` hides ([`hidden_files`]).
+    pub hidden: Vec<String>,
+    /// The untracked files (a folder of them as `dir/`) that only
+    /// `.gitignore` files exclude, not `info/exclude` or a global excludes
+    /// file (which would hide files a walk ships).
+    pub untracked: Vec<String>,
+}
+
+/// [`Listing`] of `root`: one `git ls-files` for what would otherwise take
+/// three.
+pub fn listing(root: &Path) -> Option<Listing> {
+    let out = Cmd::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "ls-files",
+            "-v",
+            "-z",
+            "--cached",
+            "--others",
+            "--directory",
+            "--exclude-per-directory=.gitignore",
+            "--",
+            ".",
+        ])
+        .read()
+        .ok()?;
+    let mut listing = Listing {
+        hidden: parse_hidden(&out),
+        ..Listing::default()
+    };
+    for entry in out.split('\0') {
+        match entry.split_at_checked(2) {
+            Some(("? ", path)) => listing.untracked.push(path.to_string()),
+            Some((_, path)) if !path.is_empty() => listing.tracked.push(path.to_string()),
+            _ => {}
+        }
+    }
+    Some(listing)
+}
+
 /// `git ls-files -v` marks assume-unchanged with a lowercase tag and
-/// skip-worktree with `S`.
+/// skip-worktree with `S` (`?` is an untracked file's).
 fn parse_hidden(out: &str) -> Vec<String> {
     out.split('\0')
         .filter_map(|entry| {
@@ -385,6 +431,47 @@ mod tests {
     fn files_git_hides_changes_of_are_found() {
         let out = "H a.yaml\0h b.yaml\0S c/d.yaml\0s e.yaml\0M f.yaml\0";
         assert_eq!(parse_hidden(out), ["b.yaml", "c/d.yaml", "e.yaml"]);
+    }
+
+    #[test]
+    fn one_listing_says_what_three_did() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(root)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        };
+        git(&["init", "-q"]);
+        for (name, text) in [
+            (".gitignore", "ignored.yaml\n"),
+            ("a.yaml", "a"),
+            ("b.yaml", "b"),
+            ("c/d.yaml", "d"),
+        ] {
+            std::fs::create_dir_all(root.join(name).parent().unwrap()).unwrap();
+            std::fs::write(root.join(name), text).unwrap();
+        }
+        git(&["add", "."]);
+        git(&["update-index", "--assume-unchanged", "b.yaml"]);
+        for name in ["new.yaml", "ignored.yaml", "fresh/x.yaml", "fresh/y.yaml"] {
+            std::fs::create_dir_all(root.join(name).parent().unwrap()).unwrap();
+            std::fs::write(root.join(name), "n").unwrap();
+        }
+        let listing = listing(root).unwrap();
+        assert_eq!(
+            listing.tracked,
+            [".gitignore", "a.yaml", "b.yaml", "c/d.yaml"]
+        );
+        assert_eq!(listing.hidden, ["b.yaml"]);
+        assert_eq!(hidden_files(root).unwrap(), listing.hidden);
+        let mut untracked = listing.untracked.clone();
+        untracked.sort();
+        assert_eq!(untracked, ["fresh/", "new.yaml"]);
     }
 
     #[test]

@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 pub use auth::{Auth, Resolved, resolve_auth};
 pub use client::Registry;
 pub use git::{
-    GitDefaults, defaults_from, git_defaults, head_line, hidden_files, normalize_source,
-    origin_url, uncommitted_files,
+    GitDefaults, Listing, defaults_from, git_defaults, head_line, hidden_files, listing,
+    normalize_source, origin_url, uncommitted_files,
 };
 pub use layout::{read_oci_layout, write_oci_layout};
 pub use promote::{PromoteError, PromoteOutcome, TagMove, Verification};

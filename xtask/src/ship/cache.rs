@@ -55,6 +55,8 @@ pub struct Probe {
     head: Option<Head>,
     dir: PathBuf,
     root: PathBuf,
+    /// What git tracks, `\0`-separated (for [`Probe::store`]).
+    tracked: Option<String>,
     /// What git said, when `root` is the top level of a work tree.
     pub view: Option<GitView>,
 }
@@ -106,16 +108,6 @@ fn cache_dir(base: &Path, root: &Path) -> PathBuf {
     base.join(&id[..16])
 }
 
-/// What git tracks in `root` (`git ls-files -z`), for [`Probe::store`].
-pub fn tracked_files(root: &Path) -> Option<String> {
-    Cmd::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["ls-files", "-z"])
-        .read()
-        .ok()
-}
-
 /// True when `base` keeps an entry for `root` (it may not hit).
 pub fn has_entry(base: &Path, root: &Path) -> bool {
     cache_dir(base, root).join("entry.json").is_file()
@@ -134,23 +126,13 @@ pub fn forget(base: &Path, root: &Path) -> std::io::Result<()> {
 pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
     let dir = cache_dir(&opts.cache, root);
     let git = |args: &[&str]| Cmd::new("git").arg("-C").arg(root).args(args).read().ok();
-    // Three small queries at once: the commit and the changed tracked files
-    // (modes compared); the untracked files that only `.gitignore` files
-    // exclude, as in the walk (not `info/exclude` or a global excludes file,
-    // which would hide files the walk ships); the remote.
-    let (status, untracked, remote, head) = std::thread::scope(|s| {
-        let untracked = s.spawn(|| {
-            git(&[
-                "ls-files",
-                "-z",
-                "--others",
-                "--directory",
-                "--exclude-per-directory=.gitignore",
-            ])
-        });
-        // Files marked assume-unchanged or skip-worktree: status hides
-        // their changes, so they count as changed.
-        let hidden = s.spawn(|| oci_artifact::hidden_files(root));
+    // Small queries at once: the commit and the changed tracked files
+    // (modes compared); in one listing, the tracked files, those marked
+    // assume-unchanged or skip-worktree (status hides their changes, so they
+    // count as changed) and the untracked files that only `.gitignore`
+    // files exclude, as in the walk; the remote; HEAD.
+    let (status, listing, remote, head) = std::thread::scope(|s| {
+        let listing = s.spawn(|| oci_artifact::listing(root));
         let remote = s.spawn(|| oci_artifact::origin_url(root));
         let head = s.spawn(|| {
             Cmd::new("git")
@@ -175,24 +157,19 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             "--untracked-files=no",
             "--no-renames",
         ]);
-        let untracked = untracked
-            .join()
-            .ok()
-            .flatten()
-            .zip(hidden.join().ok().flatten());
         (
             status,
-            untracked,
+            listing.join().ok().flatten(),
             remote.join().ok().flatten(),
             head.join().ok().flatten(),
         )
     });
-    let status = status.zip(untracked).map(|(status, (untracked, hidden))| {
-        let untracked = untracked
-            .split('\0')
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .chain(hidden)
+    let tracked = listing.as_ref().map(|l| l.tracked.join("\0"));
+    let status = status.zip(listing).map(|(status, listing)| {
+        let untracked = listing
+            .untracked
+            .into_iter()
+            .chain(listing.hidden)
             .map(|p| format!("? {p}"));
         status
             .split('\0')
@@ -215,6 +192,7 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
         head,
         dir,
         root: root.to_path_buf(),
+        tracked,
         view,
     }
 }
@@ -493,19 +471,7 @@ impl Probe {
 
     /// Keeps a freshly packaged shipment of a clean tree. Best effort: a
     /// cache that cannot be written only costs time.
-    /// `git ls-files`, for [`Probe::store`]; only asked when the tree may be cached.
-    pub fn tracked(&self) -> Option<String> {
-        self.key.as_ref()?;
-        tracked_files(&self.root)
-    }
-
-    /// True when a shipment of this probe may be kept ([`Probe::store`]).
-    pub fn may_store(&self) -> bool {
-        self.key.is_some()
-    }
-
-    /// `tracked` is [`Probe::tracked`]'s answer.
-    pub fn store(&self, s: &super::Shipment, tracked: Option<&str>) {
+    pub fn store(&self, s: &super::Shipment) {
         let Some(key) = &self.key else { return };
         // Packaged from another commit than the one probed (a commit landed
         // meanwhile): not this key's artifact.
@@ -515,7 +481,7 @@ impl Probe {
         // A shipped file git does not track (a `.sourceignore` `!` rule
         // can bring back what `.gitignore` hides): its bytes are not the
         // commit's, so this tree is not cached.
-        let Some(tracked) = tracked else { return };
+        let Some(tracked) = &self.tracked else { return };
         let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
         let untracked_file = s.artifact.entries.iter().any(|name| {
             name != "." && !tracked.contains(name.as_str()) && !self.root.join(name).is_dir()

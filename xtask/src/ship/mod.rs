@@ -165,8 +165,8 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         // Nothing kept for this checkout (a fresh clone, a CI runner): no
         // probe can hit, so the tree is walked, gated and packaged while
         // git answers it.
-        let (shipment, tracked, probe) = package_while_probing(opts, ids, source)?;
-        probe.store(&shipment, tracked.as_deref());
+        let (shipment, probe) = package_while_probing(opts, ids, source)?;
+        probe.store(&shipment);
         return Ok(shipment);
     }
     let probe = cache::probe(root, opts);
@@ -183,34 +183,30 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         }
         None => {}
     }
-    let (shipment, tracked) = package(opts, ids, source, &probe)?;
-    probe.store(&shipment, tracked.as_deref());
+    let shipment = package(opts, ids, source, &probe)?;
+    probe.store(&shipment);
     Ok(shipment)
 }
 
-/// The full way: walk, gate, package. Also returns what git tracks when
-/// the tree may be cached (see [`cache::Probe::store`]).
+/// The full way: walk, gate, package.
 fn package(
     opts: &ShipOptions,
     ids: Option<&Identities>,
     source: Option<String>,
     probe: &cache::Probe,
-) -> Result<(Shipment, Option<String>), ShipError> {
+) -> Result<Shipment, ShipError> {
     let root = &opts.root;
     // git answers while we walk and gate; the probe already read the status
     // at the top level of a work tree, and the commit time of a clean one.
-    let mut tracked = None;
     let (gated, git, uncommitted) = std::thread::scope(|s| {
         let (git, uncommitted) = match probe.view.clone() {
             Some(view) => {
-                let files = s.spawn(|| probe.tracked());
                 let known = probe.head_line();
                 let head = s.spawn(move || {
                     let head = known.or_else(|| oci_artifact::head_line(root));
                     oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch)
                 });
                 let gated = walk_and_gate(opts, ids);
-                tracked = files.join().ok().flatten();
                 return (gated, head.join().ok(), Some(view.uncommitted));
             }
             None => (
@@ -224,7 +220,7 @@ fn package(
     let (entries, built) = gated?;
     let git = git.unwrap_or_else(|| oci_artifact::git_defaults(root));
     let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
-    Ok((stamp(opts, source, &git, built, dirty_files)?, tracked))
+    stamp(opts, source, &git, built, dirty_files)
 }
 
 /// [`package`] beside the probe, for a checkout with nothing kept: the
@@ -233,13 +229,12 @@ fn package_while_probing(
     opts: &ShipOptions,
     ids: Option<&Identities>,
     source: Option<String>,
-) -> Result<(Shipment, Option<String>, cache::Probe), ShipError> {
+) -> Result<(Shipment, cache::Probe), ShipError> {
     let root = &opts.root;
-    let (probe, tracked, gated) = std::thread::scope(|s| {
+    let (probe, gated) = std::thread::scope(|s| {
         let probe = s.spawn(|| cache::probe(root, opts));
-        let tracked = s.spawn(|| cache::tracked_files(root));
         let gated = walk_and_gate(opts, ids);
-        (probe.join(), tracked.join(), gated)
+        (probe.join(), gated)
     });
     let probe = probe.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
     let (entries, built) = gated?;
@@ -255,9 +250,8 @@ fn package_while_probing(
         ),
     };
     let dirty_files = dirty_shipped(root, &entries, uncommitted);
-    let tracked = tracked.ok().flatten().filter(|_| probe.may_store());
     let shipment = stamp(opts, source, &git, built, dirty_files)?;
-    Ok((shipment, tracked, probe))
+    Ok((shipment, probe))
 }
 
 /// Walks the tree and reads each file once: the gate judges the very bytes
