@@ -98,38 +98,7 @@ pub fn check(
     ids: Option<&Identities>,
     render_cache: Option<&Path>,
 ) -> Judged {
-    let (mut refusals, allow, config) = setup(root);
-    // The render runs kustomize: it overlaps the file checks.
-    let (found, rendered) = std::thread::scope(|s| {
-        let rendered = s.spawn(|| {
-            leaks::rendered::check_cached(
-                root,
-                &flux_render::list_clusters(root),
-                &allow,
-                contents.files(entries),
-                render_cache,
-                // The kustomize builds that validate and build made are hits.
-                crate::kustomize_builder(crate::kustomize_cache_dir()).ok(),
-            )
-        });
-        let memo = render_cache.map(files_memo);
-        let found = check_files(
-            root,
-            entries,
-            contents,
-            ids,
-            &allow,
-            config.as_ref(),
-            memo.as_deref(),
-        );
-        (found, rendered.join())
-    });
-    let rendered = rendered.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    refusals.extend(leaks::merge(found, rendered.refusals));
-    Judged {
-        refusals,
-        unrendered: rendered.unrendered,
-    }
+    judge(root, entries, contents, ids, None, render_cache)
 }
 
 /// The gate over the files that would ship from `root`, walked and read
@@ -166,17 +135,54 @@ pub fn check_with(
     rendered: leaks::rendered::Verdict,
     render_cache: Option<&Path>,
 ) -> Judged {
+    judge(root, entries, contents, ids, Some(rendered), render_cache)
+}
+
+/// The files judged, and the rendered clusters (rendered here, beside the
+/// file checks, when `rendered` is `None`).
+fn judge(
+    root: &Path,
+    entries: &[TreeEntry],
+    contents: &Contents,
+    ids: Option<&Identities>,
+    rendered: Option<leaks::rendered::Verdict>,
+    render_cache: Option<&Path>,
+) -> Judged {
     let (mut refusals, allow, config) = setup(root);
     let memo = render_cache.map(files_memo);
-    let found = check_files(
-        root,
-        entries,
-        contents,
-        ids,
-        &allow,
-        config.as_ref(),
-        memo.as_deref(),
-    );
+    let files = || {
+        check_files(
+            root,
+            entries,
+            contents,
+            ids,
+            &allow,
+            config.as_ref(),
+            memo.as_deref(),
+        )
+    };
+    let (found, rendered) = match rendered {
+        Some(rendered) => (files(), rendered),
+        // The render runs kustomize: it overlaps the file checks.
+        None => std::thread::scope(|s| {
+            let rendered = s.spawn(|| {
+                leaks::rendered::check_cached(
+                    root,
+                    &flux_render::list_clusters(root),
+                    &allow,
+                    contents.files(entries),
+                    render_cache,
+                    // The kustomize builds that validate and build made are hits.
+                    crate::kustomize_builder(crate::kustomize_cache_dir()).ok(),
+                )
+            });
+            let found = files();
+            let rendered = rendered
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (found, rendered)
+        }),
+    };
     refusals.extend(leaks::merge(found, rendered.refusals));
     Judged {
         refusals,
