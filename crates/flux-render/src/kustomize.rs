@@ -216,24 +216,24 @@ impl Walk<'_> {
 
     /// Hashes one file (and refuses it when it is an alias bomb); parses it
     /// too when `parse`. `None` when it cannot be read.
+    /// `meta` is the caller's stat of the file, which found it a file: one
+    /// stat per file (the kernel walks every component of a `../..` path).
     fn read(
         &mut self,
         path: &Path,
         rel: &str,
         parse: bool,
+        meta: std::fs::Metadata,
     ) -> Result<Option<FileRead>, BuildError> {
-        let stamp = std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.len(), m.modified().ok()));
-        if let Some((len, mtime)) = stamp
-            && let Some(seen) = self.memo.0.lock().expect("lock").get(path)
+        let (len, mtime) = (meta.len(), meta.modified().ok());
+        if let Some(seen) = self.memo.0.lock().expect("lock").get(path)
             && (seen.0, seen.1) == (len, mtime)
             && (!parse || seen.3.is_some())
         {
             self.reach.files.insert(rel.to_string(), seen.2);
             return Ok(Some(seen.clone()));
         }
-        let (Some((len, mtime)), Ok(bytes)) = (stamp, std::fs::read(path)) else {
+        let Ok(bytes) = std::fs::read(path) else {
             self.uncacheable(format!("{rel} cannot be read"));
             return Ok(None);
         };
@@ -252,8 +252,8 @@ impl Walk<'_> {
         Ok(Some(read))
     }
 
-    fn file(&mut self, path: &Path, rel: &str) -> Result<(), BuildError> {
-        self.read(path, rel, false).map(|_| ())
+    fn file(&mut self, path: &Path, rel: &str, meta: std::fs::Metadata) -> Result<(), BuildError> {
+        self.read(path, rel, false, meta).map(|_| ())
     }
 
     /// A kustomization folder: its kustomization file and what it names.
@@ -261,14 +261,16 @@ impl Walk<'_> {
         if !self.seen_dirs.insert(rel.to_string()) {
             return Ok(());
         }
-        let Some(name) = KUSTOMIZATION_FILES
-            .iter()
-            .find(|name| dir.join(name).is_file())
-        else {
+        let Some((name, meta)) = KUSTOMIZATION_FILES.iter().find_map(|name| {
+            std::fs::metadata(dir.join(name))
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| (name, m))
+        }) else {
             self.uncacheable(format!("{rel} has no kustomization file"));
             return Ok(());
         };
-        let Some(read) = self.read(&dir.join(name), &join(rel, name), true)? else {
+        let Some(read) = self.read(&dir.join(name), &join(rel, name), true, meta)? else {
             return Ok(());
         };
         let Some(Some(k)) = read.3 else {
@@ -342,8 +344,8 @@ impl Walk<'_> {
         for path in files {
             let child = dir.join(&path);
             let child_rel = join(rel, &path);
-            if child.is_file() {
-                self.file(&child, &child_rel)?;
+            if let Some(meta) = std::fs::metadata(&child).ok().filter(|m| m.is_file()) {
+                self.file(&child, &child_rel, meta)?;
             } else {
                 self.uncacheable(format!("{child_rel} is not a file"));
             }
@@ -359,10 +361,11 @@ impl Walk<'_> {
         }
         let path = dir.join(entry);
         let child_rel = join(rel, entry);
-        if path.is_dir() {
+        let meta = std::fs::metadata(&path).ok();
+        if meta.as_ref().is_some_and(|m| m.is_dir()) {
             self.dir(&path, &child_rel)
-        } else if path.is_file() {
-            self.file(&path, &child_rel)
+        } else if let Some(meta) = meta.filter(|m| m.is_file()) {
+            self.file(&path, &child_rel, meta)
         } else {
             // kustomize tries a path it cannot find as a URL.
             self.uncacheable(format!(
