@@ -119,10 +119,25 @@ pub fn check_cached<'a>(
     if let Some(hit) = read::<Verdict>(&path) {
         return hit;
     }
-    let results: Vec<Result<Vec<Refusal>, Refusal>> = clusters
-        .par_iter()
-        .map(|cluster| check_traced(root, cluster, allow, cache, &builder))
-        .collect();
+    // A thread per cluster, not the shared pool: a replay waits for the
+    // builds it asks for, and the pool's workers are the caller's (validate
+    // parses the tree on them meanwhile).
+    let results: Vec<Result<Vec<Refusal>, Refusal>> = std::thread::scope(|s| {
+        let checks: Vec<_> = clusters
+            .iter()
+            .map(|cluster| {
+                let builder = &builder;
+                s.spawn(move || check_traced(root, cluster, allow, cache, builder))
+            })
+            .collect();
+        checks
+            .into_iter()
+            .map(|c| {
+                c.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     let verdict = collect(results);
     // A cluster that did not render may render with the same files later
     // (kustomize installed): only a full verdict is kept.
@@ -157,10 +172,7 @@ fn check_traced(
     let folder = folder_digests(root, cluster);
     if let Some(kept) = read::<Traced>(&slot)
         && kept.folder == folder
-        && kept
-            .builds
-            .par_iter()
-            .all(|b| trace::replays(root, builder, b))
+        && kept.builds.iter().all(|b| trace::replays(root, builder, b))
     {
         return Ok(kept.refusals);
     }
