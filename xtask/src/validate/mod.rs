@@ -260,7 +260,8 @@ pub fn run(opts: &Options) -> Result<Report> {
     report.files = tree.files.len();
 
     // 2. kustomize.
-    let builds = kustomize::Builds::new(opts.root.clone(), builder.clone());
+    let builds = kustomize::Builds::new(opts.root.clone(), builder.clone())
+        .with_parsed_cache(opts.cache_dir.as_ref().map(|d| d.join("objects")), &binary);
     // Top-level directories first: a directory that a successful build includes
     // built successfully as part of it, so it is only built alone (to place the
     // error) when every directory including it failed.
