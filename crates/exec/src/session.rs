@@ -35,12 +35,19 @@ impl Session {
     /// `timeout`; `None` never does. Drop the guard when the request is done.
     pub fn watchdog(&self, timeout: Option<Duration>) -> Watchdog {
         let Some(timeout) = timeout else {
-            return Watchdog { done: None };
+            return Watchdog {
+                done: None,
+                fired: Default::default(),
+            };
         };
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let pid = self.child.id();
+        let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let firing = fired.clone();
         std::thread::spawn(move || {
             if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(timeout) {
+                // Said before the kill: whoever sees the process end sees this.
+                firing.store(true, std::sync::atomic::Ordering::SeqCst);
                 #[cfg(unix)]
                 // SAFETY: a plain signal to our own child, which is not yet
                 // reaped (the Session owns it until it is dropped).
@@ -49,7 +56,10 @@ impl Session {
                 }
             }
         });
-        Watchdog { done: Some(done) }
+        Watchdog {
+            done: Some(done),
+            fired,
+        }
     }
 }
 
@@ -63,15 +73,18 @@ impl Drop for Session {
 /// See [`Session::watchdog`]: dropping it stands the watchdog down.
 pub struct Watchdog {
     done: Option<std::sync::mpsc::Sender<()>>,
+    /// Set by the watchdog before it kills the process.
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Watchdog {
     /// True when the request is done in time: the process was not killed.
     pub fn finish(mut self) -> bool {
-        match self.done.take() {
-            Some(done) => done.send(()).is_ok(),
-            None => true,
+        if let Some(done) = self.done.take() {
+            // Stands the watchdog down if it has not fired yet.
+            let _ = done.send(());
         }
+        !self.fired.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
