@@ -30,6 +30,24 @@ pub fn write_cache_entry(path: &Path, contents: &[u8]) -> io::Result<()> {
     write_replacing(path, contents, false, false)
 }
 
+/// Keeps the `newest` files of `dir` whose extension is `extension` (by
+/// modification time) and removes the others: a cache folder's bound.
+pub fn keep_newest(dir: &Path, extension: &str, newest: usize) {
+    let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == extension))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() > newest {
+        files.sort();
+        for (_, old) in &files[..files.len() - newest] {
+            let _ = std::fs::remove_file(old);
+        }
+    }
+}
+
 /// Removes the temp files that killed writes of any file left in `dir`
 /// (their process is gone).
 pub fn remove_leftovers_in(dir: &Path) {
@@ -148,6 +166,29 @@ mod tests {
         assert!(other.exists());
         remove_leftovers_in(dir.path());
         assert!(!other.exists() && live.exists());
+    }
+
+    #[test]
+    fn keep_newest_removes_the_oldest_files_of_its_kind_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for (i, name) in ["old.json", "mid.json", "new.json", "other.txt"]
+            .iter()
+            .enumerate()
+        {
+            let path = dir.path().join(name);
+            std::fs::write(&path, "x").unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(base + std::time::Duration::from_secs(i as u64 * 60))
+                .unwrap();
+        }
+        keep_newest(dir.path(), "json", 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["mid.json", "new.json", "other.txt"]);
     }
 
     #[cfg(unix)]

@@ -258,19 +258,7 @@ fn store(path: &Path, value: &impl serde::Serialize) {
     {
         return; // a cache that cannot be written is only slower
     }
-    let mut entries: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(cache)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    if entries.len() > KEPT {
-        entries.sort();
-        for (_, old) in &entries[..entries.len() - KEPT] {
-            let _ = std::fs::remove_file(old);
-        }
-    }
+    exec::fsutil::keep_newest(cache, "json", KEPT);
 }
 
 /// This binary and kustomize, as key parts.

@@ -113,19 +113,7 @@ impl Parsed {
     /// every run).
     fn prune(&self) {
         exec::fsutil::remove_leftovers_in(&self.dir);
-        let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-            .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-            .collect();
-        if files.len() > PARSED_KEPT {
-            files.sort();
-            for (_, old) in &files[..files.len() - PARSED_KEPT] {
-                let _ = std::fs::remove_file(old);
-            }
-        }
+        exec::fsutil::keep_newest(&self.dir, "json", PARSED_KEPT);
     }
 }
 
