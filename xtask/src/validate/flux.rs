@@ -415,17 +415,13 @@ pub fn check_cluster(
         let fallback = tree
             .kustomization_file(&k.path)
             .unwrap_or_else(|| k.path.clone());
-        // Each object on its own (substitution is most of the work): side by
-        // side, then in order.
-        let judged: Vec<(Item, Vec<Finding>)> = k
-            .objects
-            .par_iter()
-            .map(|o| {
-                let mut findings = Vec::new();
-                let (obj, undefined) = match &vars {
-                    Some(v) if !substitute::disabled(o) => substitute::substitute(o, Some(v)),
-                    _ => (o.clone(), Vec::new()),
-                };
+        // One object as applied, and what is wrong with it.
+        let judge = |o: &Value| -> (Item, Vec<Finding>) {
+            let mut findings = Vec::new();
+            let (obj, undefined) = match &vars {
+                Some(v) if !substitute::disabled(o) => substitute::substitute(o, Some(v)),
+                _ => (o.clone(), Vec::new()),
+            };
             for u in undefined {
                 let (file, line) = tree.locate(o, &k.path, Some(&u.text), &fallback);
                 findings.push(
@@ -451,8 +447,10 @@ pub fn check_cluster(
                 line,
             };
             (item, findings)
-            })
-            .collect();
+        };
+        // Each object on its own (substitution is most of the work): side by
+        // side, then in order.
+        let judged: Vec<(Item, Vec<Finding>)> = k.objects.par_iter().map(judge).collect();
         for (item, found) in judged {
             findings.extend(found);
             items.push(item);

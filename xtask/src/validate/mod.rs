@@ -369,38 +369,36 @@ pub fn run(opts: &Options) -> Result<Report> {
         .collect();
     items.extend(built_items.into_iter().flatten());
     for (dir, result) in &built {
+        let Err(msg) = result.as_ref() else {
+            continue;
+        };
         let kfile = tree.kustomization_file(dir).unwrap_or_else(|| dir.clone());
-        match result.as_ref() {
-            Ok(_) => {}
-            Err(msg) => {
-                let raw = || {
-                    Finding::error(
+        let raw = || {
+            Finding::error(
+                Check::Kustomize,
+                &kfile,
+                None,
+                format!("kustomize build {dir}: {msg}"),
+            )
+        };
+        match kustomize::cause(&opts.root, &msg.to_string(), &yaml_failed) {
+            _ if verbose => findings.push(raw()),
+            kustomize::Cause::BrokenYaml => {}
+            kustomize::Cause::Missing {
+                file,
+                line,
+                missing,
+            } => {
+                if missing_said.insert(missing.clone()) {
+                    findings.push(Finding::error(
                         Check::Kustomize,
-                        &kfile,
-                        None,
-                        format!("kustomize build {dir}: {msg}"),
-                    )
-                };
-                match kustomize::cause(&opts.root, &msg.to_string(), &yaml_failed) {
-                    _ if verbose => findings.push(raw()),
-                    kustomize::Cause::BrokenYaml => {}
-                    kustomize::Cause::Missing {
-                        file,
+                        &file,
                         line,
-                        missing,
-                    } => {
-                        if missing_said.insert(missing.clone()) {
-                            findings.push(Finding::error(
-                                Check::Kustomize,
-                                &file,
-                                line,
-                                format!("{missing} does not exist, but this kustomization lists it (every build that includes it fails)"),
-                            ));
-                        }
-                    }
-                    kustomize::Cause::Other => findings.push(raw()),
+                        format!("{missing} does not exist, but this kustomization lists it (every build that includes it fails)"),
+                    ));
                 }
             }
+            kustomize::Cause::Other => findings.push(raw()),
         }
     }
     report.kustomize_builds = built.len() + covered;
