@@ -114,7 +114,8 @@ pub fn check_cached<'a>(
             Err(_) => return check(root, clusters, allow, None),
         },
     };
-    let key = key(clusters, files);
+    let identity = identity();
+    let key = key(&identity, clusters, files);
     let path = cache.join(format!("{key}.json"));
     if let Some(hit) = read::<Verdict>(&path) {
         return hit;
@@ -122,12 +123,13 @@ pub fn check_cached<'a>(
     // A thread per cluster, not the shared pool: a replay waits for the
     // builds it asks for, and the pool's workers are the caller's (validate
     // parses the tree on them meanwhile).
+    let traces = traces_key(&identity, root);
     let results: Vec<Result<Vec<Refusal>, Refusal>> = std::thread::scope(|s| {
         let checks: Vec<_> = clusters
             .iter()
             .map(|cluster| {
-                let builder = &builder;
-                s.spawn(move || check_traced(root, cluster, allow, cache, builder))
+                let (builder, traces) = (&builder, &traces);
+                s.spawn(move || check_traced(root, cluster, allow, cache, traces, builder))
             })
             .collect();
         checks
@@ -158,17 +160,18 @@ struct Traced {
 }
 
 /// One cluster, from its kept trace when that still holds, else rendered
-/// (and its trace kept).
+/// (and its trace kept). `traces` is [`traces_key`].
 fn check_traced(
     root: &Path,
     cluster: &str,
     allow: &AllowList,
     cache: &Path,
+    traces: &str,
     builder: &Arc<Builder>,
 ) -> Result<Vec<Refusal>, Refusal> {
-    let slot = cache
-        .join("traces")
-        .join(format!("{}.json", trace_key(root, cluster)));
+    let mut slot = Key::new(traces.as_bytes());
+    slot.add(cluster.as_bytes());
+    let slot = cache.join("traces").join(format!("{}.json", slot.finish()));
     let folder = folder_digests(root, cluster);
     if let Some(kept) = read::<Traced>(&slot)
         && kept.folder == folder
@@ -194,18 +197,14 @@ fn check_traced(
     Ok(refusals)
 }
 
-/// The key of a cluster's trace: this binary, kustomize, the allow-list's
-/// bytes, the checkout and the cluster.
-fn trace_key(root: &Path, cluster: &str) -> String {
-    let allow = std::fs::read(root.join(crate::validate::ALLOW_FILE)).unwrap_or_default();
-    let mut parts = identity();
-    parts.extend([
-        b"trace-1".to_vec(),
-        allow,
-        root.as_os_str().as_encoded_bytes().to_vec(),
-        cluster.as_bytes().to_vec(),
-    ]);
-    digest_parts(parts.iter().map(Vec::as_slice))
+/// What every cluster's trace is kept under, with the cluster: this binary
+/// and kustomize (`identity`), the allow-list's bytes and the checkout.
+fn traces_key(identity: &[Vec<u8>], root: &Path) -> String {
+    let mut key = Key::new(b"trace-1");
+    identity.iter().for_each(|part| key.add(part));
+    key.add(&std::fs::read(root.join(crate::validate::ALLOW_FILE)).unwrap_or_default());
+    key.add(root.as_os_str().as_encoded_bytes());
+    key.finish()
 }
 
 /// Every file under `clusters/<cluster>` (relative, sorted) and its digest.
@@ -278,28 +277,41 @@ fn identity() -> Vec<Vec<u8>> {
     ]
 }
 
-fn key<'a>(clusters: &[String], files: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
-    let mut parts: Vec<&[u8]> = vec![b"xtask-render-verdict-1"];
-    let identity = identity();
-    parts.extend(identity.iter().map(Vec::as_slice));
-    parts.extend(clusters.iter().map(|c| c.as_bytes()));
-    let files: Vec<(&str, &[u8])> = files.collect();
-    for (name, bytes) in &files {
-        parts.push(name.as_bytes());
-        parts.push(bytes);
+fn key<'a>(
+    identity: &[Vec<u8>],
+    clusters: &[String],
+    files: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> String {
+    let mut key = Key::new(b"xtask-render-verdict-1");
+    identity.iter().for_each(|part| key.add(part));
+    clusters.iter().for_each(|c| key.add(c.as_bytes()));
+    for (name, bytes) in files {
+        key.add(name.as_bytes());
+        key.add(bytes);
     }
-    digest_parts(parts.into_iter())
+    key.finish()
 }
 
-/// The hex SHA-256 of `parts`, each prefixed by its length.
-fn digest_parts<'a>(parts: impl Iterator<Item = &'a [u8]>) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in parts {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part);
+/// A hex SHA-256 over parts, each prefixed by its length.
+struct Key(sha2::Sha256);
+
+impl Key {
+    fn new(first: &[u8]) -> Self {
+        let mut key = Self(sha2::Digest::new());
+        key.add(first);
+        key
     }
-    hex::encode(h.finalize())
+
+    fn add(&mut self, part: &[u8]) {
+        use sha2::Digest;
+        self.0.update((part.len() as u64).to_le_bytes());
+        self.0.update(part);
+    }
+
+    fn finish(self) -> String {
+        use sha2::Digest;
+        hex::encode(self.0.finalize())
+    }
 }
 
 /// Where an object comes from, for the message.
