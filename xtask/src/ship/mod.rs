@@ -188,39 +188,21 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
     Ok(shipment)
 }
 
-/// The full way: walk, gate, package.
+/// The full way: walk, gate, package; git's answers the probe lacks are
+/// asked meanwhile.
 fn package(
     opts: &ShipOptions,
     ids: Option<&Identities>,
     source: Option<String>,
     probe: &cache::Probe,
 ) -> Result<Shipment, ShipError> {
-    let root = &opts.root;
-    // git answers while we walk and gate; the probe already read the status
-    // at the top level of a work tree, and the commit time of a clean one.
-    let (gated, git, uncommitted) = std::thread::scope(|s| {
-        let (git, uncommitted) = match probe.view.clone() {
-            Some(view) => {
-                let known = probe.head_line();
-                let head = s.spawn(move || {
-                    let head = known.or_else(|| oci_artifact::head_line(root));
-                    oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch)
-                });
-                let gated = walk_and_gate(opts, ids);
-                return (gated, head.join().ok(), Some(view.uncommitted));
-            }
-            None => (
-                s.spawn(|| oci_artifact::git_defaults(root)),
-                s.spawn(|| oci_artifact::uncommitted_files(root)),
-            ),
-        };
+    let (gated, git) = std::thread::scope(|s| {
+        let git = s.spawn(|| git_of(&opts.root, probe));
         let gated = walk_and_gate(opts, ids);
-        (gated, git.join().ok(), uncommitted.join().ok().flatten())
+        (gated, git.join())
     });
-    let (entries, built) = gated?;
-    let git = git.unwrap_or_else(|| oci_artifact::git_defaults(root));
-    let dirty_files = dirty_shipped(root, &entries, uncommitted.unwrap_or_default());
-    stamp(opts, source, &git, built, dirty_files)
+    let git = git.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    stamp_gated(opts, source, gated?, git)
 }
 
 /// [`package`] beside the probe, for a checkout with nothing kept: the
@@ -230,15 +212,24 @@ fn package_while_probing(
     ids: Option<&Identities>,
     source: Option<String>,
 ) -> Result<(Shipment, cache::Probe), ShipError> {
-    let root = &opts.root;
     let (probe, gated) = std::thread::scope(|s| {
-        let probe = s.spawn(|| cache::probe(root, opts));
+        let probe = s.spawn(|| cache::probe(&opts.root, opts));
         let gated = walk_and_gate(opts, ids);
         (probe.join(), gated)
     });
     let probe = probe.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let (entries, built) = gated?;
-    let (git, uncommitted) = match probe.view.clone() {
+    let git = git_of(&opts.root, &probe);
+    Ok((stamp_gated(opts, source, gated?, git)?, probe))
+}
+
+/// The commit metadata and the uncommitted files: from what the probe read
+/// at the top level of a work tree (HEAD's time too, for a clean one),
+/// else asked of git.
+fn git_of(
+    root: &std::path::Path,
+    probe: &cache::Probe,
+) -> (oci_artifact::GitDefaults, Vec<String>) {
+    match probe.view.clone() {
         Some(view) => {
             let head = probe.head_line().or_else(|| oci_artifact::head_line(root));
             let git = oci_artifact::defaults_from(head.as_deref(), view.remote, view.branch);
@@ -248,10 +239,19 @@ fn package_while_probing(
             oci_artifact::git_defaults(root),
             oci_artifact::uncommitted_files(root).unwrap_or_default(),
         ),
-    };
-    let dirty_files = dirty_shipped(root, &entries, uncommitted);
-    let shipment = stamp(opts, source, &git, built, dirty_files)?;
-    Ok((shipment, probe))
+    }
+}
+
+/// The gated layer stamped with `git`'s metadata, dirty when a shipped file
+/// is among the uncommitted ones.
+fn stamp_gated(
+    opts: &ShipOptions,
+    source: Option<String>,
+    (entries, built): (Vec<tree::TreeEntry>, tarball::Built),
+    (git, uncommitted): (oci_artifact::GitDefaults, Vec<String>),
+) -> Result<Shipment, ShipError> {
+    let dirty_files = dirty_shipped(&opts.root, &entries, uncommitted);
+    stamp(opts, source, &git, built, dirty_files)
 }
 
 /// Walks the tree and reads each file once: the gate judges the very bytes
