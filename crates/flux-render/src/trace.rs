@@ -120,3 +120,34 @@ fn kustomization_digest(dir: &Path) -> Option<String> {
     let file = generate::find_kustomization_file(dir)?;
     Some(std::fs::read(&file).map_or_else(|e| format!("unreadable: {e}"), |b| digest(&b)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trace_names_each_build_once_and_says_what_it_cannot_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("apps")).unwrap();
+        std::fs::write(root.join("apps/kustomization.yaml"), "resources: []\n").unwrap();
+        let trace = Trace::new(root);
+        trace.record(&root.join("apps"), None, &["--x"], b"out");
+        trace.record(&root.join("apps"), None, &["--x"], b"out");
+        assert_eq!(
+            trace.builds(),
+            [TracedBuild {
+                dir: "apps".into(),
+                flags: vec!["--x".into()],
+                kustomization: Some(digest(b"resources: []\n")),
+                output: digest(b"out"),
+            }]
+        );
+        assert_eq!(trace.opaque(), None);
+        let elsewhere = tempfile::tempdir().unwrap();
+        trace.record(elsewhere.path(), None, &[], b"");
+        trace.record(&root.join("apps"), Some("a copy"), &[], b"");
+        let why = trace.opaque().unwrap();
+        assert!(why.ends_with("is outside the root"), "{why}");
+    }
+}
