@@ -155,7 +155,7 @@ impl Cmd {
     }
 
     fn expression(&self) -> duct::Expression {
-        let mut expr = duct::cmd(&self.program, &self.args);
+        let mut expr = duct::cmd(self.program_path(), &self.args);
         if let Some(dir) = &self.dir {
             expr = expr.dir(dir);
         }
@@ -166,6 +166,25 @@ impl Cmd {
             expr = expr.stdin_bytes(bytes.clone());
         }
         expr
+    }
+
+    /// The program as a path, found on the PATH it will run with. duct
+    /// hands the child a whole environment, and with it std cannot spawn a
+    /// bare name with `posix_spawn`: it forks (copying this process's page
+    /// tables) and tries every PATH entry in the child. A name not found, or
+    /// found in a relative PATH entry (which means the child's folder), is
+    /// left for the spawn to resolve and report.
+    fn program_path(&self) -> OsString {
+        if Path::new(&self.program).components().count() != 1 {
+            return self.program.clone();
+        }
+        let path = match self.env.iter().rev().find(|(k, _)| k == "PATH") {
+            Some((_, v)) => Some(v.clone()),
+            None => std::env::var_os("PATH"),
+        };
+        crate::tools::find_on(path.as_deref(), &self.program.to_string_lossy())
+            .filter(|found| found.is_absolute())
+            .map_or_else(|| self.program.clone(), PathBuf::into_os_string)
     }
 
     fn log(&self) {
@@ -332,6 +351,36 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "no-such-tool-xyz not found: install it with `cargo xtask tools install` or put it on PATH"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_bare_name_is_found_on_the_path_given_to_the_command() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("xtask-runner-probe");
+        std::fs::write(&tool, "#!/bin/sh\necho \"from $0\"\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = std::env::join_paths(
+            std::iter::once(dir.path().to_path_buf())
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        )
+        .unwrap();
+        let cmd = Cmd::new("xtask-runner-probe").env("PATH", &path);
+        assert_eq!(cmd.program_path(), tool.as_os_str());
+        assert_eq!(
+            cmd.read().unwrap().trim(),
+            format!("from {}", tool.display())
+        );
+        // Messages keep the name as it was given.
+        assert_eq!(cmd.tool(), "xtask-runner-probe");
+        assert_eq!(cmd.display(), "xtask-runner-probe");
+        // Not on the given PATH: left to the spawn, which names the tool.
+        let err = Cmd::new("xtask-runner-probe").read().unwrap_err();
+        assert!(
+            matches!(err, RunError::NotFound { ref tool } if tool == "xtask-runner-probe"),
+            "{err}"
         );
     }
 

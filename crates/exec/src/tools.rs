@@ -108,7 +108,7 @@ pub fn find(name: &str) -> Result<PathBuf, ToolError> {
     })
 }
 
-fn find_on(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
+pub(crate) fn find_on(path: Option<&std::ffi::OsStr>, name: &str) -> Option<PathBuf> {
     let path = path?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
