@@ -3,6 +3,7 @@
 pub mod edit;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::Deserialize;
@@ -52,15 +53,57 @@ pub enum ConfigError {
         rule: usize,
         field: &'static str,
         #[source]
-        source: regex::Error,
+        source: Box<regex_syntax::Error>,
     },
+}
+
+/// A rule's `path_regex`: its syntax is checked when the config is read,
+/// and it is compiled on first use (a run that matches no path, such as a
+/// gate whose verdicts are all kept, compiles none).
+#[derive(Clone, Debug)]
+struct PathRegex {
+    pattern: String,
+    compiled: OnceLock<Result<Regex, regex::Error>>,
+}
+
+impl PathRegex {
+    fn new(rule: usize, pattern: String) -> Result<Self, ConfigError> {
+        check_syntax(rule, "path_regex", &pattern)?;
+        Ok(Self {
+            pattern,
+            compiled: OnceLock::new(),
+        })
+    }
+
+    /// Whether `path` matches; a pattern that parses but is too large to
+    /// compile (the only way left for it to fail) is an error.
+    fn is_match(&self, path: &str) -> Result<bool, SopsError> {
+        match self.compiled.get_or_init(|| Regex::new(&self.pattern)) {
+            Ok(re) => Ok(re.is_match(path)),
+            Err(e) => Err(SopsError::Unsupported {
+                what: format!("the path_regex {:?} ({e})", self.pattern),
+            }),
+        }
+    }
+}
+
+/// Parses `pattern` as the regex crate would, without compiling it.
+fn check_syntax(rule: usize, field: &'static str, pattern: &str) -> Result<(), ConfigError> {
+    regex_syntax::Parser::new()
+        .parse(pattern)
+        .map(|_| ())
+        .map_err(|source| ConfigError::Regex {
+            rule,
+            field,
+            source: Box::new(source),
+        })
 }
 
 /// A parsed `.sops.yaml` (`Default`: no rules, for files opened without one).
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     pub rules: Vec<CreationRule>,
-    regexes: Vec<Option<Regex>>,
+    regexes: Vec<Option<PathRegex>>,
 }
 
 #[derive(Deserialize)]
@@ -205,20 +248,10 @@ impl Config {
                 .pop()
                 .unwrap_or(Selection::UnencryptedSuffix("_unencrypted".into()));
             if let Selection::EncryptedRegex(x) | Selection::UnencryptedRegex(x) = &selection {
-                Regex::new(x).map_err(|source| ConfigError::Regex {
-                    rule: i,
-                    field: "regex",
-                    source,
-                })?;
+                check_syntax(i, "regex", x)?;
             }
             let re = match &r.path_regex {
-                Some(p) if !p.is_empty() => {
-                    Some(Regex::new(p).map_err(|source| ConfigError::Regex {
-                        rule: i,
-                        field: "path_regex",
-                        source,
-                    })?)
-                }
+                Some(p) if !p.is_empty() => Some(PathRegex::new(i, p.clone())?),
                 _ => None,
             };
             regexes.push(re);
@@ -239,7 +272,7 @@ impl Config {
         for (rule, re) in self.rules.iter().zip(&self.regexes) {
             let hit = match re {
                 None => true,
-                Some(re) => re.is_match(&rel),
+                Some(re) => re.is_match(&rel)?,
             };
             if hit {
                 if let Some(why) = &rule.unsupported {
@@ -277,7 +310,10 @@ impl Config {
         self.rules
             .iter()
             .zip(&self.regexes)
-            .find(|(_, re)| re.as_ref().is_none_or(|re| re.is_match(&rel)))
+            .find(|(_, re)| {
+                re.as_ref()
+                    .is_none_or(|re| re.is_match(&rel).unwrap_or(false))
+            })
             .map(|(r, _)| r)
     }
 
@@ -294,5 +330,47 @@ pub(crate) fn relative_to(dir: &Path, file: &Path) -> String {
     match f.strip_prefix(&d) {
         Ok(r) => r.to_string_lossy().replace('\\', "/"),
         Err(_) => f.to_string_lossy().into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_pattern_is_refused_when_read_and_a_good_one_matches_when_used() {
+        for (field, yaml) in [
+            (
+                "path_regex",
+                "creation_rules:\n  - path_regex: '(unclosed'\n",
+            ),
+            (
+                "regex",
+                "creation_rules:\n  - path_regex: x\n    encrypted_regex: '[z-a]'\n",
+            ),
+        ] {
+            let err = Config::parse(yaml).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Regex { rule: 0, field: f, .. } if f == field),
+                "{err}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("creation rule 0: invalid {field}: "))
+            );
+        }
+        let config = Config::parse(
+            "creation_rules:\n  - path_regex: ^dev/.+\\.enc\\.yaml$\n    age: age1x\n  - age: age1y\n",
+        )
+        .unwrap();
+        let dir = Path::new("/repo");
+        let first = config
+            .rule_for(dir, Path::new("/repo/dev/a.enc.yaml"))
+            .unwrap();
+        assert_eq!(first.age, ["age1x"]);
+        let fallback = config
+            .rule_for(dir, Path::new("/repo/prod/a.enc.yaml"))
+            .unwrap();
+        assert_eq!(fallback.age, ["age1y"]);
     }
 }
