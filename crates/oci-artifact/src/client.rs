@@ -6,13 +6,24 @@
 use super::auth::Auth;
 use super::cosign::{self, CosignError, SignOutcome, SigningKey, TrustedKey, Verified};
 use super::promote::{PromoteError, PromoteOutcome, Verification};
-use super::registry::{Clients, Inspection, PublishOutcome, RegistryRef};
+use std::sync::Arc;
+
+use super::registry::{Answers, Clients, Inspection, PublishOutcome, RegistryRef};
 use super::{Artifact, ArtifactError};
 
 /// The registry operations, blocking.
 pub struct Registry {
-    rt: tokio::runtime::Runtime,
-    clients: Clients,
+    // Shared with a preflight's thread.
+    rt: Arc<tokio::runtime::Runtime>,
+    clients: Arc<Clients>,
+}
+
+/// What a publish asks of the registry while its artifact is still being
+/// made ([`Registry::preflight`]).
+pub struct Preflight {
+    reference: String,
+    auth: Auth,
+    answers: std::thread::JoinHandle<Option<Answers>>,
 }
 
 impl Registry {
@@ -23,9 +34,27 @@ impl Registry {
             .build()
             .map_err(ArtifactError::Runtime)?;
         Ok(Self {
-            rt,
-            clients: Clients::default(),
+            rt: Arc::new(rt),
+            clients: Arc::default(),
         })
+    }
+
+    /// Starts asking, on a thread of its own, what a publish of `tags` to
+    /// `reference` can know before its artifact exists, so that only the
+    /// uploads wait for the artifact. Only reads, and only of an anonymous
+    /// registry on this machine; a failed question is asked again by the
+    /// publish. Hand it to [`Registry::publish_after`].
+    pub fn preflight(&self, reference: &str, tags: &[String], auth: &Auth) -> Preflight {
+        let (rt, clients) = (self.rt.clone(), self.clients.clone());
+        let (given, tags, asking) = (reference.to_string(), tags.to_vec(), auth.clone());
+        let answers = std::thread::spawn(move || {
+            rt.block_on(super::registry::preflight(&clients, &given, &tags, &asking))
+        });
+        Preflight {
+            reference: reference.to_string(),
+            auth: auth.clone(),
+            answers,
+        }
     }
 
     /// Pushes `a` to `reference` (`oci://host/repo`) under every tag in
@@ -39,6 +68,35 @@ impl Registry {
         insecure: bool,
         progress: bool,
     ) -> Result<PublishOutcome, ArtifactError> {
+        self.push(a, reference, tags, auth, insecure, progress, None)
+    }
+
+    /// [`Registry::publish`] to the reference and with the credentials
+    /// `preflight` was started for, using what it learned.
+    pub fn publish_after(
+        &self,
+        preflight: Preflight,
+        a: &Artifact,
+        tags: &[String],
+        insecure: bool,
+        progress: bool,
+    ) -> Result<PublishOutcome, ArtifactError> {
+        let answers = preflight.answers.join().ok().flatten();
+        let (reference, auth) = (&preflight.reference, &preflight.auth);
+        self.push(a, reference, tags, auth, insecure, progress, answers)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &self,
+        a: &Artifact,
+        reference: &str,
+        tags: &[String],
+        auth: &Auth,
+        insecure: bool,
+        progress: bool,
+        answers: Option<Answers>,
+    ) -> Result<PublishOutcome, ArtifactError> {
         self.rt.block_on(super::registry::publish(
             &self.clients,
             a,
@@ -47,6 +105,7 @@ impl Registry {
             auth,
             insecure,
             progress,
+            answers,
         ))
     }
 

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub use auth::{Auth, Resolved, resolve_auth};
-pub use client::Registry;
+pub use client::{Preflight, Registry};
 pub use git::{
     GitDefaults, Listing, defaults_from, git_defaults, head_line, hidden_files, listing,
     normalize_source, origin_url, uncommitted_files,

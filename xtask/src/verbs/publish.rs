@@ -50,6 +50,10 @@ impl Args {
         } else {
             DirtyTree::Refuse
         };
+        let registry = oci_artifact::Registry::new()?;
+        // The registry is asked what it can tell before the artifact
+        // exists (reads only) while the tree is walked, gated and packaged.
+        let preflight = registry.preflight(&self.registry, &self.tags, &auth.auth);
         let shipment = self.pkg.ship(checkout, dirty)?;
         let tags = if self.tags.is_empty() && target.tag.is_none() {
             shipment.default_tags.clone()
@@ -63,16 +67,9 @@ impl Args {
         let repackaged = shipment.packaged;
         let a = shipment.artifact;
         let packaged = started.elapsed();
-        let registry = oci_artifact::Registry::new()?;
         let progress = self.output == Output::Text;
-        let outcome = registry.publish(
-            &a,
-            &self.registry,
-            &tags,
-            &auth.auth,
-            self.access.insecure,
-            progress,
-        )?;
+        let outcome =
+            registry.publish_after(preflight, &a, &tags, self.access.insecure, progress)?;
         if let Some(key) = &signer {
             super::verify::sign_digest(
                 &registry,

@@ -9,6 +9,12 @@
 //! checked at once, missing blobs uploaded (POST, then one PUT), manifests
 //! last. A registry that asks for credentials on the first round (a 401)
 //! is handed back to oci-client, which knows the token exchange.
+//!
+//! What needs no artifact can be asked while the artifact is still being
+//! made ([`preflight`]): the digest each given tag points at, and whether
+//! the repository exists at all. A repository the registry does not know
+//! has no tag and no blob, so its push uploads both blobs without asking.
+//! The preflight only reads: nothing is written before the artifact exists.
 
 use std::time::Duration;
 
@@ -60,7 +66,21 @@ impl From<ArtifactError> for Failure {
     }
 }
 
-impl Repo<'_> {
+impl<'a> Repo<'a> {
+    fn new(c: &'a Client, r: &'a RegistryRef) -> Result<Self, ArtifactError> {
+        let base = Url::parse(&format!("http://{}/v2/{}/", r.host, r.repository)).map_err(|e| {
+            ArtifactError::Registry {
+                host: r.host.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(Self {
+            c,
+            host: &r.host,
+            base,
+        })
+    }
+
     fn url(&self, path: &str) -> Result<Url, ArtifactError> {
         self.base.join(path).map_err(|e| self.error(path, e))
     }
@@ -128,6 +148,32 @@ impl Repo<'_> {
         Ok(Some(header_digest.unwrap_or_else(|| sha256_digest(&body))))
     }
 
+    /// False only when the registry says it does not know the repository
+    /// (a tag listing answered 404 `NAME_UNKNOWN`, as the distribution spec
+    /// has it); any other answer counts as existing.
+    async fn is_known(&self) -> Result<bool, Failure> {
+        let what = "GET tags/list";
+        let req = self.c.get(self.url("tags/list?n=1")?);
+        let res = self
+            .send(what, req, &[StatusCode::OK, StatusCode::NOT_FOUND])
+            .await?;
+        if res.status() == StatusCode::OK {
+            return Ok(true);
+        }
+        let body = res.bytes().await.map_err(|e| self.error(what, e))?;
+        let unknown = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v["errors"].as_array().map(|errors| {
+                    errors
+                        .iter()
+                        .any(|e| e["code"].as_str() == Some("NAME_UNKNOWN"))
+                })
+            })
+            .unwrap_or(false);
+        Ok(!unknown)
+    }
+
     async fn blob_exists(&self, digest: &str) -> Result<bool, Failure> {
         let req = self
             .c
@@ -180,33 +226,84 @@ impl Repo<'_> {
     }
 }
 
-/// Pushes `a` to `r` under `tags` (already validated). `None`: the registry
-/// asked for credentials before anything was written; push through
-/// oci-client instead.
+/// What a push to one repository learned before its artifact existed.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    /// Tags asked, each with the digest it pointed at (`None`: no such tag).
+    tags: Vec<(String, Option<String>)>,
+    /// The registry did not know the repository: no tag, no blob in it.
+    new_repository: bool,
+}
+
+impl Answers {
+    fn digest_of(&self, tag: &str) -> Option<Option<String>> {
+        self.tags
+            .iter()
+            .find(|(asked, _)| asked == tag)
+            .map(|(_, digest)| digest.clone())
+    }
+}
+
+/// Asks, reading only, what a push of `tags` to `r` can know before its
+/// artifact exists. `None` when any answer is missing (a registry that
+/// wants credentials, an error): the push then asks everything itself.
+pub(super) async fn preflight(c: &Client, r: &RegistryRef, tags: &[String]) -> Option<Answers> {
+    let repo = Repo::new(c, r).ok()?;
+    let (digests, known) = futures_util::future::join(
+        futures_util::future::try_join_all(tags.iter().map(|t| repo.tag_digest(t))),
+        repo.is_known(),
+    )
+    .await;
+    let (digests, known) = (digests.ok()?, known.ok()?);
+    Some(Answers {
+        tags: tags.iter().cloned().zip(digests).collect(),
+        new_repository: !known,
+    })
+}
+
+/// Pushes `a` to `r` under `tags` (already validated), using what the
+/// preflight already `answered`. `None`: the registry asked for credentials
+/// before anything was written; push through oci-client instead.
 pub(super) async fn push(
     c: &Client,
     a: &Artifact,
     r: &RegistryRef,
     tags: &[String],
+    answered: Option<Answers>,
 ) -> Result<Option<PublishOutcome>, ArtifactError> {
-    let base = Url::parse(&format!("http://{}/v2/{}/", r.host, r.repository)).map_err(|e| {
-        ArtifactError::Registry {
-            host: r.host.clone(),
-            detail: e.to_string(),
-        }
-    })?;
-    let repo = Repo {
-        c,
-        host: &r.host,
-        base,
-    };
+    let repo = Repo::new(c, r)?;
+    let answered = answered.unwrap_or_default();
     let blobs = [(&a.layer_digest, &a.layer), (&a.config_digest, &a.config)];
-    // 1. Tags and blobs at once.
-    let (current, present) = futures_util::future::join(
-        futures_util::future::try_join_all(tags.iter().map(|t| repo.tag_digest(t))),
-        futures_util::future::try_join_all(blobs.iter().map(|(d, _)| repo.blob_exists(d))),
-    )
-    .await;
+    // 1. Tags and blobs at once, each unless the preflight answered it: a
+    // new repository has neither, and a push whose tags all point at this
+    // manifest already needs no blob.
+    let answers: Option<Vec<Option<String>>> = if answered.new_repository {
+        Some(vec![None; tags.len()])
+    } else {
+        tags.iter().map(|t| answered.digest_of(t)).collect()
+    };
+    let all_current = answers.as_ref().is_some_and(|digests| {
+        digests
+            .iter()
+            .all(|d| d.as_deref() == Some(a.manifest_digest.as_str()))
+    });
+    let (current, present) = match answers {
+        Some(current) if answered.new_repository || all_current => {
+            (Ok(current), Ok(vec![false; blobs.len()]))
+        }
+        _ => {
+            futures_util::future::join(
+                futures_util::future::try_join_all(tags.iter().map(|t| async {
+                    match answered.digest_of(t) {
+                        Some(digest) => Ok(digest),
+                        None => repo.tag_digest(t).await,
+                    }
+                })),
+                futures_util::future::try_join_all(blobs.iter().map(|(d, _)| repo.blob_exists(d))),
+            )
+            .await
+        }
+    };
     let (current, present) = match (current, present) {
         (Ok(c), Ok(p)) => (c, p),
         (Err(Failure::Unauthorized(_)), _) | (_, Err(Failure::Unauthorized(_))) => {

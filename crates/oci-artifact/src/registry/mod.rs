@@ -10,6 +10,8 @@
 pub(crate) mod bounded;
 mod loopback;
 
+pub(crate) use loopback::Answers;
+
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -399,6 +401,8 @@ pub(super) async fn tag_digest(
 /// Pushes `a` to `reference` (`oci://host/repo`) under every tag in `tags`.
 /// `progress` draws indicatif bars for uploads (only when stderr is a
 /// terminal). See the module docs for the order of operations.
+/// `answered`: what a [`preflight`] learned of this repository.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn publish(
     clients: &Clients,
     a: &Artifact,
@@ -407,12 +411,41 @@ pub(super) async fn publish(
     auth: &Auth,
     insecure: bool,
     progress: bool,
+    answered: Option<loopback::Answers>,
 ) -> Result<PublishOutcome, ArtifactError> {
-    push(clients, a, reference, tags, auth, insecure, progress)
-        .await
-        .map_err(|e| e.given(auth))
+    push(
+        clients, a, reference, tags, auth, insecure, progress, answered,
+    )
+    .await
+    .map_err(|e| e.given(auth))
 }
 
+/// What a publish of `tags` to `reference` can learn before its artifact
+/// exists: only from an anonymous registry on this machine, and only by
+/// reading (see [`loopback`]). `None` when there is nothing to ask.
+pub(super) async fn preflight(
+    clients: &Clients,
+    reference: &str,
+    tags: &[String],
+    auth: &Auth,
+) -> Option<loopback::Answers> {
+    let r = RegistryRef::parse(reference).ok()?;
+    if !(matches!(auth, Auth::Anonymous) && r.is_local()) {
+        return None;
+    }
+    let mut tags = tags.to_vec();
+    if let Some(t) = &r.tag
+        && !tags.contains(t)
+    {
+        tags.push(t.clone());
+    }
+    if tags.iter().any(|t| validate_tag(t).is_err()) {
+        return None;
+    }
+    loopback::preflight(&clients.loopback().ok()?, &r, &tags).await
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn push(
     clients: &Clients,
     a: &Artifact,
@@ -421,6 +454,7 @@ async fn push(
     auth: &Auth,
     insecure: bool,
     progress: bool,
+    answered: Option<loopback::Answers>,
 ) -> Result<PublishOutcome, ArtifactError> {
     let r = RegistryRef::parse(reference)?;
     let mut tags: Vec<String> = tags.to_vec();
@@ -437,7 +471,7 @@ async fn push(
     }
     if matches!(auth, Auth::Anonymous) && r.is_local() {
         let c = clients.loopback()?;
-        if let Some(outcome) = loopback::push(&c, a, &r, &tags).await? {
+        if let Some(outcome) = loopback::push(&c, a, &r, &tags, answered).await? {
             return Ok(outcome);
         }
     }
