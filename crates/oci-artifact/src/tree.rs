@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ignore::gitignore::{Gitignore, GitignoreBuilder};
+/// The matcher [`builtin_matcher`] gives.
+pub use ignore::gitignore::Gitignore;
+use ignore::gitignore::GitignoreBuilder;
 
 use super::ArtifactError;
 

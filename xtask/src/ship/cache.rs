@@ -181,11 +181,15 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
         .as_ref()
         .filter(|_| root.join(".git").exists())
         .map(|status| view(status, remote.clone()));
-    let (key, commit) = match (status, &head) {
-        (Some(status), Some(_)) => key(root, opts, &status, remote.as_deref()),
+    // Compiled once for the key and HEAD's entries.
+    let builtin = tree::builtin_matcher(root).ok();
+    let (key, commit) = match (status, &head, &builtin) {
+        (Some(status), Some(_), Some(builtin)) => {
+            key(root, opts, &status, remote.as_deref(), builtin)
+        }
         _ => (None, String::new()),
     };
-    let head = head.and_then(|h| h.filtered(root));
+    let head = head.zip(builtin).map(|(h, builtin)| h.filtered(&builtin));
     Probe {
         key,
         commit,
@@ -232,8 +236,7 @@ struct Head {
 impl Head {
     /// Only the entries that can matter: those the walk may enter, and the
     /// steering files.
-    fn filtered(self, root: &Path) -> Option<Self> {
-        let builtin = tree::builtin_matcher(root).ok()?;
+    fn filtered(self, builtin: &tree::Gitignore) -> Self {
         let top = self
             .top
             .into_iter()
@@ -242,7 +245,7 @@ impl Head {
                     || !builtin.matched(Path::new(name), *is_dir).is_ignore()
             })
             .collect();
-        Some(Self { top, ..self })
+        Self { top, ..self }
     }
 }
 
@@ -319,14 +322,12 @@ fn key(
     opts: &ShipOptions,
     status: &[String],
     remote: Option<&str>,
+    builtin: &tree::Gitignore,
 ) -> (Option<String>, String) {
     // Porcelain paths are relative to the top level: only cache the top level.
     if !root.join(".git").exists() {
         return (None, String::new());
     }
-    let Ok(builtin) = tree::builtin_matcher(root) else {
-        return (None, String::new());
-    };
     let always_out = |path: &str| {
         let is_dir = path.ends_with('/');
         let rel = Path::new(path.trim_end_matches('/'));
