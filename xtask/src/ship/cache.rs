@@ -43,6 +43,20 @@ const FORMAT: &str = "xtask-ship-cache-2";
 /// Root files that steer the walk or the gate whether or not they ship.
 const STEERING: [&str; 3] = [".sops.yaml", ".gitignore", ".sourceignore"];
 
+/// A cache entry being written ([`Probe::keep`]); dropping it waits for
+/// the write, so that a verb's process never exits halfway through it.
+#[derive(Debug, Default)]
+pub struct Keeping(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for Keeping {
+    fn drop(&mut self) {
+        if let Some(writing) = self.0.take() {
+            // The write is best effort: a panic in it is not the verb's.
+            let _ = writing.join();
+        }
+    }
+}
+
 /// What `git status` says about the tree, read once.
 #[derive(Debug)]
 pub struct Probe {
@@ -451,7 +465,7 @@ impl Probe {
         {
             return None;
         }
-        Some(Hit::Same(super::Shipment {
+        Some(Hit::Same(Box::new(super::Shipment {
             artifact: Artifact {
                 layer,
                 config,
@@ -467,12 +481,31 @@ impl Probe {
             dirty_files: Vec::new(),
             warnings: e.warnings,
             packaged: false,
-        }))
+            keeping: Keeping::default(),
+        })))
+    }
+
+    /// [`Probe::store`] on a thread of its own, for a copy of `s`.
+    pub fn keep(self, s: &super::Shipment) -> Keeping {
+        if self.key.is_none() {
+            return Keeping::default();
+        }
+        let copy = super::Shipment {
+            artifact: s.artifact.clone(),
+            default_tags: s.default_tags.clone(),
+            commit_tag: s.commit_tag.clone(),
+            commit: s.commit.clone(),
+            dirty_files: s.dirty_files.clone(),
+            warnings: s.warnings.clone(),
+            packaged: s.packaged,
+            keeping: Keeping::default(),
+        };
+        Keeping(Some(std::thread::spawn(move || self.store(&copy))))
     }
 
     /// Keeps a freshly packaged shipment of a clean tree. Best effort: a
     /// cache that cannot be written only costs time.
-    pub fn store(&self, s: &super::Shipment) {
+    fn store(&self, s: &super::Shipment) {
         let Some(key) = &self.key else { return };
         // Packaged from another commit than the one probed (a commit landed
         // meanwhile): not this key's artifact.
@@ -567,7 +600,7 @@ fn diff_id(config: &[u8]) -> Option<String> {
 /// A cache hit.
 pub enum Hit {
     /// The same commit: the shipment as it was.
-    Same(super::Shipment),
+    Same(Box<super::Shipment>),
     /// Another commit with the same trees: the layer (it passed the gate),
     /// to stamp with that commit (`head` is `"<commit> <unix time>"`).
     Layer {

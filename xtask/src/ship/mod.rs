@@ -60,6 +60,10 @@ pub struct Shipment {
     /// False when this clean commit was shipped before and its artifact came
     /// from the cache (see [`cache`]): nothing was walked, gated or compressed.
     pub packaged: bool,
+    /// The cache entry for this shipment, being written while the caller
+    /// goes on (a push mostly waits on the registry); done by the time the
+    /// shipment is dropped.
+    pub keeping: cache::Keeping,
 }
 
 impl Shipment {
@@ -165,26 +169,24 @@ pub fn prepare(opts: &ShipOptions, ids: Option<&Identities>) -> Result<Shipment,
         // Nothing kept for this checkout (a fresh clone, a CI runner): no
         // probe can hit, so the tree is walked, gated and packaged while
         // git answers it.
-        let (shipment, probe) = package_while_probing(opts, ids, source)?;
-        probe.store(&shipment);
+        let (mut shipment, probe) = package_while_probing(opts, ids, source)?;
+        shipment.keeping = probe.keep(&shipment);
         return Ok(shipment);
     }
     let probe = cache::probe(root, opts);
     match probe.hit() {
-        Some(cache::Hit::Same(hit)) => return Ok(hit),
+        Some(cache::Hit::Same(hit)) => return Ok(*hit),
         Some(cache::Hit::Layer { built, head }) => {
             let view = probe.view.clone().unwrap_or_default();
             let git = oci_artifact::defaults_from(Some(&head), view.remote, view.branch);
-            let shipment = stamp(opts, source, &git, built, Vec::new())?;
-            return Ok(Shipment {
-                packaged: false,
-                ..shipment
-            });
+            let mut shipment = stamp(opts, source, &git, built, Vec::new())?;
+            shipment.packaged = false;
+            return Ok(shipment);
         }
         None => {}
     }
-    let shipment = package(opts, ids, source, &probe)?;
-    probe.store(&shipment);
+    let mut shipment = package(opts, ids, source, &probe)?;
+    shipment.keeping = probe.keep(&shipment);
     Ok(shipment)
 }
 
@@ -344,6 +346,7 @@ fn stamp(
         dirty_files,
         warnings,
         packaged: true,
+        keeping: cache::Keeping::default(),
     })
 }
 
