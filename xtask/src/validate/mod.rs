@@ -210,7 +210,16 @@ pub fn run(opts: &Options) -> Result<Report> {
     let progress = Progress::new(opts.progress);
     let allow = AllowList::load(&opts.root)?;
     let builder = crate::kustomize_builder(opts.kustomize_cache.clone())?;
-    builder.prestart();
+    {
+        // The helper starts beside the tree's parse when a manifest changed
+        // since the build cache did; an unchanged tree starts none.
+        let builder = builder.clone();
+        let dirs: Vec<PathBuf> = crate::MANIFEST_DIRS
+            .iter()
+            .map(|d| opts.root.join(d))
+            .collect();
+        std::thread::spawn(move || builder.prestart_if_changed(&dirs));
+    }
     // This binary holds the rules: a verdict is kept by it.
     let binary = std::env::current_exe()
         .ok()
@@ -575,6 +584,7 @@ pub fn run(opts: &Options) -> Result<Report> {
     let gate = gate
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    builder.settle();
     findings.extend(secrets::check(&tree, gate));
     findings.extend(placeholders::check(&items, opts.identities.as_deref()));
 
