@@ -143,7 +143,12 @@ impl Tree {
     }
 
     pub(crate) fn publish(&self, registry: &Registry, extra: &[&str]) -> Output {
-        let url = registry.url("p");
+        self.publish_to(registry, "p", extra)
+    }
+
+    /// [`Tree::publish`] to the repository `name`.
+    pub(crate) fn publish_to(&self, registry: &Registry, name: &str, extra: &[&str]) -> Output {
+        let url = registry.url(name);
         let repo = self.repo();
         let mut args = vec![
             "publish",
@@ -511,6 +516,16 @@ fn a_dirty_tree_is_refused_or_published_under_a_dirty_tag() {
             && msg.contains("apps/web/deployment.yaml")
             && msg.contains("--allow-dirty"),
         "{msg}"
+    );
+    assert_eq!(registry.stored_files(), before);
+    // Into a repository the registry does not know, the uploads are opened
+    // once the gate passed, beside the git probe: the refusal that follows
+    // cancels them, and nothing is left stored.
+    let out = tree.publish_to(&registry, "fresh", &[]);
+    assert!(
+        !out.status.success() && text(&out).contains("uncommitted changes"),
+        "{}",
+        text(&out)
     );
     assert_eq!(registry.stored_files(), before);
     // The commit's own tag is refused even with --allow-dirty, and so is
