@@ -74,7 +74,8 @@ pub(crate) fn resolve_plain(s: &str) -> Result<Value, SopsError> {
                 }
                 IntParse::No => {}
             }
-            if FLOAT_RE.is_match(&plain)
+            if may_be_float(&plain)
+                && FLOAT_RE.is_match(&plain)
                 && let Ok(f) = plain.parse::<f64>()
             {
                 return Ok(Value::Float(f));
@@ -132,8 +133,26 @@ fn go_parse_int(s: &str) -> IntParse {
     }
 }
 
+/// Only the bytes [`FLOAT_RE`] can match: most plain scalars that start
+/// like a number (`10m`, `100Mi`) are told apart without it (its first use
+/// compiles it, which costs more than a whole small file's parse).
+fn may_be_float(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+}
+
+/// The start [`TIME_RE`] needs (four digits and a `-`), checked first for
+/// the same reason as [`may_be_float`].
+fn may_be_timestamp(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 8 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-'
+}
+
 /// yaml.v3 timestamp resolution; returns Go `MarshalText` (RFC 3339 nano).
 fn parse_timestamp(s: &str) -> Option<String> {
+    if !may_be_timestamp(s) {
+        return None;
+    }
     let c = TIME_RE.captures(s)?;
     let num = |i: usize| {
         c.get(i)
@@ -239,7 +258,14 @@ pub(crate) fn yaml11_non_string(s: &str) -> bool {
             | "OFF"
             | "<<"
             | "="
-    ) || BASE60_RE.is_match(s)
+    ) || (may_be_base60(s) && BASE60_RE.is_match(s))
+}
+
+/// Only the bytes [`BASE60_RE`] can match, with its `:`.
+fn may_be_base60(s: &str) -> bool {
+    s.contains(':')
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'_' | b':' | b'+' | b'-' | b'.'))
 }
 
 /// A float as yaml.v3 writes it for sops: Go `strconv.FormatFloat(f, 'g',
@@ -308,4 +334,50 @@ pub(crate) fn double_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every string a regex matches passes its prefilter: over every string
+    /// of up to five bytes from the regexes' own alphabet and a few others,
+    /// and over longer real values.
+    #[test]
+    fn the_prefilters_never_hide_a_match() {
+        let alphabet = b"09+-.eE:_ Tt Zx";
+        let mut samples: Vec<String> = vec![String::new()];
+        for _ in 0..5 {
+            let next: Vec<String> = samples
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |&c| format!("{s}{}", c as char)))
+                .collect();
+            samples.extend(next);
+        }
+        samples.extend(
+            [
+                "2001-12-14t21:59:43.10-05:00",
+                "2001-12-14 21:59:43.10",
+                "2002-12-14",
+                "2001-1-1",
+                "190:20:30",
+                "1_000:30.5",
+                "-1:30",
+                "1e+10",
+                "6.8523015e+5",
+                ".5",
+                "100Mi",
+                "10m",
+                "0x1F",
+            ]
+            .map(String::from),
+        );
+        for s in &samples {
+            assert!(may_be_float(s) || !FLOAT_RE.is_match(s), "{s:?}");
+            assert!(may_be_timestamp(s) || !TIME_RE.is_match(s), "{s:?}");
+            assert!(may_be_base60(s) || !BASE60_RE.is_match(s), "{s:?}");
+        }
+        assert!(TIME_RE.is_match("2001-1-1") && may_be_timestamp("2001-1-1"));
+        assert!(!may_be_float("100Mi") && !may_be_timestamp("10m"));
+    }
 }
