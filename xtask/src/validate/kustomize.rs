@@ -74,6 +74,8 @@ pub struct Builds {
 struct Parsed {
     dir: PathBuf,
     binary: String,
+    /// A file was written this run: the folder is pruned once, when done.
+    wrote: std::sync::atomic::AtomicBool,
 }
 
 /// Outputs whose objects are kept (the newest).
@@ -103,17 +105,20 @@ impl Parsed {
             && std::fs::create_dir_all(&self.dir).is_ok()
             && exec::fsutil::write_cache_entry(&path, &bytes).is_ok()
         {
-            self.prune();
+            self.wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         parsed
     }
+}
 
-    /// Keeps the newest [`PARSED_KEPT`] files (a new one is written only
-    /// for an output not seen before, so this runs after an edit, not on
-    /// every run).
-    fn prune(&self) {
-        exec::fsutil::remove_leftovers_in(&self.dir);
-        exec::fsutil::keep_newest(&self.dir, "json", PARSED_KEPT);
+impl Drop for Parsed {
+    /// Keeps the newest [`PARSED_KEPT`] files, once per run that wrote one
+    /// (an output not seen before: after an edit, not on every run).
+    fn drop(&mut self) {
+        if *self.wrote.get_mut() {
+            exec::fsutil::remove_leftovers_in(&self.dir);
+            exec::fsutil::keep_newest(&self.dir, "json", PARSED_KEPT);
+        }
     }
 }
 
@@ -134,6 +139,7 @@ impl Builds {
         self.parsed = dir.map(|dir| Parsed {
             dir,
             binary: binary.to_string(),
+            wrote: Default::default(),
         });
         self
     }
@@ -314,6 +320,7 @@ mod tests {
         let parsed = Parsed {
             dir: dir.path().join("objects"),
             binary: "test".into(),
+            wrote: Default::default(),
         };
         let output = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  ratio: \"0.1\"\nspec:\n  weights: [0.1, 0.30000000000000004, 1e-7, 3, -0.0]\n  z: true\n  a: null\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n";
         let fresh = parse_objects(std::str::from_utf8(output).unwrap()).unwrap();
@@ -338,7 +345,30 @@ mod tests {
         let other = Parsed {
             dir: parsed.dir.clone(),
             binary: "other".into(),
+            wrote: Default::default(),
         };
         assert_ne!(other.path(output), parsed.path(output));
+
+        // Pruned once, when dropped after a run that wrote: the newest
+        // PARSED_KEPT files stay, the one written last among them.
+        for i in 0..PARSED_KEPT {
+            std::fs::write(parsed.dir.join(format!("old-{i}.json")), b"[]").unwrap();
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for entry in std::fs::read_dir(&parsed.dir).unwrap() {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(entry.unwrap().path())
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        let other_output = b"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: c\n";
+        other.parse(other_output).unwrap();
+        let newest = other.path(other_output);
+        let count = || std::fs::read_dir(&parsed.dir).unwrap().count();
+        assert_eq!(count(), PARSED_KEPT + 2, "nothing pruned while running");
+        drop(other);
+        assert_eq!(count(), PARSED_KEPT);
+        assert!(newest.is_file());
     }
 }
