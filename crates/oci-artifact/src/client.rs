@@ -68,7 +68,16 @@ impl Registry {
         insecure: bool,
         progress: bool,
     ) -> Result<PublishOutcome, ArtifactError> {
-        self.push(a, reference, tags, auth, insecure, progress, None)
+        self.rt.block_on(super::registry::publish(
+            &self.clients,
+            a,
+            reference,
+            tags,
+            auth,
+            insecure,
+            progress,
+            None,
+        ))
     }
 
     /// [`Registry::publish`] to the reference and with the credentials
@@ -82,27 +91,12 @@ impl Registry {
         progress: bool,
     ) -> Result<PublishOutcome, ArtifactError> {
         let answers = preflight.answers.join().ok().flatten();
-        let (reference, auth) = (&preflight.reference, &preflight.auth);
-        self.push(a, reference, tags, auth, insecure, progress, answers)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &self,
-        a: &Artifact,
-        reference: &str,
-        tags: &[String],
-        auth: &Auth,
-        insecure: bool,
-        progress: bool,
-        answers: Option<Answers>,
-    ) -> Result<PublishOutcome, ArtifactError> {
         self.rt.block_on(super::registry::publish(
             &self.clients,
             a,
-            reference,
+            &preflight.reference,
             tags,
-            auth,
+            &preflight.auth,
             insecure,
             progress,
             answers,
