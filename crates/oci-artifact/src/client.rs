@@ -1,13 +1,15 @@
 //! The blocking face of the registry code: one [`Registry`] owns the one
 //! tokio runtime (current thread) and the oci-client clients, one per host,
 //! so that a publish that also signs connects once. Verbs and cluster code
-//! call these methods; async stays inside this module's siblings.
+//! call these methods; async stays inside this module's siblings. A
+//! [`Preflight`] drives the same runtime from a thread of its own while the
+//! caller makes the artifact, and the publish reuses its connections.
+
+use std::sync::Arc;
 
 use super::auth::Auth;
 use super::cosign::{self, CosignError, SignOutcome, SigningKey, TrustedKey, Verified};
 use super::promote::{PromoteError, PromoteOutcome, Verification};
-use std::sync::Arc;
-
 use super::registry::{Answers, Clients, Inspection, PublishOutcome, RegistryRef};
 use super::{Artifact, ArtifactError};
 
