@@ -19,7 +19,9 @@
 //!   a manifest over [`MAX_SIGNATURE_MANIFEST_BYTES`] is refused, and nothing
 //!   past the limit is read.
 //! - Appending reads the tag back after writing it and merges again when a
-//!   racing writer dropped the new layer ([`SIGN_ATTEMPTS`]).
+//!   racing writer dropped the new layer, or when a blob's read or upload
+//!   met a server error while the other's identical upload landed
+//!   ([`SIGN_ATTEMPTS`]).
 
 use std::path::Path;
 
@@ -925,22 +927,33 @@ async fn append(
         let image = signature_image(existing.as_ref().map(|(m, c)| (m, c)), body, signature)
             .map_err(|e| tag.malformed(e.to_string()))?;
         let config_digest = sha256_digest(&image.config);
-        // Blobs first, then the manifest, so the tag never names a missing blob.
+        // Blobs first, then the manifest, so the tag never names a missing
+        // blob. Signers of one digest upload the same payload: a read or
+        // upload of it that meets the other's landing may get a server
+        // error, and the attempt is made again a moment later.
+        let mut interrupted = None;
         for (d, bytes) in [
             (&body_digest, body.to_vec()),
             (&config_digest, image.config),
         ] {
-            let present = tag
-                .c
-                .blob_exists(&sig_ref, d)
-                .await
-                .map_err(|e| classify(&r.host, e))?;
-            if !present {
-                tag.c
-                    .push_blob(&sig_ref, bytes, d)
-                    .await
-                    .map_err(|e| classify(&r.host, e))?;
+            let stored = match tag.c.blob_exists(&sig_ref, d).await {
+                Ok(true) => Ok(()),
+                Ok(false) => tag.c.push_blob(&sig_ref, bytes, d).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            match stored {
+                Ok(()) => {}
+                Err(e) if super::registry::is_server_error(&e) => {
+                    interrupted = Some(classify(&r.host, e));
+                    break;
+                }
+                Err(e) => return Err(classify(&r.host, e).into()),
             }
+        }
+        if let Some(e) = interrupted {
+            refused = Some(e);
+            tokio::time::sleep(std::time::Duration::from_millis(50) * attempt as u32).await;
+            continue;
         }
         // Another writer since our read: merge its layers first.
         let checked = std::time::Instant::now();

@@ -336,6 +336,17 @@ pub(super) fn names_missing_blob(e: &OciDistributionError) -> bool {
     }
 }
 
+/// A server error (5xx) a registry may not give again: distribution
+/// answers 500 to a read of a blob whose identical upload by another
+/// writer is landing at that moment.
+pub(super) fn is_server_error(e: &OciDistributionError) -> bool {
+    match e {
+        OciDistributionError::RequestError(e) => e.status().is_some_and(|s| s.is_server_error()),
+        OciDistributionError::ServerError { code, .. } => (500..600).contains(code),
+        _ => false,
+    }
+}
+
 /// Turns an oci-client error into one that says what went wrong in words:
 /// unreachable, credentials refused, or anything else.
 pub(super) fn classify(host: &str, e: OciDistributionError) -> ArtifactError {
