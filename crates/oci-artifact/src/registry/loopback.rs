@@ -277,32 +277,36 @@ pub(super) async fn push(
     // 1. Tags and blobs at once, each unless the preflight answered it: a
     // new repository has neither, and a push whose tags all point at this
     // manifest already needs no blob.
-    let answers: Option<Vec<Option<String>>> = if answered.new_repository {
-        Some(vec![None; tags.len()])
+    let asked: Vec<Option<Option<String>>> = tags
+        .iter()
+        .map(|t| {
+            if answered.new_repository {
+                Some(None)
+            } else {
+                answered.digest_of(t)
+            }
+        })
+        .collect();
+    let all_current = asked
+        .iter()
+        .all(|d| matches!(d, Some(Some(d)) if *d == a.manifest_digest));
+    let (current, present) = if answered.new_repository || all_current {
+        // Every tag was answered here.
+        (
+            Ok(asked.into_iter().flatten().collect()),
+            Ok(vec![false; blobs.len()]),
+        )
     } else {
-        tags.iter().map(|t| answered.digest_of(t)).collect()
-    };
-    let all_current = answers.as_ref().is_some_and(|digests| {
-        digests
-            .iter()
-            .all(|d| d.as_deref() == Some(a.manifest_digest.as_str()))
-    });
-    let (current, present) = match answers {
-        Some(current) if answered.new_repository || all_current => {
-            (Ok(current), Ok(vec![false; blobs.len()]))
-        }
-        _ => {
-            futures_util::future::join(
-                futures_util::future::try_join_all(tags.iter().map(|t| async {
-                    match answered.digest_of(t) {
-                        Some(digest) => Ok(digest),
-                        None => repo.tag_digest(t).await,
-                    }
-                })),
-                futures_util::future::try_join_all(blobs.iter().map(|(d, _)| repo.blob_exists(d))),
-            )
-            .await
-        }
+        futures_util::future::join(
+            futures_util::future::try_join_all(tags.iter().zip(&asked).map(|(t, asked)| async {
+                match asked {
+                    Some(digest) => Ok(digest.clone()),
+                    None => repo.tag_digest(t).await,
+                }
+            })),
+            futures_util::future::try_join_all(blobs.iter().map(|(d, _)| repo.blob_exists(d))),
+        )
+        .await
     };
     let (current, present) = match (current, present) {
         (Ok(c), Ok(p)) => (c, p),
