@@ -431,6 +431,23 @@ pub(super) async fn publish(
     .map_err(|e| e.given(auth))
 }
 
+/// `tags` and the tag `r` names, that one first.
+fn with_reference_tag(r: &RegistryRef, tags: &[String]) -> Vec<String> {
+    let mut all = tags.to_vec();
+    if let Some(t) = &r.tag
+        && !all.contains(t)
+    {
+        all.insert(0, t.clone());
+    }
+    all
+}
+
+/// A registry on this machine that is asked without credentials: pushed to
+/// by [`loopback`].
+fn goes_loopback(r: &RegistryRef, auth: &Auth) -> bool {
+    matches!(auth, Auth::Anonymous) && r.is_local()
+}
+
 /// What a publish of `tags` to `reference` can learn before its artifact
 /// exists: only from an anonymous registry on this machine, and only by
 /// reading (see [`loopback`]). `None` when there is nothing to ask.
@@ -441,15 +458,10 @@ pub(super) async fn preflight(
     auth: &Auth,
 ) -> Option<loopback::Answers> {
     let r = RegistryRef::parse(reference).ok()?;
-    if !(matches!(auth, Auth::Anonymous) && r.is_local()) {
+    if !goes_loopback(&r, auth) {
         return None;
     }
-    let mut tags = tags.to_vec();
-    if let Some(t) = &r.tag
-        && !tags.contains(t)
-    {
-        tags.push(t.clone());
-    }
+    let tags = with_reference_tag(&r, tags);
     if tags.iter().any(|t| validate_tag(t).is_err()) {
         return None;
     }
@@ -468,19 +480,14 @@ async fn push(
     answered: Option<loopback::Answers>,
 ) -> Result<PublishOutcome, ArtifactError> {
     let r = RegistryRef::parse(reference)?;
-    let mut tags: Vec<String> = tags.to_vec();
-    if let Some(t) = &r.tag
-        && !tags.contains(t)
-    {
-        tags.insert(0, t.clone());
-    }
+    let tags = with_reference_tag(&r, tags);
     if tags.is_empty() {
         return Err(ArtifactError::Tag(String::new()));
     }
     for t in &tags {
         validate_tag(t)?;
     }
-    if matches!(auth, Auth::Anonymous) && r.is_local() {
+    if goes_loopback(&r, auth) {
         let c = clients.loopback()?;
         if let Some(outcome) = loopback::push(&c, a, &r, &tags, answered).await? {
             return Ok(outcome);
