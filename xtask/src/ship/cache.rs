@@ -69,8 +69,8 @@ pub struct Probe {
     head: Option<Head>,
     dir: PathBuf,
     root: PathBuf,
-    /// What git tracks, `\0`-separated (for [`Probe::store`]).
-    tracked: Option<String>,
+    /// What git tracks (for [`Probe::store`]).
+    tracked: Option<Vec<String>>,
     /// What git said, when `root` is the top level of a work tree.
     pub view: Option<GitView>,
 }
@@ -145,7 +145,7 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
     // assume-unchanged or skip-worktree (status hides their changes, so they
     // count as changed) and the untracked files that only `.gitignore`
     // files exclude, as in the walk; the remote; HEAD.
-    let (status, listing, remote, head) = std::thread::scope(|s| {
+    let (status, mut listing, remote, head) = std::thread::scope(|s| {
         let listing = s.spawn(|| oci_artifact::listing(root));
         let remote = s.spawn(|| oci_artifact::origin_url(root));
         let head = s.spawn(|| {
@@ -178,7 +178,7 @@ pub fn probe(root: &Path, opts: &ShipOptions) -> Probe {
             head.join().ok().flatten(),
         )
     });
-    let tracked = listing.as_ref().map(|l| l.tracked.join("\0"));
+    let tracked = listing.as_mut().map(|l| std::mem::take(&mut l.tracked));
     let status = status.zip(listing).map(|(status, listing)| {
         let untracked = listing
             .untracked
@@ -516,7 +516,7 @@ impl Probe {
         // can bring back what `.gitignore` hides): its bytes are not the
         // commit's, so this tree is not cached.
         let Some(tracked) = &self.tracked else { return };
-        let tracked: std::collections::HashSet<&str> = tracked.split('\0').collect();
+        let tracked: std::collections::HashSet<&str> = tracked.iter().map(String::as_str).collect();
         let untracked_file = s.artifact.entries.iter().any(|name| {
             name != "." && !tracked.contains(name.as_str()) && !self.root.join(name).is_dir()
         });
