@@ -128,10 +128,12 @@ impl std::fmt::Debug for Helper {
 /// Whether `dir`, or a file or folder under it (dot names left out), was
 /// modified after `since`.
 fn written_after(dir: &Path, since: SystemTime) -> bool {
-    let newer = |meta: &std::fs::Metadata| meta.modified().is_ok_and(|m| m > since);
-    if std::fs::metadata(dir).is_ok_and(|m| newer(&m)) {
-        return true;
-    }
+    std::fs::metadata(dir).is_ok_and(|m| modified_after(&m, since))
+        || under_written_after(dir, since)
+}
+
+/// [`written_after`] for what is under `dir`: each entry stat'ed once.
+fn under_written_after(dir: &Path, since: SystemTime) -> bool {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
@@ -139,12 +141,15 @@ fn written_after(dir: &Path, since: SystemTime) -> bool {
         if entry.file_name().as_encoded_bytes().starts_with(b".") {
             return false;
         }
-        match entry.metadata() {
-            Ok(meta) if meta.is_dir() => written_after(&entry.path(), since),
-            Ok(meta) => newer(&meta),
-            Err(_) => false,
-        }
+        entry.metadata().is_ok_and(|meta| {
+            modified_after(&meta, since)
+                || (meta.is_dir() && under_written_after(&entry.path(), since))
+        })
     })
+}
+
+fn modified_after(meta: &std::fs::Metadata, since: SystemTime) -> bool {
+    meta.modified().is_ok_and(|m| m > since)
 }
 
 /// One request to a helper: the folder on a line; the answer is
