@@ -7,6 +7,7 @@
 //! every object as Flux would apply it, for the schema check.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use flux_render::RenderError;
 use flux_render::closure::Outcome;
@@ -15,7 +16,7 @@ use rayon::prelude::*;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::kustomize::Builds;
+use super::kustomize::{BuildResult, Builds};
 use super::substitute;
 use super::tree::Tree;
 use super::{AllowList, Check, Finding, Item, Severity};
@@ -47,7 +48,33 @@ pub struct FluxKustomization {
     pub origin: String,
     pub line: Option<usize>,
     /// Objects its path renders (before substitution).
-    pub objects: Vec<Value>,
+    pub objects: Objects,
+}
+
+/// The objects a path renders, before substitution: a build's, shared by
+/// every Kustomization and cluster that reaches it (not copied for each),
+/// or rendered for this one alone.
+#[derive(Debug, Clone)]
+pub enum Objects {
+    Built(Arc<BuildResult>),
+    Rendered(Vec<Value>),
+}
+
+impl Default for Objects {
+    fn default() -> Self {
+        Objects::Rendered(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Objects {
+    type Target = [Value];
+
+    fn deref(&self) -> &[Value] {
+        match self {
+            Objects::Built(result) => result.as_ref().as_ref().map_or(&[], Vec::as_slice),
+            Objects::Rendered(objects) => objects,
+        }
+    }
 }
 
 impl FluxKustomization {
@@ -224,7 +251,7 @@ pub fn check_cluster(
             closure
                 .nodes
                 .iter()
-                .filter_map(|n| n.output.as_ref())
+                .filter_map(|n| n.output.as_deref())
                 .flatten(),
         )
         .filter(|o| flux_render::artifact::is_generator(o))
@@ -261,7 +288,7 @@ pub fn check_cluster(
             file,
             origin: cluster_dir.clone(),
             line,
-            objects: root_objects.clone(),
+            objects: Objects::Rendered(root_objects.clone()),
         });
     }
     let mut index_of = vec![0; closure.nodes.len()];
@@ -374,7 +401,7 @@ pub fn check_cluster(
         );
     }
     for k in &ks {
-        for o in &k.objects {
+        for o in k.objects.iter() {
             defined.insert(obj_ref(o, &k.namespace_of(o)), o);
         }
     }
@@ -500,12 +527,12 @@ struct Reader<'a> {
 }
 
 impl flux_render::closure::Renderer for Reader<'_> {
-    type Output = Vec<Value>;
+    type Output = Objects;
 
     fn wave(
         &mut self,
         ready: &[flux_render::closure::Ready<'_>],
-    ) -> Vec<Result<Vec<Value>, RenderError>> {
+    ) -> Vec<Result<Objects, RenderError>> {
         ready
             .par_iter()
             .map(|r| {
@@ -517,14 +544,16 @@ impl flux_render::closure::Renderer for Reader<'_> {
                         self.builds.builder(),
                         r.source_dir,
                         r.flux,
-                    );
+                    )
+                    .map(Objects::Rendered);
                 }
                 let dir = normalize_path(s(&r.flux.object, "/spec/path").unwrap_or("./"));
                 if self.tree.kustomization_file(&dir).is_none() {
-                    return Ok(render_path(self.tree, self.builds, &dir));
+                    return Ok(Objects::Rendered(render_path(self.tree, self.builds, &dir)));
                 }
-                match self.builds.get(&dir).as_ref() {
-                    Ok(objects) => Ok(objects.clone()),
+                let built = self.builds.get(&dir);
+                match built.as_ref() {
+                    Ok(_) => Ok(Objects::Built(built)),
                     Err(e) => Err(RenderError::Kustomize {
                         dir: dir.into(),
                         message: e.to_string(),
@@ -534,7 +563,7 @@ impl flux_render::closure::Renderer for Reader<'_> {
             .collect()
     }
 
-    fn objects(output: &Vec<Value>) -> &[Value] {
+    fn objects(output: &Objects) -> &[Value] {
         output
     }
 }
