@@ -237,7 +237,9 @@ impl Tree {
         for d in MANIFEST_DIRS {
             walk(&root.join(d), &mut paths);
         }
-        let parsed: Vec<(SourceFile, Vec<Finding>)> = paths
+        // Resolved once: each kustomization's resources are resolved against it.
+        let canonical_root = root.canonicalize().ok();
+        let parsed: Vec<(SourceFile, Vec<Finding>, Vec<String>)> = paths
             .par_iter()
             .map(|p| {
                 let rel = rel_string(root, p);
@@ -264,7 +266,14 @@ impl Tree {
                     docs,
                     claims_sops,
                 };
-                (file, findings)
+                // Which folders it includes, resolved beside the parse.
+                let resources = match (&canonical_root, kustomization_dir(&file)) {
+                    (Some(canonical_root), Some(dir)) => {
+                        resource_dirs(root, canonical_root, dir, &file)
+                    }
+                    _ => Vec::new(),
+                };
+                (file, findings, resources)
             })
             .collect();
         let mut tree = Tree {
@@ -272,35 +281,23 @@ impl Tree {
             ..Tree::default()
         };
         let mut findings = Vec::new();
-        for (file, f) in parsed {
+        for (fi, (file, f, resources)) in parsed.into_iter().enumerate() {
             findings.extend(f);
-            tree.files.push(file);
-        }
-        for (fi, file) in tree.files.iter().enumerate() {
             for (di, doc) in file.docs.iter().enumerate() {
                 if let Some(key) = kind_name(&doc.value) {
                     tree.by_name.entry(key).or_default().push((fi, di));
                 }
             }
-            let name = file.rel.rsplit('/').next().unwrap_or_default();
-            if KUSTOMIZATION_FILES.contains(&name) {
-                let is_component = file
-                    .docs
-                    .first()
-                    .and_then(|d| d.value.get("kind"))
-                    .and_then(Value::as_str)
-                    == Some("Component");
-                if !is_component {
-                    let dir = file.rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                    tree.kustomize_dirs.push(dir.to_string());
-                    for child in resource_dirs(&tree.root, dir, file) {
-                        tree.included_by
-                            .entry(child)
-                            .or_default()
-                            .push(dir.to_string());
-                    }
+            if let Some(dir) = kustomization_dir(&file) {
+                tree.kustomize_dirs.push(dir.to_string());
+                for child in resources {
+                    tree.included_by
+                        .entry(child)
+                        .or_default()
+                        .push(dir.to_string());
                 }
             }
+            tree.files.push(file);
         }
         tree.kustomize_dirs.sort();
         tree.kustomize_dirs.dedup();
@@ -406,8 +403,22 @@ impl Tree {
     }
 }
 
-/// The local directories a kustomization lists in `resources`, relative to the root.
-fn resource_dirs(root: &Path, dir: &str, file: &SourceFile) -> Vec<String> {
+/// The folder of a kustomization file that is not a Component.
+fn kustomization_dir(file: &SourceFile) -> Option<&str> {
+    let name = file.rel.rsplit('/').next().unwrap_or_default();
+    let is_component = file
+        .docs
+        .first()
+        .and_then(|d| d.value.get("kind"))
+        .and_then(Value::as_str)
+        == Some("Component");
+    (KUSTOMIZATION_FILES.contains(&name) && !is_component)
+        .then(|| file.rel.rsplit_once('/').map_or("", |(d, _)| d))
+}
+
+/// The local directories a kustomization in `dir` lists in `resources`,
+/// relative to the root (`canonical_root`, its symlinks resolved).
+fn resource_dirs(root: &Path, canonical_root: &Path, dir: &str, file: &SourceFile) -> Vec<String> {
     let Some(resources) = file
         .docs
         .first()
@@ -421,10 +432,10 @@ fn resource_dirs(root: &Path, dir: &str, file: &SourceFile) -> Vec<String> {
         .filter_map(Value::as_str)
         .filter(|r| !r.contains("://"))
         .filter_map(|r| {
-            let path = root.join(dir).join(r);
-            let canonical = path.canonicalize().ok()?;
-            let root = root.canonicalize().ok()?;
-            canonical.is_dir().then(|| rel_string(&root, &canonical))
+            let canonical = root.join(dir).join(r).canonicalize().ok()?;
+            canonical
+                .is_dir()
+                .then(|| rel_string(canonical_root, &canonical))
         })
         .collect()
 }
