@@ -184,7 +184,7 @@ fn parse_hidden(out: &str) -> Vec<String> {
 /// The `origin` remote's URL of the checkout at `root`: from its config
 /// file when that says it plainly (one git process fewer), else from git.
 pub fn origin_url(root: &Path) -> Option<String> {
-    origin_url_from_config(root)
+    origin_url_from_config(root, &|name| std::env::var_os(name))
         .unwrap_or_else(|| git(root, &["config", "--get", "remote.origin.url"]))
 }
 
@@ -194,20 +194,27 @@ pub fn head_line(root: &Path) -> Option<String> {
     git(root, &["log", "-1", "--format=%H %ct", "HEAD"])
 }
 
-/// `remote.origin.url` read from the repository's own config file, which
-/// spares a git process on every ship. `None` (ask git) unless the answer
-/// is plain: the file is found, it includes no other file, no worktree
-/// config or environment can override it, and it sets the URL (a value
-/// there is the last git reads, so `git config --get` would say the same).
-fn origin_url_from_config(root: &Path) -> Option<Option<String>> {
+/// `remote.origin.url` read from the config files, which spares a git
+/// process on every ship. `None` (ask git) unless the answer is plain: no
+/// environment or worktree config can override it, each file read includes
+/// no other, and either the repository's own file sets the URL (a value
+/// there is the last git reads, so `git config --get` would say the same)
+/// or none of the files git reads sets it (`Some(None)`: no remote).
+fn origin_url_from_config(
+    root: &Path,
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<Option<String>> {
     if [
         "GIT_DIR",
         "GIT_CONFIG",
         "GIT_CONFIG_PARAMETERS",
         "GIT_CONFIG_COUNT",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "GIT_CONFIG_NOSYSTEM",
     ]
     .iter()
-    .any(|v| std::env::var_os(v).is_some())
+    .any(|v| env(v).is_some())
     {
         return None;
     }
@@ -223,12 +230,53 @@ fn origin_url_from_config(root: &Path) -> Option<Option<String>> {
         Err(_) => git_dir,
     };
     let text = std::fs::read_to_string(common.join("config")).ok()?;
-    config_origin_url(&text).map(Some)
+    if let Some(url) = config_origin_url(&text)? {
+        return Some(Some(url));
+    }
+    // Not set here: no remote, unless the user's or the system's file sets it.
+    for file in user_and_system_configs(env)? {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                if config_origin_url(&text)?.is_some() {
+                    return None;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+    }
+    Some(None)
 }
 
-/// The last `url` of `[remote "origin"]` in a git config file's text;
-/// `None` for anything this small reader does not follow.
-fn config_origin_url(text: &str) -> Option<String> {
+/// The global and system config files git reads: `$XDG_CONFIG_HOME/git/config`
+/// (or `~/.config/git/config`), `~/.gitconfig`, `/etc/gitconfig`, and the
+/// `etc/gitconfig` beside the `bin` folder of the git on PATH (a git
+/// installed under another prefix reads that one). `None` without a home.
+fn user_and_system_configs(
+    env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<Vec<std::path::PathBuf>> {
+    let home = std::path::PathBuf::from(env("HOME").filter(|h| !h.is_empty())?);
+    let xdg = env("XDG_CONFIG_HOME")
+        .filter(|x| !x.is_empty())
+        .map_or_else(|| home.join(".config"), std::path::PathBuf::from);
+    let mut files = vec![
+        xdg.join("git/config"),
+        home.join(".gitconfig"),
+        "/etc/gitconfig".into(),
+    ];
+    if let Some(prefix) = exec::tools::find("git")
+        .ok()
+        .and_then(|git| Some(git.parent()?.parent()?.to_path_buf()))
+    {
+        files.push(prefix.join("etc/gitconfig"));
+    }
+    Some(files)
+}
+
+/// The last `url` of `[remote "origin"]` in a git config file's text
+/// (`Some(None)`: none); `None` for anything this small reader does not
+/// follow.
+fn config_origin_url(text: &str) -> Option<Option<String>> {
     let mut in_origin = false;
     let mut url = None;
     for line in text.lines() {
@@ -259,7 +307,7 @@ fn config_origin_url(text: &str) -> Option<String> {
             url = Some(config_value(value)?);
         }
     }
-    url.filter(|u| !u.is_empty())
+    Some(url.filter(|u| !u.is_empty()))
 }
 
 /// A config value: quotes joined, escapes read, a comment cut off.
@@ -403,21 +451,25 @@ mod tests {
     fn the_origin_url_is_read_as_git_reads_it_or_left_to_git() {
         let config = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://x/up.git\n[remote \"origin\"]\n\turl = git@github.com:o/r.git ; scp-style\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n[branch \"main\"]\n\tremote = origin\n";
         assert_eq!(
-            config_origin_url(config).as_deref(),
-            Some("git@github.com:o/r.git")
+            config_origin_url(config),
+            Some(Some("git@github.com:o/r.git".into()))
         );
         assert_eq!(
-            config_origin_url("[remote \"origin\"]\nURL = \"https://h/a b.git\"  # c\n").as_deref(),
-            Some("https://h/a b.git")
+            config_origin_url("[remote \"origin\"]\nURL = \"https://h/a b.git\"  # c\n"),
+            Some(Some("https://h/a b.git".into()))
         );
         // Last one wins, as `git config --get`.
         assert_eq!(
-            config_origin_url("[remote \"origin\"]\nurl = a\nurl = b\n").as_deref(),
-            Some("b")
+            config_origin_url("[remote \"origin\"]\nurl = a\nurl = b\n"),
+            Some(Some("b".into()))
+        );
+        // No origin here: the other files decide.
+        assert_eq!(
+            config_origin_url("[core]\n\tbare = false\n[remote \"upstream\"]\nurl = a\n"),
+            Some(None)
         );
         // What this reader does not follow goes to git.
         for other in [
-            "[remote \"upstream\"]\nurl = a\n",
             "[include]\npath = other\n[remote \"origin\"]\nurl = a\n",
             "[remote.origin]\nurl = a\n",
             "[extensions]\nworktreeConfig = true\n[remote \"origin\"]\nurl = a\n",
@@ -425,6 +477,73 @@ mod tests {
         ] {
             assert_eq!(config_origin_url(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn no_origin_is_known_without_git_only_when_no_config_file_sets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, home) = (dir.path().join("repo"), dir.path().join("home"));
+        std::fs::create_dir_all(&home).unwrap();
+        Cmd::new("git")
+            .args(["init", "-q"])
+            .arg(&repo)
+            .run()
+            .unwrap();
+        let env = |name: &str| match name {
+            "HOME" => Some(home.clone().into_os_string()),
+            "XDG_CONFIG_HOME" => Some(home.join(".config").into_os_string()),
+            other => std::env::var_os(other),
+        };
+        // What git itself says with that home.
+        let git_says = || {
+            Cmd::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(["config", "--get", "remote.origin.url"])
+                .env("HOME", &home)
+                .env("XDG_CONFIG_HOME", home.join(".config"))
+                .read()
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        // No file of ours sets it: no remote, and no git process (unless
+        // this machine's system file sets or includes more: then git is asked).
+        let system_plain =
+            config_origin_url(&std::fs::read_to_string("/etc/gitconfig").unwrap_or_default())
+                == Some(None);
+        let expected = system_plain.then_some(None);
+        assert_eq!(origin_url_from_config(&repo, &env), expected);
+        if system_plain {
+            assert_eq!(git_says(), None);
+        }
+        // The user's file sets it: git is asked, and git finds it there.
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[remote \"origin\"]\n\turl = https://h/o/r\n",
+        )
+        .unwrap();
+        assert_eq!(origin_url_from_config(&repo, &env), None);
+        assert_eq!(git_says().as_deref(), Some("https://h/o/r"));
+        // A file that includes another: git is asked.
+        std::fs::write(home.join(".gitconfig"), "[include]\n\tpath = more\n").unwrap();
+        assert_eq!(origin_url_from_config(&repo, &env), None);
+        // The repository's own file wins over the user's.
+        std::fs::write(
+            home.join(".gitconfig"),
+            "[remote \"origin\"]\n\turl = https://h/o/r\n",
+        )
+        .unwrap();
+        Cmd::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["remote", "add", "origin", "https://h/own"])
+            .run()
+            .unwrap();
+        assert_eq!(
+            origin_url_from_config(&repo, &env),
+            Some(Some("https://h/own".into()))
+        );
+        assert_eq!(git_says().as_deref(), Some("https://h/own"));
     }
 
     #[test]
