@@ -241,6 +241,8 @@ fn view(status: &[String], remote: Option<String>) -> GitView {
 /// What `git cat-file --batch` says of `HEAD` and `HEAD^{tree}`.
 #[derive(Debug)]
 struct Head {
+    /// The commit's id.
+    commit: String,
     /// Committer time, unix seconds.
     time: String,
     /// Top-level entries: (name, is a tree, "mode id").
@@ -266,17 +268,18 @@ impl Head {
 /// Parses `git cat-file --batch` answering `HEAD` then `HEAD^{tree}`.
 fn parse_head(out: &[u8]) -> Option<Head> {
     // `<oid> <type> <size>\n<content>\n`, twice.
-    let object = |at: usize| -> Option<(usize, &[u8], usize)> {
+    let object = |at: usize| -> Option<(&str, &[u8], usize)> {
         let nl = at + out.get(at..)?.iter().position(|&b| b == b'\n')?;
         let header = std::str::from_utf8(&out[at..nl]).ok()?;
         let mut parts = header.split(' ');
-        let oid_len = parts.next()?.len();
+        let oid = parts.next()?;
         let size: usize = parts.nth(1)?.parse().ok()?;
         let body = out.get(nl + 1..nl + 1 + size)?;
-        Some((oid_len / 2, body, nl + 2 + size))
+        Some((oid, body, nl + 2 + size))
     };
-    let (_, commit, next) = object(0)?;
-    let (raw_len, tree, _) = object(next)?;
+    let (commit_id, commit, next) = object(0)?;
+    let (tree_id, tree, _) = object(next)?;
+    let raw_len = tree_id.len() / 2;
     let time = std::str::from_utf8(commit)
         .ok()?
         .lines()
@@ -302,7 +305,11 @@ fn parse_head(out: &[u8]) -> Option<Head> {
         ));
         rest = &rest[nul + 1 + raw_len..];
     }
-    Some(Head { time, top })
+    Some(Head {
+        commit: commit_id.to_string(),
+        time,
+        top,
+    })
 }
 
 /// A digest of the tree material of the key (see the module docs): the
@@ -428,11 +435,11 @@ fn identities_digest() -> String {
 }
 
 impl Probe {
-    /// `"<commit> <unix time>"` (as `git log -1 --format='%H %ct'`) of a
-    /// clean tree, from what the probe already read.
+    /// `"<commit> <unix time>"` (as `git log -1 --format='%H %ct'`) of
+    /// HEAD, from what the probe already read.
     pub fn head_line(&self) -> Option<String> {
         let head = self.head.as_ref()?;
-        (!self.commit.is_empty()).then(|| format!("{} {}", self.commit, head.time))
+        Some(format!("{} {}", head.commit, head.time))
     }
 
     /// The cached shipment for this key, when there is one and its layer is intact.
@@ -456,7 +463,7 @@ impl Probe {
                     diff_id: e.diff_id,
                     entries: e.entries,
                 },
-                head: format!("{} {}", self.commit, head.time),
+                head: format!("{} {}", head.commit, head.time),
             });
         }
         let (config, manifest) = (e.config.into_bytes(), e.manifest.into_bytes());
@@ -627,6 +634,7 @@ mod tests {
         out.extend_from_slice(&tree);
         out.push(b'\n');
         let head = parse_head(&out).unwrap();
+        assert_eq!(head.commit, "c".repeat(40));
         assert_eq!(head.time, "1700000123");
         assert_eq!(
             head.top,
