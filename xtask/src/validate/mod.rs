@@ -265,7 +265,11 @@ pub fn run(opts: &Options) -> Result<Report> {
     let mut report = Report::default();
 
     // 1. YAML.
-    let (tree, mut findings) = tree::Tree::load(&opts.root);
+    let kept_parses = opts
+        .cache_dir
+        .as_ref()
+        .map(|dir| tree::Parses::new(dir, &binary));
+    let (tree, mut findings) = tree::Tree::load_kept(&opts.root, kept_parses.as_ref());
     report.files = tree.files.len();
 
     // 2. kustomize.

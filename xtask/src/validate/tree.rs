@@ -233,17 +233,52 @@ fn kind_name(v: &Value) -> Option<(String, String)> {
 impl Tree {
     /// Reads and parses every YAML file under the manifest folders of `root`.
     pub fn load(root: &Path) -> (Self, Vec<Finding>) {
-        let mut paths = Vec::new();
-        for d in MANIFEST_DIRS {
-            walk(&root.join(d), &mut paths);
-        }
+        Self::load_kept(root, None)
+    }
+
+    /// [`Tree::load`], taking the parse of a file whose bytes `kept` has
+    /// seen parse cleanly before (the other files are parsed, and kept).
+    pub fn load_kept(root: &Path, kept: Option<&Parses>) -> (Self, Vec<Finding>) {
+        let (paths, earlier) = std::thread::scope(|s| {
+            let earlier = s.spawn(|| kept.map(Parses::read).unwrap_or_default());
+            let mut paths = Vec::new();
+            for d in MANIFEST_DIRS {
+                walk(&root.join(d), &mut paths);
+            }
+            let earlier = earlier
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (paths, earlier)
+        });
         // Resolved once: each kustomization's resources are resolved against it.
         let canonical_root = root.canonicalize().ok();
-        let parsed: Vec<(SourceFile, Vec<Finding>, Vec<String>)> = paths
+        let parsed: Vec<Loaded> = paths
             .par_iter()
             .map(|p| {
                 let rel = rel_string(root, p);
                 let text = std::fs::read_to_string(p).unwrap_or_default();
+                let format = sops::Format::from_path(p);
+                let digest = kept.map(|_| Parses::digest(format, &text));
+                if let Some(parse) = digest.as_ref().and_then(|d| earlier.get(d)) {
+                    let file = SourceFile {
+                        rel,
+                        text,
+                        docs: parse.docs(),
+                        claims_sops: parse.claims_sops,
+                    };
+                    let resources = match (&canonical_root, kustomization_dir(&file)) {
+                        (Some(canonical_root), Some(dir)) => {
+                            resource_dirs(root, canonical_root, dir, &file)
+                        }
+                        _ => Vec::new(),
+                    };
+                    return Loaded {
+                        file,
+                        findings: Vec::new(),
+                        resources,
+                        digest,
+                    };
+                }
                 let (docs, errors) = parse_stream(&text);
                 let findings = errors
                     .into_iter()
@@ -259,7 +294,7 @@ impl Tree {
                     })
                     .collect();
                 let claims_sops = docs.iter().any(|d| super::secrets::is_sops(&d.value))
-                    || sops::looks_encrypted(text.as_bytes(), sops::Format::from_path(p));
+                    || sops::looks_encrypted(text.as_bytes(), format);
                 let file = SourceFile {
                     rel,
                     text,
@@ -273,16 +308,35 @@ impl Tree {
                     }
                     _ => Vec::new(),
                 };
-                (file, findings, resources)
+                Loaded {
+                    file,
+                    findings,
+                    resources,
+                    digest,
+                }
             })
             .collect();
+        if let Some(kept) = kept {
+            // Only clean parses are kept: a file with a finding is parsed
+            // again, so its findings are found again.
+            kept.write_if_changed(
+                &earlier,
+                parsed
+                    .iter()
+                    .filter(|l| l.findings.is_empty())
+                    .filter_map(|l| Some((l.digest.as_ref()?, &l.file))),
+            );
+        }
         let mut tree = Tree {
             root: root.to_path_buf(),
             ..Tree::default()
         };
         let mut findings = Vec::new();
-        for (fi, (file, f, resources)) in parsed.into_iter().enumerate() {
-            findings.extend(f);
+        for (fi, loaded) in parsed.into_iter().enumerate() {
+            let Loaded {
+                file, resources, ..
+            } = loaded;
+            findings.extend(loaded.findings);
             for (di, doc) in file.docs.iter().enumerate() {
                 if let Some(key) = kind_name(&doc.value) {
                     tree.by_name.entry(key).or_default().push((fi, di));
@@ -400,6 +454,115 @@ impl Tree {
             .take(doc.end + 1 - doc.start)
             .find(|(_, l)| !l.trim_start().starts_with('#') && l.contains(needle))
             .map(|(i, _)| i + 1)
+    }
+}
+
+/// One file as [`Tree::load_kept`] read it.
+struct Loaded {
+    file: SourceFile,
+    findings: Vec<Finding>,
+    /// The folders it includes, when it is a kustomization.
+    resources: Vec<String>,
+    /// Its key among the kept parses, when they are kept.
+    digest: Option<String>,
+}
+
+/// The parses of files kept between runs of one binary, by the file's bytes
+/// (and the format its name gives), in one JSON file: after an edit, only
+/// the edited files are parsed. A torn or foreign file is read as empty.
+pub struct Parses {
+    path: PathBuf,
+    binary: String,
+}
+
+/// One file's parse as kept.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct KeptParse {
+    /// `(first line, last line, value)` of each document.
+    docs: Vec<(usize, usize, Value)>,
+    claims_sops: bool,
+}
+
+impl KeptParse {
+    fn docs(&self) -> Vec<SourceDoc> {
+        self.docs
+            .iter()
+            .map(|(start, end, value)| SourceDoc {
+                start: *start,
+                end: *end,
+                value: value.clone(),
+            })
+            .collect()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct KeptParses {
+    binary: String,
+    files: HashMap<String, KeptParse>,
+}
+
+impl Parses {
+    /// Kept in `dir`, for the binary `binary` names.
+    pub fn new(dir: &Path, binary: &str) -> Self {
+        Self {
+            path: dir.join("sources-1.json"),
+            binary: binary.to_string(),
+        }
+    }
+
+    fn digest(format: sops::Format, text: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!("{format:?}").as_bytes());
+        h.update([0]);
+        h.update(text.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    fn read(&self) -> HashMap<String, KeptParse> {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<KeptParses>(&bytes).ok())
+            .filter(|kept| kept.binary == self.binary)
+            .map(|kept| kept.files)
+            .unwrap_or_default()
+    }
+
+    /// Keeps exactly `now` (the files of this tree), unless that is what
+    /// `earlier` already held. Best effort: a cache that cannot be written
+    /// only costs time.
+    fn write_if_changed<'a>(
+        &self,
+        earlier: &HashMap<String, KeptParse>,
+        now: impl Iterator<Item = (&'a String, &'a SourceFile)>,
+    ) {
+        let now: Vec<(&String, &SourceFile)> = now.collect();
+        if now.len() == earlier.len() && now.iter().all(|(d, _)| earlier.contains_key(*d)) {
+            return;
+        }
+        let kept = KeptParses {
+            binary: self.binary.clone(),
+            files: now
+                .into_iter()
+                .map(|(digest, file)| {
+                    let docs = file
+                        .docs
+                        .iter()
+                        .map(|d| (d.start, d.end, d.value.clone()))
+                        .collect();
+                    let parse = KeptParse {
+                        docs,
+                        claims_sops: file.claims_sops,
+                    };
+                    (digest.clone(), parse)
+                })
+                .collect(),
+        };
+        if let (Ok(bytes), Some(dir)) = (serde_json::to_vec(&kept), self.path.parent()) {
+            let _ = std::fs::create_dir_all(dir)
+                .and_then(|()| exec::fsutil::write_cache_entry(&self.path, &bytes));
+        }
     }
 }
 

@@ -277,3 +277,55 @@ fn objects_judged_before_are_not_judged_again() {
     assert_eq!(torn.objects_judged, torn.objects_checked);
     assert_eq!(said(&torn), said(&edited));
 }
+
+#[test]
+fn kept_parses_report_what_a_cold_run_reports() {
+    let Some((tree, schemas)) = base_tree() else {
+        return;
+    };
+    let root = tree.path();
+    let kustomize = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(root, &schemas, kustomize.path());
+    opts.cache_dir = Some(cache.path().to_path_buf());
+    let kept = cache.path().join("sources-1.json");
+    let kept_files = || {
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+        json["files"].as_object().unwrap().len()
+    };
+    let first = validate::run(&opts).unwrap();
+    assert_eq!(kept_files(), first.files, "every file's parse is kept");
+    let written = std::fs::read(&kept).unwrap();
+    let warm = validate::run(&opts).unwrap();
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        written,
+        "a warm run parses nothing, so keeps what it found"
+    );
+    assert_eq!(said(&warm), said(&first));
+    assert_eq!(said(&warm), said(&cold(root, &schemas)));
+
+    // A file that does not parse is never kept: each run finds its error.
+    let broken = root.join("apps/demo/deployment.yaml");
+    let text = std::fs::read_to_string(&broken).unwrap();
+    std::fs::write(&broken, format!("{text}bad: [\n")).unwrap();
+    let once = validate::run(&opts).unwrap();
+    assert_eq!(kept_files(), first.files - 1, "all but the broken file");
+    let twice = validate::run(&opts).unwrap();
+    assert!(
+        once.errors() > 0 && once.render_text().contains("deployment.yaml"),
+        "{}",
+        once.render_text()
+    );
+    assert_eq!(said(&twice), said(&once));
+    let fresh = tempfile::tempdir().unwrap();
+    let cold_broken = validate::run(&options(root, &schemas, fresh.path())).unwrap();
+    assert_eq!(said(&twice), said(&cold_broken));
+
+    // A torn file of kept parses is read as empty, not as an error.
+    std::fs::write(&broken, &text).unwrap();
+    std::fs::write(&kept, "{\"binary\":\"x\",\"fi").unwrap();
+    let torn = validate::run(&opts).unwrap();
+    assert_eq!(said(&torn), said(&first));
+}
