@@ -259,42 +259,30 @@ impl Tree {
                 let text = std::fs::read_to_string(p).unwrap_or_default();
                 let format = sops::Format::from_path(p);
                 let digest = kept.map(|_| Parses::digest(format, &text));
-                if let Some(parse) = digest.as_ref().and_then(|d| earlier.get(d)) {
-                    let file = SourceFile {
-                        rel,
-                        text,
-                        docs: parse.docs(),
-                        claims_sops: parse.claims_sops,
-                    };
-                    let resources = match (&canonical_root, kustomization_dir(&file)) {
-                        (Some(canonical_root), Some(dir)) => {
-                            resource_dirs(root, canonical_root, dir, &file)
+                let (docs, claims_sops, findings) =
+                    match digest.as_ref().and_then(|d| earlier.get(d)) {
+                        Some(parse) => (parse.docs(), parse.claims_sops, Vec::new()),
+                        None => {
+                            let (docs, errors) = parse_stream(&text);
+                            let findings = errors
+                                .into_iter()
+                                .map(|e| Finding {
+                                    severity: Severity::Error,
+                                    check: Check::Yaml,
+                                    file: rel.clone(),
+                                    line: Some(e.line),
+                                    column: Some(e.column),
+                                    object: None,
+                                    path: None,
+                                    message: e.message,
+                                })
+                                .collect();
+                            let claims_sops =
+                                docs.iter().any(|d| super::secrets::is_sops(&d.value))
+                                    || sops::looks_encrypted(text.as_bytes(), format);
+                            (docs, claims_sops, findings)
                         }
-                        _ => Vec::new(),
                     };
-                    return Loaded {
-                        file,
-                        findings: Vec::new(),
-                        resources,
-                        digest,
-                    };
-                }
-                let (docs, errors) = parse_stream(&text);
-                let findings = errors
-                    .into_iter()
-                    .map(|e| Finding {
-                        severity: Severity::Error,
-                        check: Check::Yaml,
-                        file: rel.clone(),
-                        line: Some(e.line),
-                        column: Some(e.column),
-                        object: None,
-                        path: None,
-                        message: e.message,
-                    })
-                    .collect();
-                let claims_sops = docs.iter().any(|d| super::secrets::is_sops(&d.value))
-                    || sops::looks_encrypted(text.as_bytes(), format);
                 let file = SourceFile {
                     rel,
                     text,
@@ -477,7 +465,7 @@ pub struct Parses {
 
 /// One file's parse as kept.
 #[derive(serde::Serialize, serde::Deserialize)]
-pub struct KeptParse {
+struct KeptParse {
     /// `(first line, last line, value)` of each document.
     docs: Vec<(usize, usize, Value)>,
     claims_sops: bool,

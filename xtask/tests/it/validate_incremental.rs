@@ -53,6 +53,19 @@ fn add_schema_error(root: &Path) -> (PathBuf, String) {
     (file, text)
 }
 
+/// [`options`] with validate's own cache folder too (verdicts, parses), and
+/// the two folders, removed when dropped.
+fn with_every_cache(
+    root: &Path,
+    schemas: &Path,
+) -> (Options, tempfile::TempDir, tempfile::TempDir) {
+    let kustomize = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut opts = options(root, schemas, kustomize.path());
+    opts.cache_dir = Some(cache.path().to_path_buf());
+    (opts, kustomize, cache)
+}
+
 /// A cold run: a cache folder of its own.
 fn cold(root: &Path, schemas: &Path) -> Report {
     let cache = tempfile::tempdir().unwrap();
@@ -245,10 +258,7 @@ fn objects_judged_before_are_not_judged_again() {
         return;
     };
     let root = tree.path();
-    let kustomize = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let mut opts = options(root, &schemas, kustomize.path());
-    opts.cache_dir = Some(cache.path().to_path_buf());
+    let (opts, _kustomize, cache) = with_every_cache(root, &schemas);
     let first = validate::run(&opts).unwrap();
     assert_eq!(first.objects_judged, first.objects_checked);
     assert!(first.objects_checked > 0);
@@ -284,10 +294,7 @@ fn kept_parses_report_what_a_cold_run_reports() {
         return;
     };
     let root = tree.path();
-    let kustomize = tempfile::tempdir().unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let mut opts = options(root, &schemas, kustomize.path());
-    opts.cache_dir = Some(cache.path().to_path_buf());
+    let (opts, _kustomize, cache) = with_every_cache(root, &schemas);
     let kept = cache.path().join("sources-1.json");
     let kept_files = || {
         let json: serde_json::Value =
