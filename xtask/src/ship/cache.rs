@@ -463,7 +463,7 @@ impl Probe {
                     diff_id: e.diff_id,
                     entries: e.entries,
                 },
-                head: format!("{} {}", head.commit, head.time),
+                head: self.head_line()?,
             });
         }
         let (config, manifest) = (e.config.into_bytes(), e.manifest.into_bytes());
